@@ -1,0 +1,28 @@
+# apikey: PGXS build.  `make && make install`; tests: bash test/run.sh
+EXTENSION = apikey
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = apikey
+OBJS = src/apikey.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
+	src/scopes.o src/verify.o src/identity.o
+
+# The install script is the readable sources, in dependency order.
+SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
+	sql/apikey/keys.sql sql/apikey/views.sql sql/apikey/privileges.sql
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# -Wextra for our code; the server's own headers are treated as system headers.
+# (fmgr's PG_FUNCTION_ARGS makes unused parameters unavoidable.)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
+	{ printf '%s\n' "-- apikey $(EXTVERSION): generated from sql/apikey/*.sql by make; edit those." \
+	    '\echo Use "CREATE EXTENSION apikey" to load this file. \quit'; \
+	  for f in $(SQL_SOURCES); do printf '\n-- %s\n' "$$f"; cat "$$f"; done; } > $@

@@ -1,0 +1,363 @@
+-- Private keys: the table verification probes, and their lifecycle.
+
+CREATE FUNCTION apikey._generate_key(prefix text, tag text, for_key apikey.key_id DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT key_hash bytea, OUT hint text)
+	AS 'MODULE_PATHNAME', 'generate_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey._generate_key(text, text, apikey.key_id) IS
+	'internal: new key text (or a new secret for for_key), its SHA-256 and hint';
+
+CREATE FUNCTION apikey._generate_public_key(tag text,
+		OUT key_id apikey.key_id, OUT public_key text)
+	AS 'MODULE_PATHNAME', 'generate_public_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey._generate_public_key(text) IS 'internal: new public key text';
+
+CREATE FUNCTION apikey._valid_scope(scope text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'valid_scope' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._valid_scope(text) IS
+	'internal: is the scope well-formed ("*", "a:b", "a:*"; [a-z0-9_.-] segments, at most 128 characters)?';
+
+CREATE FUNCTION apikey._valid_scopes(scopes text[]) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'valid_scopes' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._valid_scopes(text[]) IS
+	'internal: at most 64 well-formed scopes, no NULLs';
+
+CREATE FUNCTION apikey._valid_resource(resource text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'valid_resource' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._valid_resource(text) IS
+	'internal: is the resource well-formed ("type:id", at most 200 characters)?';
+
+-- Columns that verification reads come first, fixed-width ones leading, so
+-- a probe deforms as little of the row as possible.
+CREATE TABLE apikey.keys (
+	key_id                   apikey.key_id PRIMARY KEY,
+	tenant_id                bigint NOT NULL,
+	expires_at               timestamptz,
+	revoked_at               timestamptz,
+	previous_hash_expires_at timestamptz,
+	key_hash                 bytea NOT NULL CHECK (length(key_hash) = 32),
+	previous_hash            bytea CHECK (length(previous_hash) = 32),
+	tenant                   text NOT NULL,
+	environment              text NOT NULL,
+	scopes                   text[] NOT NULL DEFAULT '{}' CHECK (apikey._valid_scopes(scopes)),
+	resource                 text CHECK (apikey._valid_resource(resource)),
+	name                     text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+	description              text CHECK (length(description) <= 1000),
+	hint                     text NOT NULL,
+	created_at               timestamptz NOT NULL DEFAULT now(),
+	created_by               text NOT NULL,
+	revoked_reason           text CHECK (length(revoked_reason) <= 1000),
+	rolled_at                timestamptz,
+	last_used_at             timestamptz,
+	FOREIGN KEY (tenant_id, environment) REFERENCES apikey.environments ON DELETE CASCADE
+);
+CREATE INDEX keys_tenant_environment ON apikey.keys (tenant_id, environment);
+COMMENT ON TABLE apikey.keys IS
+	'private keys: SHA-256 of the key text and a display hint, never the text itself';
+
+CREATE FUNCTION apikey._check_scopes(scopes text[]) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	s text;
+BEGIN
+	IF scopes IS NULL THEN
+		RAISE EXCEPTION 'scopes must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'A key without scopes has the empty array ''{}''.';
+	END IF;
+	IF array_ndims(scopes) > 1 THEN
+		RAISE EXCEPTION 'scopes must be a one-dimensional array' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cardinality(scopes) > 64 THEN
+		RAISE EXCEPTION 'a key holds at most 64 scopes, got %', cardinality(scopes)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOREACH s IN ARRAY scopes LOOP
+		IF s IS NULL THEN
+			RAISE EXCEPTION 'scopes must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		IF NOT apikey._valid_scope(s) THEN
+			RAISE EXCEPTION 'invalid scope "%"', left(s, 128) USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A scope is "*" or segments of lowercase letters, digits, "_", "." or "-" separated by ":", the last of which may be "*" (e.g. "orders:read", "orders:*"); at most 128 characters.';
+		END IF;
+	END LOOP;
+	RETURN ARRAY(SELECT DISTINCT x FROM unnest(scopes) AS x ORDER BY x);
+END
+$$;
+COMMENT ON FUNCTION apikey._check_scopes(text[]) IS
+	'internal: validate scopes and return them sorted without duplicates';
+
+CREATE FUNCTION apikey._check_resource(resource text) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF resource IS NOT NULL AND NOT apikey._valid_resource(resource) THEN
+		RAISE EXCEPTION 'invalid resource "%"', left(resource, 200) USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'A resource is "<type>:<id>" (e.g. "collection:42"): a type of lowercase letters, digits, "_", "." or "-", and an id of printable ASCII without spaces; at most 200 characters.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._check_resource(text) IS 'internal: validate a resource';
+
+-- A tenant administrator hands out no more than it holds itself.
+CREATE FUNCTION apikey._check_grantable(scopes text[], resource text) RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	s text;
+BEGIN
+	IF apikey.current_tenant_id() IS NULL THEN
+		RETURN;
+	END IF;
+	FOREACH s IN ARRAY scopes LOOP
+		IF NOT apikey.has_scope(s) THEN
+			PERFORM apikey._deny(format('permission denied: the authenticated key does not hold the scope %s', s),
+				'A tenant administrator can hand out only scopes its own key holds.');
+		END IF;
+	END LOOP;
+	IF apikey.current_resource() IS NOT NULL AND resource IS DISTINCT FROM apikey.current_resource() THEN
+		PERFORM apikey._deny('permission denied: the authenticated key is restricted to a resource',
+			'A resource-restricted administrator can manage keys for its own resource only.');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._check_grantable(text[], text) IS
+	'internal: raise when a tenant administrator would hand out more than its key holds';
+
+-- The key, locked, if the caller may manage it; raises 42501 otherwise.
+CREATE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys;
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL THEN
+		IF NOT apikey.has_scope('apikey:admin') THEN
+			PERFORM apikey._deny('permission denied: the authenticated key does not hold the scope apikey:admin');
+		END IF;
+	ELSIF NOT apikey._is_admin() THEN
+		PERFORM apikey._deny('permission denied to manage API keys');
+	END IF;
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = _authorize_key.key_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
+	END IF;
+	IF apikey.current_tenant_id() IS NOT NULL AND k.tenant_id <> apikey.current_tenant_id() THEN
+		PERFORM apikey._deny(format('permission denied: the authenticated key manages tenant %s only', apikey.current_tenant()));
+	END IF;
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION apikey._authorize_key(apikey.key_id) IS
+	'internal: the key row, locked, if the caller may manage it';
+
+-- Expiry of a key created now, from the requested lifetime and the
+-- tenant's policy.
+CREATE FUNCTION apikey._expiry(t apikey.tenants, expires_in interval) RETURNS timestamptz
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	lifetime interval := coalesce(expires_in, t.default_key_lifetime);
+BEGIN
+	PERFORM apikey._check_lifetime('expires_in', lifetime);
+	IF t.max_key_lifetime IS NOT NULL AND (lifetime IS NULL OR lifetime > t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within %', t.slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN now() + lifetime;
+END
+$$;
+COMMENT ON FUNCTION apikey._expiry(apikey.tenants, interval) IS
+	'internal: expiry of a new key under the tenant''s lifetime policy';
+
+CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	e apikey.environments := apikey._environment(t, environment);
+	key_scopes text[] := apikey._check_scopes(scopes);
+	g record;
+BEGIN
+	PERFORM apikey._check_label('key name', name, 200, true);
+	PERFORM apikey._check_label('description', description, 1000, false);
+	PERFORM apikey._check_resource(resource);
+	PERFORM apikey._check_grantable(key_scopes, resource);
+	expires_at := apikey._expiry(t, expires_in);
+	LOOP
+		g := apikey._generate_key(t.key_prefix, e.tag);
+		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+		                         name, description, scopes, resource, expires_at, created_by)
+		VALUES (g.key_id, t.tenant_id, t.slug, e.name, g.key_hash, g.hint,
+		        name, description, key_scopes, resource, expires_at, apikey._caller()::text)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;
+	END LOOP;
+	PERFORM apikey._audit('created', t.tenant_id, t.slug, g.key_id,
+		jsonb_build_object('environment', e.name, 'name', name, 'scopes', key_scopes,
+		                   'resource', resource, 'expires_at', expires_at));
+	key_id := g.key_id;
+	api_key := g.api_key;
+	hint := g.hint;
+END
+$$;
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text) IS
+	'create a named key; api_key is the full key text, shown this once and never stored';
+
+CREATE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	PERFORM apikey._check_label('key name', name, 200, true);
+	UPDATE apikey.keys AS x SET name = rename_key.name WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('renamed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.name, 'to', name));
+END
+$$;
+COMMENT ON FUNCTION apikey.rename_key(apikey.key_id, text) IS 'rename a key (its label)';
+
+CREATE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	PERFORM apikey._check_label('description', description, 1000, false);
+	UPDATE apikey.keys AS x SET description = describe_key.description WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('described', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.description, 'to', description));
+END
+$$;
+COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
+
+CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	PERFORM apikey._check_label('reason', reason, 1000, false);
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'key % is already revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('reason', reason));
+END
+$$;
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text) IS
+	'disable a key from the next verification on; reversible with reactivate_key';
+
+CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	IF k.revoked_at IS NULL THEN
+		RAISE EXCEPTION 'key % is not revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE apikey.keys AS x SET revoked_at = NULL, revoked_reason = NULL WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('reactivated', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('revoked_at', k.revoked_at, 'reason', k.revoked_reason));
+END
+$$;
+COMMENT ON FUNCTION apikey.reactivate_key(apikey.key_id) IS 'enable a revoked key again';
+
+CREATE FUNCTION apikey.delete_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
+END
+$$;
+COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
+	'delete a key permanently (irreversible); the audit trail keeps its history';
+
+CREATE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0')
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	t apikey.tenants;
+	e apikey.environments;
+	g record;
+	grace_end timestamptz;
+BEGIN
+	IF grace IS NULL OR grace < '0' OR grace > '30 days' THEN
+		RAISE EXCEPTION 'grace must be between 0 and 30 days' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'key % is revoked', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Reactivate it first, or create a new key.';
+	END IF;
+	IF k.expires_at <= now() THEN
+		RAISE EXCEPTION 'key % has expired', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Extend it with set_key_expiry first, or create a new key.';
+	END IF;
+	PERFORM apikey._check_grantable(k.scopes, k.resource);
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	e := apikey._environment(t, k.environment);
+	IF grace > '0' THEN
+		grace_end := now() + grace;
+	END IF;
+	g := apikey._generate_key(t.key_prefix, e.tag, k.key_id);
+	UPDATE apikey.keys AS x
+	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
+	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
+	       previous_hash_expires_at = grace_end
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('grace', grace, 'previous_secret_expires_at', grace_end,
+		                   'previous_hint', k.hint, 'hint', g.hint));
+	RETURN g.api_key;
+END
+$$;
+COMMENT ON FUNCTION apikey.roll_key(apikey.key_id, interval) IS
+	'new secret for the same key (id, name, scopes, environment kept); the previous secret keeps working for the grace period (at most 30 days); returns the new key text, shown once';
+
+CREATE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamptz)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	t apikey.tenants;
+BEGIN
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', t.slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE apikey.keys AS x SET expires_at = set_key_expiry.expires_at WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('expiry_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.expires_at, 'to', expires_at));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_expiry(apikey.key_id, timestamptz) IS
+	'set when a key expires (NULL: never, unless the tenant''s policy requires expiry; a past time expires it now)';

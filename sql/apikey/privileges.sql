@@ -1,0 +1,74 @@
+-- Least privilege: PUBLIC may use the type and read its own transaction's
+-- identity, nothing else.  An administrator grants the rest explicitly,
+-- with grant_verifier and grant_admin or with GRANT.
+
+SELECT pg_catalog.pg_extension_config_dump('apikey.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.tenants_tenant_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.environments', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.public_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
+
+CREATE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.verify(text, text, text, text),
+		apikey.authenticate(text, text),
+		apikey.identify(text),
+		apikey.create_key(text, text, text, text, text[], interval, text),
+		apikey.rename_key(apikey.key_id, text),
+		apikey.describe_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text),
+		apikey.reactivate_key(apikey.key_id),
+		apikey.delete_key(apikey.key_id),
+		apikey.roll_key(apikey.key_id, interval),
+		apikey.set_key_expiry(apikey.key_id, timestamptz),
+		apikey.public_key(text, text),
+		apikey.regenerate_public_key(text, text)
+		TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
+END
+$$;
+COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
+	'let a role (the application''s) verify and authenticate keys; it manages keys only of the tenant of an authenticated apikey:admin key';
+
+CREATE FUNCTION apikey.grant_admin(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey.grant_verifier(role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.create_tenant(text, text, text[], text, interval, interval),
+		apikey.create_environment(text, text, text),
+		apikey.set_key_policy(text, interval, interval, text)
+		TO %s', role);
+END
+$$;
+COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
+	'let a role manage every tenant and key (psql administration); whoever may execute create_tenant is an administrator';
+
+REVOKE ALL ON ALL TABLES IN SCHEMA apikey FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA apikey FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA apikey FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA apikey TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	apikey.key_id_in(cstring), apikey.key_id_out(apikey.key_id),
+	apikey.key_id_recv(internal), apikey.key_id_send(apikey.key_id),
+	apikey.key_id_eq(apikey.key_id, apikey.key_id), apikey.key_id_ne(apikey.key_id, apikey.key_id),
+	apikey.key_id_lt(apikey.key_id, apikey.key_id), apikey.key_id_le(apikey.key_id, apikey.key_id),
+	apikey.key_id_gt(apikey.key_id, apikey.key_id), apikey.key_id_ge(apikey.key_id, apikey.key_id),
+	apikey.key_id_cmp(apikey.key_id, apikey.key_id), apikey.key_id_sortsupport(internal),
+	apikey.key_id_hash(apikey.key_id), apikey.key_id_hash_extended(apikey.key_id, bigint),
+	apikey.looks_like_key(text),
+	apikey.current_tenant(), apikey.current_tenant_id(), apikey.current_key_id(),
+	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
+	apikey.has_scope(text), apikey.can_access(text, text),
+	apikey._caller(), apikey._is_admin()
+	TO PUBLIC;

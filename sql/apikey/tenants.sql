@@ -1,0 +1,419 @@
+-- Tenants, their environments and public keys; the audit trail; the
+-- authorization of management calls.
+
+CREATE SEQUENCE apikey.tenants_tenant_id_seq;
+CREATE TABLE apikey.tenants (
+	tenant_id            bigint PRIMARY KEY DEFAULT nextval('apikey.tenants_tenant_id_seq'),
+	slug                 text NOT NULL UNIQUE
+	                     CHECK (slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
+	name                 text CHECK (length(name) <= 200),
+	key_prefix           text NOT NULL DEFAULT 'ak'
+	                     CHECK (key_prefix ~ '^[a-z0-9]{1,8}$' AND key_prefix <> 'pk'),
+	default_key_lifetime interval CHECK (default_key_lifetime > '0'),
+	max_key_lifetime     interval CHECK (max_key_lifetime > '0'),
+	created_at           timestamptz NOT NULL DEFAULT now(),
+	created_by           text NOT NULL,
+	CHECK (default_key_lifetime <= max_key_lifetime)
+);
+ALTER SEQUENCE apikey.tenants_tenant_id_seq OWNED BY apikey.tenants.tenant_id;
+COMMENT ON TABLE apikey.tenants IS 'customer accounts; keys never cross tenants';
+
+CREATE TABLE apikey.environments (
+	tenant_id  bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
+	name       text NOT NULL CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,31}$'),
+	tag        text NOT NULL CHECK (tag ~ '^[a-z0-9]{1,8}$'),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, name),
+	UNIQUE (tenant_id, tag)
+);
+COMMENT ON TABLE apikey.environments IS 'deployment stages of a tenant (production/live, preview/test, ...); a key is valid in its own only';
+
+CREATE TABLE apikey.public_keys (
+	key_id      apikey.key_id PRIMARY KEY,
+	tenant_id   bigint NOT NULL,
+	environment text NOT NULL,
+	public_key  text NOT NULL UNIQUE,
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (tenant_id, environment),
+	FOREIGN KEY (tenant_id, environment) REFERENCES apikey.environments ON DELETE CASCADE
+);
+COMMENT ON TABLE apikey.public_keys IS 'one public key per tenant environment: identifies, never authenticates';
+
+CREATE SEQUENCE apikey.audit_event_id_seq;
+CREATE TABLE apikey.audit (
+	event_id     bigint PRIMARY KEY DEFAULT nextval('apikey.audit_event_id_seq'),
+	at           timestamptz NOT NULL DEFAULT now(),
+	actor_role   text NOT NULL,
+	actor_key_id apikey.key_id,
+	tenant_id    bigint NOT NULL,
+	tenant       text NOT NULL,
+	key_id       apikey.key_id,
+	action       text NOT NULL CHECK (action IN (
+	                 'tenant_created', 'environment_created', 'policy_changed',
+	                 'public_key_regenerated', 'created', 'renamed', 'described',
+	                 'revoked', 'reactivated', 'rolled', 'deleted', 'expiry_changed')),
+	details      jsonb NOT NULL DEFAULT '{}'
+);
+ALTER SEQUENCE apikey.audit_event_id_seq OWNED BY apikey.audit.event_id;
+COMMENT ON TABLE apikey.audit IS 'who did what to which tenant or key; no foreign keys, so it outlives deleted keys';
+
+-- Record an event as the calling role and, when authenticated, key.
+CREATE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
+		key_id apikey.key_id, details jsonb DEFAULT '{}')
+	RETURNS void LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
+	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, $5)
+$$;
+COMMENT ON FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) IS
+	'internal: append to the audit trail';
+
+CREATE FUNCTION apikey._deny(message text, hint text DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql
+AS $$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = message,
+		HINT = coalesce(hint, 'Administrators are named with apikey.grant_admin; a tenant''s own administrators authenticate with a key holding apikey:admin.');
+END
+$$;
+COMMENT ON FUNCTION apikey._deny(text, text) IS 'internal: raise permission denied';
+
+-- Only full administrators (tenant-level settings, new tenants).
+CREATE FUNCTION apikey._authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey._is_admin() THEN
+		PERFORM apikey._deny('permission denied: only an apikey administrator may do this');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._authorize_admin() IS
+	'internal: raise unless the caller is a full administrator (not acting as a key)';
+
+-- May the caller manage keys of the tenant with this slug?  Checked before
+-- the tenant is looked up, so a tenant administrator learns nothing of
+-- other tenants.  Returns the tenant.
+CREATE FUNCTION apikey._authorize_tenant(slug text) RETURNS apikey.tenants
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL THEN
+		IF NOT apikey.has_scope('apikey:admin') THEN
+			PERFORM apikey._deny('permission denied: the authenticated key does not hold the scope apikey:admin');
+		ELSIF slug IS DISTINCT FROM apikey.current_tenant() THEN
+			PERFORM apikey._deny(format('permission denied: the authenticated key manages tenant %s only', apikey.current_tenant()));
+		END IF;
+	ELSIF NOT apikey._is_admin() THEN
+		PERFORM apikey._deny('permission denied to manage API keys');
+	END IF;
+	IF slug IS NULL THEN
+		RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = _authorize_tenant.slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', slug USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN t;
+END
+$$;
+COMMENT ON FUNCTION apikey._authorize_tenant(text) IS
+	'internal: the tenant, if the caller may manage its keys; raises 42501 otherwise';
+
+CREATE FUNCTION apikey._environment(t apikey.tenants, name text)
+	RETURNS apikey.environments LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	e apikey.environments;
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO e FROM apikey.environments AS x
+	 WHERE x.tenant_id = t.tenant_id AND x.name = _environment.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'environment "%" of tenant "%" does not exist', name, t.slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN e;
+END
+$$;
+COMMENT ON FUNCTION apikey._environment(apikey.tenants, text) IS
+	'internal: a tenant''s environment by name; raises 42704 when there is none';
+
+-- Labels (names, descriptions, reasons): any text without control
+-- characters, at most maxlen characters; NULL only where allowed.
+CREATE FUNCTION apikey._check_label(what text, value text, maxlen integer, required boolean)
+	RETURNS void LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF value IS NULL THEN
+		IF required THEN
+			RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		RETURN;
+	END IF;
+	IF length(value) > maxlen THEN
+		RAISE EXCEPTION '% is too long (% characters)', what, length(value)
+			USING ERRCODE = 'string_data_right_truncation',
+			      DETAIL = format('The limit is %s characters.', maxlen);
+	END IF;
+	IF required AND btrim(value) = '' THEN
+		RAISE EXCEPTION '% must not be empty', what USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF value ~ '[[:cntrl:]]' THEN
+		RAISE EXCEPTION '% must not contain control characters', what
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._check_label(text, text, integer, boolean) IS
+	'internal: validate a human-readable label';
+
+CREATE FUNCTION apikey._check_lifetime(what text, lifetime interval)
+	RETURNS void LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF lifetime IS NOT NULL AND (lifetime <= '0' OR lifetime > '100 years') THEN
+		RAISE EXCEPTION '% must be between 0 and 100 years, exclusive of 0', what
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', lifetime);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._check_lifetime(text, interval) IS
+	'internal: validate a key lifetime';
+
+CREATE FUNCTION apikey._new_public_key(tenant_id bigint, environment text, tag text)
+	RETURNS text LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	g record;
+BEGIN
+	DELETE FROM apikey.public_keys AS p
+	 WHERE p.tenant_id = _new_public_key.tenant_id AND p.environment = _new_public_key.environment;
+	LOOP
+		g := apikey._generate_public_key(tag);
+		INSERT INTO apikey.public_keys (key_id, tenant_id, environment, public_key)
+		VALUES (g.key_id, tenant_id, environment, g.public_key)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;
+	END LOOP;
+	RETURN g.public_key;
+END
+$$;
+COMMENT ON FUNCTION apikey._new_public_key(bigint, text, text) IS
+	'internal: (re)place the public key of a tenant environment';
+
+CREATE FUNCTION apikey._add_environment(t apikey.tenants, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF name IS NULL OR tag IS NULL THEN
+		RAISE EXCEPTION 'environment name and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[a-z0-9][a-z0-9_-]{0,31}$' THEN
+		RAISE EXCEPTION 'invalid environment name "%"', left(name, 64)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'An environment name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter or digit.';
+	END IF;
+	IF tag !~ '^[a-z0-9]{1,8}$' THEN
+		RAISE EXCEPTION 'invalid environment tag "%"', left(tag, 64)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A tag is 1 to 8 lowercase letters or digits; it appears in the key text (ak_<tag>_...).';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.name = _add_environment.name) THEN
+		RAISE EXCEPTION 'environment "%" of tenant "%" already exists', name, t.slug
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.tag = _add_environment.tag) THEN
+		RAISE EXCEPTION 'tenant "%" already has an environment tagged "%"', t.slug, tag
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO apikey.environments (tenant_id, name, tag) VALUES (t.tenant_id, name, tag);
+	PERFORM apikey._new_public_key(t.tenant_id, name, tag);
+	PERFORM apikey._audit('environment_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', name, 'tag', tag));
+END
+$$;
+COMMENT ON FUNCTION apikey._add_environment(apikey.tenants, text, text) IS
+	'internal: add an environment and its public key';
+
+CREATE FUNCTION apikey.create_tenant(slug text, name text DEFAULT NULL,
+		environments text[] DEFAULT '{production,preview}',
+		key_prefix text DEFAULT 'ak',
+		default_key_lifetime interval DEFAULT NULL,
+		max_key_lifetime interval DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+	env text;
+	env_name text;
+	env_tag text;
+BEGIN
+	PERFORM apikey._authorize_admin();
+	IF slug IS NULL THEN
+		RAISE EXCEPTION 'slug must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF slug !~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' THEN
+		RAISE EXCEPTION 'invalid tenant slug "%"', left(slug, 64)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
+	END IF;
+	PERFORM apikey._check_label('tenant name', name, 200, false);
+	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
+		RAISE EXCEPTION 'invalid key prefix "%"', left(key_prefix, 64)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
+	END IF;
+	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
+	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
+	IF default_key_lifetime > max_key_lifetime THEN
+		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF environments IS NULL OR cardinality(environments) > 16 THEN
+		RAISE EXCEPTION 'environments must be an array of at most 16 names'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.tenants AS x WHERE x.slug = create_tenant.slug) THEN
+		RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = 'unique_violation';
+	END IF;
+
+	INSERT INTO apikey.tenants AS x (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, created_by)
+	VALUES (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, apikey._caller()::text)
+	RETURNING * INTO t;
+	PERFORM apikey._audit('tenant_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('name', name, 'key_prefix', key_prefix,
+		                   'default_key_lifetime', default_key_lifetime,
+		                   'max_key_lifetime', max_key_lifetime));
+
+	-- "name" or "name:tag"; production and preview are tagged live and test
+	FOREACH env IN ARRAY environments LOOP
+		env_name := split_part(env, ':', 1);
+		env_tag := CASE WHEN env LIKE '%:%' THEN substr(env, length(env_name) + 2)
+		                WHEN env_name = 'production' THEN 'live'
+		                WHEN env_name = 'preview' THEN 'test'
+		                ELSE env_name END;
+		PERFORM apikey._add_environment(t, env_name, env_tag);
+	END LOOP;
+	RETURN t.tenant_id;
+END
+$$;
+COMMENT ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, interval) IS
+	'create a tenant with environments ("name" or "name:tag"; production=live and preview=test by default); returns its id';
+
+-- A full administrator may execute create_tenant (apikey.grant_admin).
+-- (Defined after create_tenant, which its body names.)
+CREATE FUNCTION apikey._is_admin() RETURNS boolean LANGUAGE sql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+	SELECT pg_catalog.has_function_privilege(apikey._caller(),
+		'apikey.create_tenant'::pg_catalog.regproc::pg_catalog.oid, 'EXECUTE')
+$$;
+COMMENT ON FUNCTION apikey._is_admin() IS
+	'internal: may the calling role manage every tenant?';
+
+CREATE FUNCTION apikey.create_environment(tenant text, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey._authorize_admin();
+	t := apikey._authorize_tenant(tenant);
+	PERFORM apikey._add_environment(t, name, tag);
+END
+$$;
+COMMENT ON FUNCTION apikey.create_environment(text, text, text) IS
+	'add an environment (e.g. staging, tag stg) to a tenant, with its public key';
+
+CREATE FUNCTION apikey.set_key_policy(tenant text, default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text DEFAULT 'ak')
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey._authorize_admin();
+	t := apikey._authorize_tenant(tenant);
+	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
+	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
+	IF default_key_lifetime > max_key_lifetime THEN
+		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
+		RAISE EXCEPTION 'invalid key prefix "%"', left(key_prefix, 64)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
+	END IF;
+	UPDATE apikey.tenants AS x
+	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
+	       max_key_lifetime = set_key_policy.max_key_lifetime,
+	       key_prefix = set_key_policy.key_prefix
+	 WHERE x.tenant_id = t.tenant_id;
+	PERFORM apikey._audit('policy_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('default_key_lifetime', default_key_lifetime,
+		                   'max_key_lifetime', max_key_lifetime, 'key_prefix', key_prefix));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_policy(text, interval, interval, text) IS
+	'set a tenant''s default and maximum key lifetime (NULL: none) and key prefix, for keys created or rolled from now on';
+
+CREATE FUNCTION apikey.public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	e apikey.environments := apikey._environment(apikey._authorize_tenant(tenant), environment);
+BEGIN
+	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
+	         WHERE p.tenant_id = e.tenant_id AND p.environment = e.name);
+END
+$$;
+COMMENT ON FUNCTION apikey.public_key(text, text) IS
+	'the public key of a tenant environment (pk_<tag>_...): safe to expose, identifies the tenant, grants nothing';
+
+CREATE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	e apikey.environments := apikey._environment(t, environment);
+	result text;
+BEGIN
+	result := apikey._new_public_key(e.tenant_id, e.name, e.tag);
+	PERFORM apikey._audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', e.name));
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION apikey.regenerate_public_key(text, text) IS
+	'replace the public key of a tenant environment; the old one stops identifying';
+
+CREATE FUNCTION apikey.identify(public_key text)
+	RETURNS TABLE (tenant text, environment text)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+	SELECT t.slug, p.environment
+	  FROM apikey.public_keys AS p JOIN apikey.tenants AS t USING (tenant_id)
+	 WHERE p.public_key = identify.public_key
+$$;
+COMMENT ON FUNCTION apikey.identify(text) IS
+	'the tenant and environment a public key identifies (no rows when unknown)';

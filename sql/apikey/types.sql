@@ -1,0 +1,122 @@
+-- apikey.key_id: the public, non-secret handle of a key (64 bits).
+-- Text form: 11 base62 characters, also the first 11 characters of the key
+-- text's body.
+
+CREATE TYPE apikey.key_id;
+
+CREATE FUNCTION apikey.key_id_in(cstring) RETURNS apikey.key_id
+	AS 'MODULE_PATHNAME', 'key_id_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_out(apikey.key_id) RETURNS cstring
+	AS 'MODULE_PATHNAME', 'key_id_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_recv(internal) RETURNS apikey.key_id
+	AS 'MODULE_PATHNAME', 'key_id_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_send(apikey.key_id) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'key_id_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE apikey.key_id (
+	INPUT = apikey.key_id_in,
+	OUTPUT = apikey.key_id_out,
+	RECEIVE = apikey.key_id_recv,
+	SEND = apikey.key_id_send,
+	INTERNALLENGTH = 8,
+	PASSEDBYVALUE,
+	ALIGNMENT = double,
+	STORAGE = plain
+);
+COMMENT ON TYPE apikey.key_id IS 'public handle of an API key: 64 bits, written as 11 base62 characters';
+
+COMMENT ON FUNCTION apikey.key_id_in(cstring) IS 'key_id input: 11 base62 characters';
+COMMENT ON FUNCTION apikey.key_id_out(apikey.key_id) IS 'key_id output: 11 base62 characters';
+COMMENT ON FUNCTION apikey.key_id_recv(internal) IS 'key_id binary input: 8 bytes';
+COMMENT ON FUNCTION apikey.key_id_send(apikey.key_id) IS 'key_id binary output: 8 bytes';
+
+CREATE FUNCTION apikey.key_id_eq(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_eq' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_ne(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_ne' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_lt(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_lt' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_le(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_le' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_gt(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_gt' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_ge(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_ge' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_cmp(apikey.key_id, apikey.key_id) RETURNS integer
+	AS 'MODULE_PATHNAME', 'key_id_cmp' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_sortsupport(internal) RETURNS void
+	AS 'MODULE_PATHNAME', 'key_id_sortsupport' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_hash(apikey.key_id) RETURNS integer
+	AS 'MODULE_PATHNAME', 'key_id_hash' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+CREATE FUNCTION apikey.key_id_hash_extended(apikey.key_id, bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'key_id_hash_extended' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey.key_id_eq(apikey.key_id, apikey.key_id) IS 'key_id equality';
+COMMENT ON FUNCTION apikey.key_id_ne(apikey.key_id, apikey.key_id) IS 'key_id inequality';
+COMMENT ON FUNCTION apikey.key_id_lt(apikey.key_id, apikey.key_id) IS 'key_id less than';
+COMMENT ON FUNCTION apikey.key_id_le(apikey.key_id, apikey.key_id) IS 'key_id less than or equal';
+COMMENT ON FUNCTION apikey.key_id_gt(apikey.key_id, apikey.key_id) IS 'key_id greater than';
+COMMENT ON FUNCTION apikey.key_id_ge(apikey.key_id, apikey.key_id) IS 'key_id greater than or equal';
+COMMENT ON FUNCTION apikey.key_id_cmp(apikey.key_id, apikey.key_id) IS 'key_id btree comparison';
+COMMENT ON FUNCTION apikey.key_id_sortsupport(internal) IS 'key_id btree sort support';
+COMMENT ON FUNCTION apikey.key_id_hash(apikey.key_id) IS 'key_id hash';
+COMMENT ON FUNCTION apikey.key_id_hash_extended(apikey.key_id, bigint) IS 'key_id seeded hash';
+
+CREATE OPERATOR apikey.= (
+	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_eq,
+	COMMUTATOR = OPERATOR(apikey.=), NEGATOR = OPERATOR(apikey.<>),
+	RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES
+);
+CREATE OPERATOR apikey.<> (
+	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_ne,
+	COMMUTATOR = OPERATOR(apikey.<>), NEGATOR = OPERATOR(apikey.=),
+	RESTRICT = neqsel, JOIN = neqjoinsel
+);
+CREATE OPERATOR apikey.< (
+	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_lt,
+	COMMUTATOR = OPERATOR(apikey.>), NEGATOR = OPERATOR(apikey.>=),
+	RESTRICT = scalarltsel, JOIN = scalarltjoinsel
+);
+CREATE OPERATOR apikey.<= (
+	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_le,
+	COMMUTATOR = OPERATOR(apikey.>=), NEGATOR = OPERATOR(apikey.>),
+	RESTRICT = scalarlesel, JOIN = scalarlejoinsel
+);
+CREATE OPERATOR apikey.> (
+	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_gt,
+	COMMUTATOR = OPERATOR(apikey.<), NEGATOR = OPERATOR(apikey.<=),
+	RESTRICT = scalargtsel, JOIN = scalargtjoinsel
+);
+CREATE OPERATOR apikey.>= (
+	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_ge,
+	COMMUTATOR = OPERATOR(apikey.<=), NEGATOR = OPERATOR(apikey.<),
+	RESTRICT = scalargesel, JOIN = scalargejoinsel
+);
+
+CREATE OPERATOR CLASS apikey.key_id_ops DEFAULT FOR TYPE apikey.key_id USING btree AS
+	OPERATOR 1 apikey.<,
+	OPERATOR 2 apikey.<=,
+	OPERATOR 3 apikey.=,
+	OPERATOR 4 apikey.>=,
+	OPERATOR 5 apikey.>,
+	FUNCTION 1 apikey.key_id_cmp(apikey.key_id, apikey.key_id),
+	FUNCTION 2 apikey.key_id_sortsupport(internal);
+
+CREATE OPERATOR CLASS apikey.key_id_hash_ops DEFAULT FOR TYPE apikey.key_id USING hash AS
+	OPERATOR 1 apikey.=,
+	FUNCTION 1 apikey.key_id_hash(apikey.key_id),
+	FUNCTION 2 apikey.key_id_hash_extended(apikey.key_id, bigint);
+
+-- The answer of verify() and authenticate().
+CREATE TYPE apikey.verification AS (
+	valid       boolean,
+	status      text,
+	key_id      apikey.key_id,
+	tenant      text,
+	environment text,
+	scopes      text[],
+	resource    text,
+	expires_at  timestamptz,
+	tenant_id   bigint
+);
+COMMENT ON TYPE apikey.verification IS 'result of apikey.verify and apikey.authenticate; the key''s fields are set only once its secret was proven';

@@ -1,0 +1,68 @@
+-- Verification and the authenticated identity (C).
+
+CREATE FUNCTION apikey.looks_like_key(api_key text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'looks_like_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION apikey.looks_like_key(text) IS
+	'does the text have the form and checksum of an apikey key (private or public)? No table access';
+
+CREATE FUNCTION apikey.verify(api_key text, environment text DEFAULT NULL,
+		scope text DEFAULT NULL, resource text DEFAULT NULL)
+	RETURNS apikey.verification
+	AS 'MODULE_PATHNAME', 'verify' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION apikey.verify(text, text, text, text) IS
+	'check an API key: status valid, malformed, not_found, revoked, expired, wrong_environment, insufficient_scope, wrong_resource or public_key; read-only';
+
+CREATE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL)
+	RETURNS apikey.verification
+	AS 'MODULE_PATHNAME', 'authenticate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey.authenticate(text, text) IS
+	'verify an API key (in the environment of apikey.environment) and make it the identity of this transaction; raises SQLSTATE 28000 when it is not valid';
+
+-- The identity: backend memory of this transaction only.  PARALLEL
+-- RESTRICTED because parallel workers do not share it.
+CREATE FUNCTION apikey.current_tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_tenant() IS
+	'slug of the tenant this transaction was authenticated as, or NULL';
+
+CREATE FUNCTION apikey.current_tenant_id() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'current_tenant_id' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_tenant_id() IS
+	'id of the tenant this transaction was authenticated as, or NULL';
+
+CREATE FUNCTION apikey.current_key_id() RETURNS apikey.key_id
+	AS 'MODULE_PATHNAME', 'current_key_id' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_key_id() IS
+	'id of the key this transaction was authenticated with, or NULL';
+
+CREATE FUNCTION apikey.current_environment() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_environment' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_environment() IS
+	'environment of the key this transaction was authenticated with, or NULL';
+
+CREATE FUNCTION apikey.current_scopes() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'current_scopes' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_scopes() IS
+	'scopes of the key this transaction was authenticated with, or NULL';
+
+CREATE FUNCTION apikey.current_resource() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_resource' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_resource() IS
+	'resource the authenticated key is restricted to, or NULL';
+
+CREATE FUNCTION apikey.has_scope(scope text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'has_scope' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.has_scope(text) IS
+	'does the authenticated key hold the scope (directly or by a * wildcard)? false when not authenticated';
+
+CREATE FUNCTION apikey.can_access(resource text, scope text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'can_access' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.can_access(text, text) IS
+	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resource only';
+
+-- Internal: the role calling the extension (current_user outside SECURITY
+-- DEFINER functions), for the management functions' authorization.
+CREATE FUNCTION apikey._caller() RETURNS regrole
+	AS 'MODULE_PATHNAME', 'caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey._caller() IS
+	'internal: the calling role, unaffected by SECURITY DEFINER';

@@ -1,0 +1,49 @@
+-- Listings for humans.  Full administrators see every tenant; a transaction
+-- authenticated with an apikey:admin key sees its own tenant; anyone else
+-- sees nothing.  Never a hash, never a secret.
+
+CREATE VIEW apikey.key_list WITH (security_barrier) AS
+SELECT k.key_id,
+       k.tenant,
+       k.environment,
+       k.name,
+       k.description,
+       k.hint,
+       k.scopes,
+       k.resource,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS status,
+       k.created_at,
+       k.created_by,
+       k.expires_at,
+       k.revoked_at,
+       k.revoked_reason,
+       k.rolled_at,
+       CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
+            THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
+       k.last_used_at,
+       k.tenant_id
+  FROM apikey.keys AS k
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey._is_admin())
+            ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+COMMENT ON VIEW apikey.key_list IS
+	'API keys for humans: name, hint, scopes, status (active, revoked, expired), dates; never a hash or a secret';
+
+CREATE VIEW apikey.audit_log WITH (security_barrier) AS
+SELECT a.event_id,
+       a.at,
+       a.action,
+       a.tenant,
+       a.key_id,
+       a.actor_role,
+       a.actor_key_id,
+       a.details,
+       a.tenant_id
+  FROM apikey.audit AS a
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey._is_admin())
+            ELSE a.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+COMMENT ON VIEW apikey.audit_log IS
+	'who did what to which tenant or key, and when; survives the deletion of keys';

@@ -1,0 +1,251 @@
+/*
+ * identity.c
+ *		The identity a transaction was authenticated as, for row-level
+ *		security policies.
+ *
+ * authenticate() is the only writer.  The identity lives in backend memory,
+ * never in a setting, so SET and set_config cannot forge it.  It behaves
+ * like SET LOCAL: it ends with the transaction (commit, rollback or
+ * prepare), and a rolled-back savepoint restores what was there before it.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "apikey.h"
+#include "keyid.h"
+#include "scopes.h"
+#include "verify.h"
+
+typedef struct Identity
+{
+	struct Identity *outer;		/* the identity this one replaced */
+	SubTransactionId subid;		/* subtransaction that established it */
+	uint64		key_id;
+	int64		tenant_id;
+	text	   *tenant;
+	text	   *environment;
+	ArrayType  *scopes;
+	text	   *resource;		/* NULL when the key is unrestricted */
+} Identity;
+
+static Identity *identity = NULL;
+
+/* A copy of a varlena in cxt (NULL stays NULL). */
+static void *
+copy_varlena(MemoryContext cxt, const void *ptr)
+{
+	void	   *copy;
+
+	if (ptr == NULL)
+		return NULL;
+	copy = MemoryContextAlloc(cxt, VARSIZE(ptr));
+	memcpy(copy, ptr, VARSIZE(ptr));
+	return copy;
+}
+
+static void
+identity_push(const VerifyResult *result)
+{
+	Identity   *id = MemoryContextAllocZero(TopMemoryContext, sizeof(Identity));
+
+	id->subid = GetCurrentSubTransactionId();
+	id->key_id = result->key_id;
+	id->tenant_id = result->tenant_id;
+	id->tenant = copy_varlena(TopMemoryContext, result->tenant);
+	id->environment = copy_varlena(TopMemoryContext, result->environment);
+	id->scopes = copy_varlena(TopMemoryContext, result->scopes);
+	id->resource = copy_varlena(TopMemoryContext, result->resource);
+	id->outer = identity;
+	identity = id;
+}
+
+static void
+identity_pop(void)
+{
+	Identity   *id = identity;
+
+	identity = id->outer;
+	pfree(id->tenant);
+	pfree(id->environment);
+	pfree(id->scopes);
+	if (id->resource)
+		pfree(id->resource);
+	pfree(id);
+}
+
+static void
+identity_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			while (identity != NULL)
+				identity_pop();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			while (identity != NULL && identity->subid == mySubid)
+				identity_pop();
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (Identity *id = identity; id != NULL && id->subid == mySubid; id = id->outer)
+				id->subid = parentSubid;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+identity_init(void)
+{
+	RegisterXactCallback(identity_xact_callback, NULL);
+	RegisterSubXactCallback(identity_subxact_callback, NULL);
+}
+
+/*
+ * authenticate(api_key, scope default null) -> verification row
+ * Verify in the environment of apikey.environment and, when valid, make the
+ * key the identity of the current transaction; otherwise raise an error.
+ */
+PG_FUNCTION_INFO_V1(authenticate);
+Datum
+authenticate(PG_FUNCTION_ARGS)
+{
+	VerifyResult result;
+
+	verify_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), NULL,
+			   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), NULL, &result);
+	if (result.status != VS_VALID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("API key rejected: %s", verify_status_name(result.status)),
+				 errdetail("The key's verification status is \"%s\".",
+						   verify_status_name(result.status))));
+	identity_push(&result);
+	PG_RETURN_DATUM(verify_result_datum(fcinfo, &result));
+}
+
+/* current_tenant() -> the authenticated tenant's slug, or NULL */
+PG_FUNCTION_INFO_V1(current_tenant);
+Datum
+current_tenant(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->tenant));
+}
+
+/* current_tenant_id() -> the authenticated tenant's id, or NULL */
+PG_FUNCTION_INFO_V1(current_tenant_id);
+Datum
+current_tenant_id(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(identity->tenant_id);
+}
+
+/* current_key_id() -> the authenticated key's id, or NULL */
+PG_FUNCTION_INFO_V1(current_key_id);
+Datum
+current_key_id(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_KEYID(identity->key_id);
+}
+
+/* current_environment() -> the authenticated key's environment, or NULL */
+PG_FUNCTION_INFO_V1(current_environment);
+Datum
+current_environment(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->environment));
+}
+
+/* current_scopes() -> the authenticated key's scopes, or NULL */
+PG_FUNCTION_INFO_V1(current_scopes);
+Datum
+current_scopes(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_ARRAYTYPE_P(copy_varlena(CurrentMemoryContext, identity->scopes));
+}
+
+/* current_resource() -> the resource the key is restricted to, or NULL */
+PG_FUNCTION_INFO_V1(current_resource);
+Datum
+current_resource(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL || identity->resource == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->resource));
+}
+
+static bool
+identity_has_scope(text *scope)
+{
+	return identity != NULL &&
+		scopes_cover(identity->scopes, VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope));
+}
+
+/* has_scope(scope) -> does the authenticated key hold (or cover) scope? */
+PG_FUNCTION_INFO_V1(has_scope);
+Datum
+has_scope(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(identity_has_scope(PG_GETARG_TEXT_PP(0)));
+}
+
+/*
+ * can_access(resource, scope) -> may the authenticated key use scope on
+ * resource?  A key restricted to a resource reaches that one only.
+ */
+PG_FUNCTION_INFO_V1(can_access);
+Datum
+can_access(PG_FUNCTION_ARGS)
+{
+	text	   *resource = PG_GETARG_TEXT_PP(0);
+
+	if (!identity_has_scope(PG_GETARG_TEXT_PP(1)))
+		PG_RETURN_BOOL(false);
+	if (identity->resource == NULL)
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(VARSIZE_ANY_EXHDR(resource) == VARSIZE_ANY_EXHDR(identity->resource) &&
+				   memcmp(VARDATA_ANY(resource), VARDATA_ANY(identity->resource),
+						  VARSIZE_ANY_EXHDR(resource)) == 0);
+}
+
+/*
+ * _caller() -> the role calling the extension: current_user as set by the
+ * session (and SET ROLE), unaffected by SECURITY DEFINER functions, so the
+ * management functions can check the rights of whoever called them.
+ */
+PG_FUNCTION_INFO_V1(caller);
+Datum
+caller(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(GetOuterUserId());
+}

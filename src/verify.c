@@ -1,0 +1,416 @@
+/*
+ * verify.c
+ *		Where the key table is probed and a verification status decided.
+ *
+ * A verification parses the text (rejecting malformed input before any
+ * table is touched), hashes it, fetches the key's row through the primary
+ * key index directly (no SPI, no planning) and compares hashes in constant
+ * time.  The key's other states are looked at only once the secret is
+ * proven.  Nothing here writes, so verification works in read-only
+ * transactions and on hot standbys.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "apikey.h"
+#include "keyhash.h"
+#include "keyid.h"
+#include "keytext.h"
+#include "scopes.h"
+#include "verify.h"
+
+char	   *apikey_default_environment = NULL;
+
+static const char *const status_names[] = {
+	[VS_VALID] = "valid",
+	[VS_MALFORMED] = "malformed",
+	[VS_NOT_FOUND] = "not_found",
+	[VS_REVOKED] = "revoked",
+	[VS_EXPIRED] = "expired",
+	[VS_WRONG_ENVIRONMENT] = "wrong_environment",
+	[VS_INSUFFICIENT_SCOPE] = "insufficient_scope",
+	[VS_WRONG_RESOURCE] = "wrong_resource",
+	[VS_PUBLIC_KEY] = "public_key",
+};
+
+const char *
+verify_status_name(VerifyStatus status)
+{
+	return status_names[status];
+}
+
+/* The columns of apikey.keys that verification reads. */
+typedef enum KeyColumn
+{
+	COL_TENANT_ID,
+	COL_TENANT,
+	COL_ENVIRONMENT,
+	COL_KEY_HASH,
+	COL_PREVIOUS_HASH,
+	COL_PREVIOUS_HASH_EXPIRES_AT,
+	COL_SCOPES,
+	COL_RESOURCE,
+	COL_EXPIRES_AT,
+	COL_REVOKED_AT,
+	NUM_KEY_COLUMNS
+} KeyColumn;
+
+static const char *const key_column_names[NUM_KEY_COLUMNS] = {
+	[COL_TENANT_ID] = "tenant_id",
+	[COL_TENANT] = "tenant",
+	[COL_ENVIRONMENT] = "environment",
+	[COL_KEY_HASH] = "key_hash",
+	[COL_PREVIOUS_HASH] = "previous_hash",
+	[COL_PREVIOUS_HASH_EXPIRES_AT] = "previous_hash_expires_at",
+	[COL_SCOPES] = "scopes",
+	[COL_RESOURCE] = "resource",
+	[COL_EXPIRES_AT] = "expires_at",
+	[COL_REVOKED_AT] = "revoked_at",
+};
+
+/*
+ * Where the key table lives, looked up once per backend and forgotten when
+ * the table or its index changes (relcache invalidation).
+ */
+typedef struct KeyCatalog
+{
+	bool		valid;
+	Oid			keys_relid;
+	Oid			pkey_relid;
+	FmgrInfo	eq_finfo;
+	AttrNumber	attnum[NUM_KEY_COLUMNS];
+} KeyCatalog;
+
+static KeyCatalog catalog;
+
+static void
+catalog_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == catalog.keys_relid ||
+		relid == catalog.pkey_relid)
+		catalog.valid = false;
+}
+
+void
+verify_init(void)
+{
+	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+}
+
+static void
+catalog_missing(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("%s of extension apikey is missing", what),
+			 errhint("Run CREATE EXTENSION apikey in this database.")));
+}
+
+static void
+catalog_load(void)
+{
+	Oid			nsp = get_namespace_oid("apikey", true);
+	Relation	index;
+	Oid			eq_opr;
+
+	catalog.valid = false;
+	if (!OidIsValid(nsp))
+		catalog_missing("schema apikey");
+	catalog.keys_relid = get_relname_relid("keys", nsp);
+	catalog.pkey_relid = get_relname_relid("keys_pkey", nsp);
+	if (!OidIsValid(catalog.keys_relid) || !OidIsValid(catalog.pkey_relid))
+		catalog_missing("table apikey.keys");
+
+	for (int i = 0; i < NUM_KEY_COLUMNS; i++)
+	{
+		catalog.attnum[i] = get_attnum(catalog.keys_relid, key_column_names[i]);
+		if (catalog.attnum[i] == InvalidAttrNumber)
+			catalog_missing(psprintf("column apikey.keys.%s", key_column_names[i]));
+	}
+
+	index = index_open(catalog.pkey_relid, AccessShareLock);
+	eq_opr = get_opfamily_member(index->rd_opfamily[0], index->rd_opcintype[0],
+								 index->rd_opcintype[0], BTEqualStrategyNumber);
+	index_close(index, AccessShareLock);
+	if (!OidIsValid(eq_opr))
+		catalog_missing("operator = for apikey.key_id");
+	fmgr_info_cxt(get_opcode(eq_opr), &catalog.eq_finfo, TopMemoryContext);
+
+	catalog.valid = true;
+}
+
+static inline bool
+text_equal(text *a, text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+static inline bool
+slot_hash_equal(TupleTableSlot *slot, KeyColumn col, const uint8 *hash)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, catalog.attnum[col], &isnull);
+	bytea	   *stored;
+
+	if (isnull)
+		return false;
+	stored = DatumGetByteaPP(d);
+	return VARSIZE_ANY_EXHDR(stored) == KEY_HASH_LEN &&
+		key_hash_equal((const uint8 *) VARDATA_ANY(stored), hash);
+}
+
+static inline bool
+slot_timestamp(TupleTableSlot *slot, KeyColumn col, TimestampTz *ts)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, catalog.attnum[col], &isnull);
+
+	if (!isnull)
+		*ts = DatumGetTimestampTz(d);
+	return !isnull;
+}
+
+/*
+ * Is this the key's current secret, or its previous one still within the
+ * grace period of a roll?
+ */
+static bool
+secret_matches(TupleTableSlot *slot, const uint8 *hash, TimestampTz now)
+{
+	TimestampTz grace_end;
+
+	if (slot_hash_equal(slot, COL_KEY_HASH, hash))
+		return true;
+	return slot_timestamp(slot, COL_PREVIOUS_HASH_EXPIRES_AT, &grace_end) &&
+		now < grace_end &&
+		slot_hash_equal(slot, COL_PREVIOUS_HASH, hash);
+}
+
+/* Copy out what the caller gets back about a key whose secret was proven. */
+static void
+read_key(TupleTableSlot *slot, uint64 key_id, VerifyResult *result)
+{
+	bool		isnull;
+	Datum		d;
+
+	result->proven = true;
+	result->key_id = key_id;
+	result->tenant_id = DatumGetInt64(slot_getattr(slot, catalog.attnum[COL_TENANT_ID], &isnull));
+	result->tenant = DatumGetTextPCopy(slot_getattr(slot, catalog.attnum[COL_TENANT], &isnull));
+	result->environment = DatumGetTextPCopy(slot_getattr(slot, catalog.attnum[COL_ENVIRONMENT], &isnull));
+	result->scopes = DatumGetArrayTypePCopy(slot_getattr(slot, catalog.attnum[COL_SCOPES], &isnull));
+	d = slot_getattr(slot, catalog.attnum[COL_RESOURCE], &isnull);
+	result->resource = isnull ? NULL : DatumGetTextPCopy(d);
+	result->has_expiry = slot_timestamp(slot, COL_EXPIRES_AT, &result->expires_at);
+}
+
+/*
+ * Fetch the key's row by id and, when the hash matches, read it into result.
+ * Returns whether the secret was proven.
+ */
+static bool
+probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
+		  VerifyResult *result, bool *revoked)
+{
+	Relation	heap;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	bool		proven = false;
+
+	if (!catalog.valid)
+		catalog_load();
+
+	heap = table_open(catalog.keys_relid, AccessShareLock);
+	index = index_open(catalog.pkey_relid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+
+	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
+								   InvalidOid, InvalidOid, &catalog.eq_finfo,
+								   KeyIdGetDatum(key_id));
+	scan = index_beginscan(heap, index,
+						   ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
+						   1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+
+	if (index_getnext_slot(scan, ForwardScanDirection, slot) &&
+		secret_matches(slot, hash, now))
+	{
+		proven = true;
+		read_key(slot, key_id, result);
+		*revoked = !slot_attisnull(slot, catalog.attnum[COL_REVOKED_AT]);
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return proven;
+}
+
+/* The one place a verification status is decided. */
+static VerifyStatus
+decide_status(const VerifyResult *key, bool revoked, TimestampTz now,
+			  text *environment, text *scope, text *resource)
+{
+	if (revoked)
+		return VS_REVOKED;
+	if (key->has_expiry && key->expires_at <= now)
+		return VS_EXPIRED;
+	if (environment != NULL && !text_equal(environment, key->environment))
+		return VS_WRONG_ENVIRONMENT;
+	if (scope != NULL &&
+		!scopes_cover(key->scopes, VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope)))
+		return VS_INSUFFICIENT_SCOPE;
+	if (resource != NULL && key->resource != NULL &&
+		!text_equal(resource, key->resource))
+		return VS_WRONG_RESOURCE;
+	return VS_VALID;
+}
+
+void
+verify_key(text *api_key, text *environment, text *scope, text *resource,
+		   VerifyResult *result)
+{
+	AkParsed	parsed;
+	uint8		hash[KEY_HASH_LEN];
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	bool		revoked = false;
+	const char *text_ptr;
+	size_t		text_len;
+
+	memset(result, 0, sizeof(*result));
+	if (api_key == NULL)
+	{
+		result->status = VS_MALFORMED;
+		return;
+	}
+	text_ptr = VARDATA_ANY(api_key);
+	text_len = VARSIZE_ANY_EXHDR(api_key);
+	switch (ak_parse(text_ptr, text_len, &parsed))
+	{
+		case AK_MALFORMED:
+			result->status = VS_MALFORMED;
+			return;
+		case AK_PUBLIC:
+			result->status = VS_PUBLIC_KEY;
+			return;
+		case AK_PRIVATE:
+			break;
+	}
+
+	key_hash_compute(text_ptr, text_len, hash);
+	if (!probe_key(parsed.key_id, hash, now, result, &revoked))
+	{
+		explicit_bzero(hash, sizeof(hash));
+		result->status = VS_NOT_FOUND;
+		return;
+	}
+	explicit_bzero(hash, sizeof(hash));
+
+	if (environment == NULL && apikey_default_environment != NULL &&
+		apikey_default_environment[0] != '\0')
+		environment = cstring_to_text(apikey_default_environment);
+	result->status = decide_status(result, revoked, now, environment, scope,
+								   resource);
+}
+
+/* Result columns of apikey.verify, in order. */
+enum
+{
+	OUT_VALID,
+	OUT_STATUS,
+	OUT_KEY_ID,
+	OUT_TENANT,
+	OUT_ENVIRONMENT,
+	OUT_SCOPES,
+	OUT_RESOURCE,
+	OUT_EXPIRES_AT,
+	OUT_TENANT_ID,
+	NUM_OUT
+};
+
+Datum
+verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
+{
+	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	Datum		values[NUM_OUT];
+	bool		nulls[NUM_OUT];
+
+	/* the blessed result descriptor lives as long as the call site */
+	if (tupdesc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("function returning record called in context that cannot accept type record")));
+		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = tupdesc;
+	}
+
+	memset(nulls, true, sizeof(nulls));
+	values[OUT_VALID] = BoolGetDatum(result->status == VS_VALID);
+	nulls[OUT_VALID] = false;
+	values[OUT_STATUS] = CStringGetTextDatum(verify_status_name(result->status));
+	nulls[OUT_STATUS] = false;
+	if (result->proven)
+	{
+		values[OUT_KEY_ID] = KeyIdGetDatum(result->key_id);
+		values[OUT_TENANT] = PointerGetDatum(result->tenant);
+		values[OUT_ENVIRONMENT] = PointerGetDatum(result->environment);
+		values[OUT_SCOPES] = PointerGetDatum(result->scopes);
+		values[OUT_TENANT_ID] = Int64GetDatum(result->tenant_id);
+		nulls[OUT_KEY_ID] = nulls[OUT_TENANT] = nulls[OUT_ENVIRONMENT] =
+			nulls[OUT_SCOPES] = nulls[OUT_TENANT_ID] = false;
+		if (result->resource != NULL)
+		{
+			values[OUT_RESOURCE] = PointerGetDatum(result->resource);
+			nulls[OUT_RESOURCE] = false;
+		}
+		if (result->has_expiry)
+		{
+			values[OUT_EXPIRES_AT] = TimestampTzGetDatum(result->expires_at);
+			nulls[OUT_EXPIRES_AT] = false;
+		}
+	}
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/*
+ * verify(api_key, environment, scope, resource)
+ *		-> (valid, status, key_id, tenant, environment, scopes, resource,
+ *			expires_at, tenant_id)
+ */
+PG_FUNCTION_INFO_V1(verify);
+Datum
+verify(PG_FUNCTION_ARGS)
+{
+	VerifyResult result;
+
+	verify_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+			   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+			   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+			   PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3),
+			   &result);
+	PG_RETURN_DATUM(verify_result_datum(fcinfo, &result));
+}
