@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what building and testing apikey needs, when it is missing.
+# Debian 12 with PostgreSQL 15; needs root (or sudo) only to install.
+set -euo pipefail
+
+PGVER=${PGVER:-15}
+# package list: what a full test run uses
+packages=(
+	make gcc
+	"postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-contrib-$PGVER"
+	libipc-run-perl pgbouncer python3 python3-psycopg2 curl
+	clang libclang-rt-14-dev
+)
+[ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-contrib-$PGVER")
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
