@@ -333,7 +333,7 @@ BEGIN
 	       previous_hash_expires_at = grace_end
 	 WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
-		jsonb_build_object('grace', grace, 'previous_secret_expires_at', grace_end,
+		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));
 	RETURN g.api_key;
 END

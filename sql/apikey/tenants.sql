@@ -296,8 +296,8 @@ BEGIN
 	RETURNING * INTO t;
 	PERFORM apikey._audit('tenant_created', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('name', name, 'key_prefix', key_prefix,
-		                   'default_key_lifetime', default_key_lifetime,
-		                   'max_key_lifetime', max_key_lifetime));
+		                   'default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime)));
 
 	-- "name" or "name:tag"; production and preview are tagged live and test
 	FOREACH env IN ARRAY environments LOOP
@@ -367,8 +367,9 @@ BEGIN
 	       key_prefix = set_key_policy.key_prefix
 	 WHERE x.tenant_id = t.tenant_id;
 	PERFORM apikey._audit('policy_changed', t.tenant_id, t.slug, NULL,
-		jsonb_build_object('default_key_lifetime', default_key_lifetime,
-		                   'max_key_lifetime', max_key_lifetime, 'key_prefix', key_prefix));
+		jsonb_build_object('default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime),
+		                   'key_prefix', key_prefix));
 END
 $$;
 COMMENT ON FUNCTION apikey.set_key_policy(text, interval, interval, text) IS

@@ -62,48 +62,51 @@ COMMENT ON FUNCTION apikey.key_id_sortsupport(internal) IS 'key_id btree sort su
 COMMENT ON FUNCTION apikey.key_id_hash(apikey.key_id) IS 'key_id hash';
 COMMENT ON FUNCTION apikey.key_id_hash_extended(apikey.key_id, bigint) IS 'key_id seeded hash';
 
-CREATE OPERATOR apikey.= (
+-- The comparison operators live in pg_catalog, like those of built-in types,
+-- so that "key_id = '...'" works whatever the search_path.  They overload
+-- only apikey.key_id, so they shadow nothing.
+CREATE OPERATOR pg_catalog.= (
 	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_eq,
-	COMMUTATOR = OPERATOR(apikey.=), NEGATOR = OPERATOR(apikey.<>),
+	COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
 	RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES
 );
-CREATE OPERATOR apikey.<> (
+CREATE OPERATOR pg_catalog.<> (
 	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_ne,
-	COMMUTATOR = OPERATOR(apikey.<>), NEGATOR = OPERATOR(apikey.=),
+	COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
 	RESTRICT = neqsel, JOIN = neqjoinsel
 );
-CREATE OPERATOR apikey.< (
+CREATE OPERATOR pg_catalog.< (
 	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_lt,
-	COMMUTATOR = OPERATOR(apikey.>), NEGATOR = OPERATOR(apikey.>=),
+	COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
 	RESTRICT = scalarltsel, JOIN = scalarltjoinsel
 );
-CREATE OPERATOR apikey.<= (
+CREATE OPERATOR pg_catalog.<= (
 	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_le,
-	COMMUTATOR = OPERATOR(apikey.>=), NEGATOR = OPERATOR(apikey.>),
+	COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
 	RESTRICT = scalarlesel, JOIN = scalarlejoinsel
 );
-CREATE OPERATOR apikey.> (
+CREATE OPERATOR pg_catalog.> (
 	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_gt,
-	COMMUTATOR = OPERATOR(apikey.<), NEGATOR = OPERATOR(apikey.<=),
+	COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
 	RESTRICT = scalargtsel, JOIN = scalargtjoinsel
 );
-CREATE OPERATOR apikey.>= (
+CREATE OPERATOR pg_catalog.>= (
 	LEFTARG = apikey.key_id, RIGHTARG = apikey.key_id, PROCEDURE = apikey.key_id_ge,
-	COMMUTATOR = OPERATOR(apikey.<=), NEGATOR = OPERATOR(apikey.<),
+	COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
 	RESTRICT = scalargesel, JOIN = scalargejoinsel
 );
 
 CREATE OPERATOR CLASS apikey.key_id_ops DEFAULT FOR TYPE apikey.key_id USING btree AS
-	OPERATOR 1 apikey.<,
-	OPERATOR 2 apikey.<=,
-	OPERATOR 3 apikey.=,
-	OPERATOR 4 apikey.>=,
-	OPERATOR 5 apikey.>,
+	OPERATOR 1 pg_catalog.<,
+	OPERATOR 2 pg_catalog.<=,
+	OPERATOR 3 pg_catalog.=,
+	OPERATOR 4 pg_catalog.>=,
+	OPERATOR 5 pg_catalog.>,
 	FUNCTION 1 apikey.key_id_cmp(apikey.key_id, apikey.key_id),
 	FUNCTION 2 apikey.key_id_sortsupport(internal);
 
 CREATE OPERATOR CLASS apikey.key_id_hash_ops DEFAULT FOR TYPE apikey.key_id USING hash AS
-	OPERATOR 1 apikey.=,
+	OPERATOR 1 pg_catalog.=,
 	FUNCTION 1 apikey.key_id_hash(apikey.key_id),
 	FUNCTION 2 apikey.key_id_hash_extended(apikey.key_id, bigint);
 

@@ -1,0 +1,296 @@
+-- Least privilege: what a plain role, a verifier (the application's login
+-- role) and an administrator may do, and what hostile objects cannot do.
+-- Key texts are random: they are kept in psql variables and never printed.
+\set SHOW_CONTEXT never
+
+-- try(sql): run a statement, answer 'ok' or its SQLSTATE and message
+CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE cmd;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+-- The extension creates no roles and grants nothing to any role: every
+-- privilege on its objects belongs to its owner or is PUBLIC's.
+SELECT count(*) AS roles_named_apikey FROM pg_roles WHERE rolname ~* 'apikey';
+SELECT count(*) AS other_login_roles FROM pg_roles
+ WHERE rolcanlogin AND oid <> (SELECT datdba FROM pg_database WHERE datname = 'template1');
+SELECT count(*) AS grants_to_roles
+  FROM (SELECT relacl AS acl, relowner AS owner FROM pg_class
+         WHERE relnamespace = 'apikey'::regnamespace
+        UNION ALL
+        SELECT proacl, proowner FROM pg_proc WHERE pronamespace = 'apikey'::regnamespace
+        UNION ALL
+        SELECT nspacl, nspowner FROM pg_namespace WHERE nspname = 'apikey') AS o,
+       aclexplode(o.acl) AS a
+ WHERE a.grantee NOT IN (0, o.owner);
+SELECT count(*) AS roles_depending_on_extension
+  FROM pg_shdepend d JOIN pg_extension e ON d.objid = e.oid AND d.classid = 'pg_extension'::regclass
+ WHERE e.extname = 'apikey' AND d.deptype <> 'o';
+
+-- Every SECURITY DEFINER function has a fixed search_path that starts
+-- with pg_catalog and ends with pg_temp.
+SELECT p.oid::regprocedure AS security_definer_without_search_path
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef
+   AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c
+                    WHERE c = 'search_path=pg_catalog, apikey, pg_temp');
+SELECT p.proname, p.proconfig
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef
+ ORDER BY p.proname;
+-- the SQL and PL/pgSQL functions without a SET search_path: only helpers
+-- that reference no table and are called from functions that have one
+SELECT p.proname, l.lanname, p.prosecdef
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'apikey'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
+   AND p.proconfig IS NULL
+ ORDER BY p.proname;
+
+-- What PUBLIC may use: the type, looks_like_key and the identity functions.
+SELECT p.oid::regprocedure::text AS public_may_execute
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace
+   AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+ ORDER BY 1;
+SELECT c.relname, a.privilege_type AS public_privilege
+  FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+ WHERE c.relnamespace = 'apikey'::regnamespace AND a.grantee = 0;
+
+-- Some keys, made by the bootstrap superuser.
+SELECT apikey.create_tenant('acme') > 0 AS created, apikey.create_tenant('globex') > 0 AS created;
+SELECT key_id AS acme_id, api_key AS acme_key
+  FROM apikey.create_key('acme', 'production', 'acme app', scopes => '{orders:read}') \gset
+SELECT key_id AS globex_id, api_key AS globex_key
+  FROM apikey.create_key('globex', 'production', 'globex app', scopes => '{orders:read}') \gset
+
+CREATE ROLE regress_plain;
+CREATE ROLE regress_app;
+CREATE ROLE regress_admin;
+
+-- A plain role: can use the identity functions (empty) and looks_like_key,
+-- nothing that exposes or changes keys.
+SET ROLE regress_plain;
+SELECT apikey.looks_like_key(:'acme_key') AS looks_like_key,
+       apikey.current_tenant() AS tenant, apikey.current_key_id() AS key_id,
+       apikey.has_scope('orders:read') AS has_scope;
+SELECT t AS "table", pg_temp.try(format('SELECT count(*) FROM apikey.%I', t)) AS plain_role
+  FROM unnest('{keys,tenants,environments,public_keys,audit,key_list,audit_log}'::text[]) AS t;
+SELECT c.name, pg_temp.try(c.sql) AS plain_role
+  FROM (VALUES
+	('verify', format('SELECT apikey.verify(%L)', :'acme_key')),
+	('authenticate', format('SELECT apikey.authenticate(%L)', :'acme_key')),
+	('identify', $$SELECT apikey.identify('pk_live_x')$$),
+	('create_key', $$SELECT apikey.create_key('acme', 'production', 'mine')$$),
+	('rename_key', format('SELECT apikey.rename_key(%L, %L)', :'acme_id', 'x')),
+	('describe_key', format('SELECT apikey.describe_key(%L, %L)', :'acme_id', 'x')),
+	('revoke_key', format('SELECT apikey.revoke_key(%L)', :'acme_id')),
+	('reactivate_key', format('SELECT apikey.reactivate_key(%L)', :'acme_id')),
+	('roll_key', format('SELECT apikey.roll_key(%L)', :'acme_id')),
+	('set_key_expiry', format('SELECT apikey.set_key_expiry(%L, now())', :'acme_id')),
+	('delete_key', format('SELECT apikey.delete_key(%L)', :'acme_id')),
+	('public_key', $$SELECT apikey.public_key('acme', 'production')$$),
+	('regenerate_public_key', $$SELECT apikey.regenerate_public_key('acme', 'production')$$),
+	('create_tenant', $$SELECT apikey.create_tenant('mine')$$),
+	('create_environment', $$SELECT apikey.create_environment('acme', 'x', 'x')$$),
+	('set_key_policy', $$SELECT apikey.set_key_policy('acme', NULL, NULL)$$),
+	('grant_verifier', $$SELECT apikey.grant_verifier('regress_plain')$$),
+	('grant_admin', $$SELECT apikey.grant_admin('regress_plain')$$),
+	('_audit', $$SELECT apikey._audit('created', 1, 'acme', NULL)$$),
+	('_authorize_tenant', $$SELECT apikey._authorize_tenant('acme')$$),
+	('_generate_key', $$SELECT apikey._generate_key('ak', 'live')$$),
+	('create in schema apikey', $$CREATE FUNCTION apikey.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
+  ) AS c(name, sql);
+SELECT apikey._is_admin() AS is_admin;
+RESET ROLE;
+
+-- grant_verifier: the application's role.
+SELECT apikey.grant_verifier('regress_app');
+SET ROLE regress_app;
+SELECT valid, status, tenant FROM apikey.verify(:'acme_key');
+SELECT status FROM apikey.verify(:'acme_key', scope => 'orders:write');
+SELECT status FROM apikey.verify('ak_live_notakey');
+BEGIN;
+SELECT status, tenant FROM apikey.authenticate(:'acme_key', 'orders:read');
+SELECT apikey.current_tenant() AS tenant, apikey.current_key_id() = :'acme_id' AS key_id,
+       apikey.current_environment() AS environment, apikey.current_scopes() AS scopes,
+       apikey.has_scope('orders:read') AS has_read, apikey.has_scope('orders:write') AS has_write;
+-- a key without apikey:admin manages nothing, not even itself
+SELECT pg_temp.try($$SELECT apikey.create_key('acme', 'production', 'mine')$$) AS create_key;
+SELECT pg_temp.try(format('SELECT apikey.revoke_key(%L)', :'acme_id')) AS revoke_own_key;
+SELECT count(*) AS key_list_rows FROM apikey.key_list;
+SELECT count(*) AS audit_log_rows FROM apikey.audit_log;
+COMMIT;
+-- without an authenticated admin key: nothing to manage, nothing listed
+SELECT c.name, pg_temp.try(c.sql) AS verifier
+  FROM (VALUES
+	('create_key', $$SELECT apikey.create_key('acme', 'production', 'mine')$$),
+	('rename_key', format('SELECT apikey.rename_key(%L, %L)', :'globex_id', 'x')),
+	('revoke_key', format('SELECT apikey.revoke_key(%L)', :'globex_id')),
+	('roll_key', format('SELECT apikey.roll_key(%L)', :'globex_id')),
+	('delete_key', format('SELECT apikey.delete_key(%L)', :'globex_id')),
+	('set_key_expiry', format('SELECT apikey.set_key_expiry(%L, now())', :'globex_id')),
+	('public_key', $$SELECT apikey.public_key('globex', 'production')$$),
+	('create_tenant', $$SELECT apikey.create_tenant('mine')$$),
+	('create_environment', $$SELECT apikey.create_environment('acme', 'x', 'x')$$),
+	('set_key_policy', $$SELECT apikey.set_key_policy('acme', NULL, NULL)$$),
+	('grant_admin', $$SELECT apikey.grant_admin('regress_app')$$),
+	('read keys', 'SELECT count(*) FROM apikey.keys'),
+	('read key hashes', 'SELECT key_hash FROM apikey.keys LIMIT 1'),
+	('read tenants', 'SELECT slug FROM apikey.tenants'),
+	('read audit', 'SELECT count(*) FROM apikey.audit')
+  ) AS c(name, sql);
+SELECT count(*) AS key_list_rows FROM apikey.key_list;
+SELECT count(*) AS audit_log_rows FROM apikey.audit_log;
+SELECT apikey._is_admin() AS is_admin;
+-- granting itself more does not work either
+GRANT EXECUTE ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, interval) TO regress_app;
+SELECT apikey._is_admin() AS is_admin;
+RESET ROLE;
+-- the verifier's rights, as a catalog sees them
+SELECT p.oid::regprocedure::text AS verifier_may_execute
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace
+   AND has_function_privilege('regress_app', p.oid, 'EXECUTE')
+   AND NOT has_function_privilege('regress_plain', p.oid, 'EXECUTE')
+ ORDER BY 1;
+SELECT c.relname, has_table_privilege('regress_app', c.oid, 'SELECT') AS sel,
+       has_table_privilege('regress_app', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE') AS write
+  FROM pg_class c
+ WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('r', 'v', 'S')
+ ORDER BY c.relname;
+
+-- grant_admin: manages every tenant (psql administration).
+SELECT apikey.grant_admin('regress_admin');
+SET ROLE regress_admin;
+SELECT apikey._is_admin() AS is_admin;
+SELECT apikey.create_tenant('initech') > 0 AS created;
+SELECT key_id AS initech_id FROM apikey.create_key('initech', 'preview', 'ci', scopes => '{*}') \gset
+SELECT apikey.rename_key(:'globex_id', 'globex app, renamed by the admin');
+SELECT apikey.revoke_key(:'globex_id', 'rotated');
+SELECT apikey.reactivate_key(:'globex_id');
+SELECT apikey.public_key('globex', 'production') ~ '^pk_live_' AS public_key;
+SELECT apikey.create_environment('initech', 'staging', 'stg');
+SELECT tenant, environment, name, status,
+       CASE WHEN created_by = session_user THEN 'bootstrap superuser' ELSE created_by END AS created_by
+  FROM apikey.key_list ORDER BY tenant, name;
+SELECT action, tenant, actor_role, actor_key_id FROM apikey.audit_log
+ WHERE actor_role = 'regress_admin' ORDER BY event_id;
+-- even an administrator never reads a hash
+SELECT pg_temp.try('SELECT key_hash FROM apikey.keys LIMIT 1') AS read_key_hashes;
+SELECT count(*) FILTER (WHERE k.api_key IS NOT NULL) AS secrets_in_key_list
+  FROM (SELECT to_jsonb(l) ->> 'api_key' AS api_key FROM apikey.key_list l) AS k;
+SELECT apikey.delete_key(:'initech_id');
+RESET ROLE;
+
+-- Hostile objects.  regress_evil is a verifier that may create objects in
+-- public.  It shadows built-ins the management functions use, with
+-- functions that raise, plus a has_function_privilege that says yes to
+-- everything, temp tables named like the extension's tables, and public
+-- tables likewise.
+CREATE ROLE regress_evil;
+SELECT apikey.grant_verifier('regress_evil');
+GRANT CREATE ON SCHEMA public TO regress_evil;
+SET ROLE regress_evil;
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: now()'; END$$;
+CREATE FUNCTION public.length(text) RETURNS integer LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: length()'; END$$;
+CREATE FUNCTION public.btrim(text) RETURNS text LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: btrim()'; END$$;
+CREATE FUNCTION public.cardinality(anyarray) RETURNS integer LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: cardinality()'; END$$;
+CREATE FUNCTION public.format(text) RETURNS text LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: format()'; END$$;
+CREATE FUNCTION public.format(text, text) RETURNS text LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: format()'; END$$;
+CREATE FUNCTION public.has_function_privilege(regrole, oid, text) RETURNS boolean
+	LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION public.has_function_privilege(oid, oid, text) RETURNS boolean
+	LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION public.evil_eq(text, text) RETURNS boolean LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: text = text'; END$$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_eq);
+CREATE FUNCTION public.evil_ne(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: bigint <> bigint'; END$$;
+CREATE OPERATOR public.<> (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.evil_ne);
+CREATE FUNCTION public.evil_match(text, text) RETURNS boolean LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: text ~ text'; END$$;
+CREATE OPERATOR public.~ (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_match);
+CREATE FUNCTION public.evil_le(timestamptz, timestamptz) RETURNS boolean LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: timestamptz <= timestamptz'; END$$;
+CREATE OPERATOR public.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = public.evil_le);
+CREATE TABLE public.keys (LIKE pg_catalog.pg_class);
+CREATE TABLE public.tenants (slug text);
+CREATE TEMP TABLE keys (key_id text, key_hash bytea);
+CREATE TEMP TABLE tenants (tenant_id bigint, slug text);
+CREATE TEMP TABLE audit (action text);
+CREATE TEMP TABLE environments (name text);
+CREATE FUNCTION pg_temp.now() RETURNS timestamptz LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'hijacked: pg_temp.now()'; END$$;
+-- the most hostile search_path: public and pg_temp before pg_catalog
+SET search_path = public, pg_temp, pg_catalog;
+-- the shadows are live: unqualified calls in this session reach them
+SELECT now();
+SELECT format('%s', 'x');
+SELECT 'a'::text = 'a'::text;
+SELECT has_function_privilege('regress_evil'::regrole, 'apikey.create_tenant'::regproc::oid, 'EXECUTE') AS shadow_says;
+-- but none of them reaches the extension: still not an administrator
+SELECT apikey._is_admin() AS is_admin;
+SELECT c.name, pg_temp.try(c.sql) AS evil_verifier
+  FROM (VALUES
+	('create_key', $$SELECT apikey.create_key('acme', 'production', 'mine', scopes => '{*}')$$),
+	('revoke_key', pg_catalog.format('SELECT apikey.revoke_key(%L)', :'acme_id')),
+	('create_tenant', $$SELECT apikey.create_tenant('evil')$$)
+  ) AS c(name, sql);
+SELECT valid, status FROM apikey.verify(:'acme_key');
+SELECT valid, status FROM apikey.verify(:'acme_key', 'production', 'orders:read');
+BEGIN;
+SELECT status FROM apikey.authenticate(:'acme_key');
+SELECT apikey.current_tenant() AS tenant;
+COMMIT;
+RESET search_path;
+RESET ROLE;
+
+-- The administrator runs every management function with the hostile
+-- search_path: no shadow fires, the real tables are written.
+SET ROLE regress_admin;
+SET search_path = public, pg_temp, pg_catalog;
+SELECT apikey.create_tenant('hooli', 'Hooli', '{production,preview,staging:stg}',
+       default_key_lifetime => '30 days', max_key_lifetime => '1 year') > 0 AS created;
+SELECT apikey.set_key_policy('hooli', '30 days', '1 year', 'hoo');
+SELECT key_id AS hooli_id, api_key AS hooli_key
+  FROM apikey.create_key('hooli', 'production', 'hooli app', 'with a description',
+                         '{orders:read,orders:write}', '7 days', 'collection:1') \gset
+SELECT apikey.rename_key(:'hooli_id', 'hooli app 2');
+SELECT apikey.describe_key(:'hooli_id', 'another description');
+SELECT apikey.revoke_key(:'hooli_id', 'testing');
+SELECT apikey.reactivate_key(:'hooli_id');
+SELECT apikey.roll_key(:'hooli_id', '1 hour') AS hooli_key2 \gset
+SELECT :'hooli_key2' LIKE 'hoo\_live\_%' AS rolled_with_policy_prefix;
+SELECT apikey.set_key_expiry(:'hooli_id', pg_catalog.now() OPERATOR(pg_catalog.+) '1 day');
+SELECT apikey.public_key('hooli', 'production') IS NOT NULL AS public_key;
+SELECT apikey.regenerate_public_key('hooli', 'production') IS NOT NULL AS regenerated;
+SELECT count(*) AS identified FROM apikey.identify(apikey.public_key('hooli', 'production'));
+SELECT valid, status FROM apikey.verify(:'hooli_key2', 'production', 'orders:write', 'collection:1');
+SELECT valid, status FROM apikey.verify(:'hooli_key', 'production', 'orders:write', 'collection:1');
+-- (this query is the test's own: it runs with a safe search_path)
+RESET search_path;
+SELECT name, description, status, scopes, resource, expires_at < now() + '2 days' AS expiry_set,
+       previous_secret_expires_at IS NOT NULL AS in_grace
+  FROM apikey.key_list WHERE tenant = 'hooli';
+SET search_path = public, pg_temp, pg_catalog;
+SELECT apikey.delete_key(:'hooli_id');
+RESET search_path;
+SELECT count(*) AS hooli_keys FROM apikey.key_list WHERE tenant = 'hooli';
+SELECT array_agg(action ORDER BY event_id) AS hooli_audit FROM apikey.audit_log WHERE tenant = 'hooli';
+RESET ROLE;
+SELECT (SELECT count(*) FROM pg_temp.keys) + (SELECT count(*) FROM pg_temp.tenants)
+     + (SELECT count(*) FROM pg_temp.audit) + (SELECT count(*) FROM pg_temp.environments)
+     + (SELECT count(*) FROM public.keys) + (SELECT count(*) FROM public.tenants) AS rows_in_shadow_tables;
+DROP OWNED BY regress_evil;
+REVOKE CREATE ON SCHEMA public FROM regress_evil;
