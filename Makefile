@@ -4,7 +4,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 
 MODULE_big = apikey
 OBJS = src/apikey.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
-	src/scopes.o src/verify.o src/identity.o
+	src/scopes.o src/validate.o src/verify.o src/identity.o
 
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
@@ -17,6 +17,8 @@ EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 # (fmgr's PG_FUNCTION_ARGS makes unused parameters unavoidable.)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
 PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+# SHA-256 from OpenSSL, the library the server's own cryptohash uses
+SHLIB_LINK = -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -12,8 +12,13 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "apikey.h"
 #include "keyid.h"
@@ -114,11 +119,21 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/* apikey.create_tenant, whose EXECUTE right makes a full administrator */
+static Oid	create_tenant_oid = InvalidOid;
+
+static void
+forget_create_tenant(Datum arg, int cacheid, uint32 hashvalue)
+{
+	create_tenant_oid = InvalidOid;
+}
+
 void
 identity_init(void)
 {
 	RegisterXactCallback(identity_xact_callback, NULL);
 	RegisterSubXactCallback(identity_subxact_callback, NULL);
+	CacheRegisterSyscacheCallback(PROCOID, forget_create_tenant, (Datum) 0);
 }
 
 /*
@@ -134,12 +149,14 @@ authenticate(PG_FUNCTION_ARGS)
 
 	verify_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), NULL,
 			   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), NULL, &result);
+	/* the statement may hold the key: keep it out of the server log */
 	if (result.status != VS_VALID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("API key rejected: %s", verify_status_name(result.status)),
 				 errdetail("The key's verification status is \"%s\".",
-						   verify_status_name(result.status))));
+						   verify_status_name(result.status)),
+				 errhidestmt(true)));
 	identity_push(&result);
 	PG_RETURN_DATUM(verify_result_datum(fcinfo, &result));
 }
@@ -204,6 +221,30 @@ current_resource(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->resource));
 }
 
+/*
+ * May the calling role manage every tenant?  Whoever may execute
+ * apikey.create_tenant (apikey.grant_admin) is a full administrator.
+ */
+static bool
+caller_is_admin(void)
+{
+	if (!OidIsValid(create_tenant_oid))
+		create_tenant_oid = LookupFuncName(list_make2(makeString("apikey"),
+													  makeString("create_tenant")),
+										   -1, NULL, true);
+	return OidIsValid(create_tenant_oid) &&
+		pg_proc_aclcheck(create_tenant_oid, GetOuterUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+}
+
+static void
+deny(const char *message)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg_internal("%s", message),
+			 errhint("Administrators are named with apikey.grant_admin; a tenant's own administrators authenticate with a key holding apikey:admin.")));
+}
+
 static bool
 identity_has_scope(text *scope)
 {
@@ -248,4 +289,46 @@ Datum
 caller(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_OID(GetOuterUserId());
+}
+
+/* _is_admin() -> may the calling role manage every tenant? */
+PG_FUNCTION_INFO_V1(is_admin);
+Datum
+is_admin(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(caller_is_admin());
+}
+
+/*
+ * _authorized_tenant(slug) -> slug, when the caller may manage the keys of
+ * that tenant: a full administrator not acting as a key, or a transaction
+ * authenticated with an apikey:admin key of that very tenant.  Checked
+ * before the tenant is looked up, so a tenant administrator learns nothing
+ * of other tenants.  Raises 42501 otherwise.
+ */
+PG_FUNCTION_INFO_V1(authorized_tenant);
+Datum
+authorized_tenant(PG_FUNCTION_ARGS)
+{
+	static const char admin_scope[] = "apikey:admin";
+	text	   *slug = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+
+	if (identity == NULL)
+	{
+		if (!caller_is_admin())
+			deny("permission denied to manage API keys");
+	}
+	else if (!scopes_cover(identity->scopes, admin_scope, sizeof(admin_scope) - 1))
+		deny("permission denied: the authenticated key does not hold the scope apikey:admin");
+	else if (slug == NULL ||
+			 VARSIZE_ANY_EXHDR(slug) != VARSIZE_ANY_EXHDR(identity->tenant) ||
+			 memcmp(VARDATA_ANY(slug), VARDATA_ANY(identity->tenant),
+					VARSIZE_ANY_EXHDR(slug)) != 0)
+		deny(psprintf("permission denied: the authenticated key manages tenant %s only",
+					  text_to_cstring(identity->tenant)));
+	if (slug == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null")));
+	PG_RETURN_TEXT_P(slug);
 }

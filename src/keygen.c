@@ -13,6 +13,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
+#include "apikey.h"
 #include "keyhash.h"
 #include "keyid.h"
 #include "keytext.h"
@@ -27,32 +28,33 @@ strong_random(void *buf, size_t len)
 				 errmsg("could not generate random bytes")));
 }
 
-/* A fresh random key id; zero is never handed out. */
+/*
+ * A fresh random key id (zero is never handed out) and, when secret is not
+ * NULL, AK_SECRET_LEN uniformly distributed base62 digits, from one draw of
+ * the strong random source in the common case.
+ */
 static uint64
-random_key_id(void)
+random_key(char *secret)
 {
+	unsigned char bytes[sizeof(uint64) + 2 * AK_SECRET_LEN];
 	uint64		id = 0;
-
-	while (id == 0)
-		strong_random(&id, sizeof(id));
-	return id;
-}
-
-/* AK_SECRET_LEN uniformly distributed base62 digits. */
-static void
-random_secret(char *secret)
-{
-	unsigned char bytes[2 * AK_SECRET_LEN];
 	int			have = 0;
 
-	while (have < AK_SECRET_LEN)
+	strong_random(bytes, secret ? sizeof(bytes) : sizeof(uint64));
+	memcpy(&id, bytes, sizeof(id));
+	while (id == 0)
+		strong_random(&id, sizeof(id));
+	while (secret != NULL)
 	{
-		strong_random(bytes, sizeof(bytes));
-		for (size_t i = 0; i < sizeof(bytes) && have < AK_SECRET_LEN; i++)
+		for (size_t i = sizeof(uint64); i < sizeof(bytes) && have < AK_SECRET_LEN; i++)
 			if (ak_base62_from_byte(bytes[i], &secret[have]))
 				have++;
+		if (have == AK_SECRET_LEN)
+			break;
+		strong_random(bytes, sizeof(bytes));
 	}
 	explicit_bzero(bytes, sizeof(bytes));
+	return id;
 }
 
 /* "<prefix>_<tag>_…<last 4>" ("..." where the database is not UTF-8) */
@@ -92,21 +94,16 @@ generate_key(PG_FUNCTION_ARGS)
 	char		keytext[AK_TEXT_MAX + 1];
 	size_t		len;
 	bytea	   *hash = palloc(VARHDRSZ + KEY_HASH_LEN);
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = call_result_tupdesc(fcinfo);
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("function returning record called in context that cannot accept type record")));
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("key prefix and tag must not be null")));
 	prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	tag = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	key_id = PG_ARGISNULL(2) ? random_key_id() : PG_GETARG_KEYID(2);
 	check_word("prefix", prefix, AK_PREFIX_MAX);
 	check_word("tag", tag, AK_TAG_MAX);
 	if (strcmp(prefix, AK_PUBLIC_PREFIX) == 0)
@@ -115,7 +112,9 @@ generate_key(PG_FUNCTION_ARGS)
 				 errmsg("the key prefix \"%s\" is reserved for public keys",
 						AK_PUBLIC_PREFIX)));
 
-	random_secret(secret);
+	key_id = random_key(secret);
+	if (!PG_ARGISNULL(2))
+		key_id = PG_GETARG_KEYID(2);
 	len = ak_format(keytext, prefix, tag, key_id, secret);
 	explicit_bzero(secret, sizeof(secret));
 	Assert(len > 0);
@@ -129,7 +128,6 @@ generate_key(PG_FUNCTION_ARGS)
 	values[3] = PointerGetDatum(make_hint(prefix, tag, keytext, len));
 	explicit_bzero(keytext, sizeof(keytext));
 
-	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -142,24 +140,19 @@ Datum
 generate_public_key(PG_FUNCTION_ARGS)
 {
 	char	   *tag = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	uint64		key_id = random_key_id();
+	uint64		key_id = random_key(NULL);
 	char		keytext[AK_TEXT_MAX + 1];
 	size_t		len;
-	TupleDesc	tupdesc;
+	TupleDesc	tupdesc = call_result_tupdesc(fcinfo);
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("function returning record called in context that cannot accept type record")));
 	check_word("tag", tag, AK_TAG_MAX);
 	len = ak_format(keytext, AK_PUBLIC_PREFIX, tag, key_id, NULL);
 	Assert(len > 0);
 
 	values[0] = KeyIdGetDatum(key_id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(keytext, len));
-	tupdesc = BlessTupleDesc(tupdesc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

@@ -7,7 +7,7 @@
 
 #include "postgres.h"
 
-#include "common/sha2.h"
+#include "common/sha2.h"		/* PG_SHA256_DIGEST_LENGTH */
 
 #define KEY_HASH_LEN PG_SHA256_DIGEST_LENGTH
 

@@ -43,7 +43,8 @@ report_bad_key_id(const char *s, size_t len)
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 			 errmsg("invalid input syntax for type apikey.key_id"),
 			 errdetail("A key id is %d base62 characters (0-9, A-Z, a-z); the input is not shown because it may be key text.",
-					   AK_ID_LEN)));
+					   AK_ID_LEN),
+			 errhidestmt(true)));
 }
 
 /* Text to key_id */

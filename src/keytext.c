@@ -12,17 +12,27 @@
 static const char base62_digits[] =
 "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/* Each byte's value as a base62 digit plus one; 0 for other bytes. */
+static const unsigned char base62_values[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+	['G'] = 17, ['H'] = 18, ['I'] = 19, ['J'] = 20, ['K'] = 21, ['L'] = 22,
+	['M'] = 23, ['N'] = 24, ['O'] = 25, ['P'] = 26, ['Q'] = 27, ['R'] = 28,
+	['S'] = 29, ['T'] = 30, ['U'] = 31, ['V'] = 32, ['W'] = 33, ['X'] = 34,
+	['Y'] = 35, ['Z'] = 36,
+	['a'] = 37, ['b'] = 38, ['c'] = 39, ['d'] = 40, ['e'] = 41, ['f'] = 42,
+	['g'] = 43, ['h'] = 44, ['i'] = 45, ['j'] = 46, ['k'] = 47, ['l'] = 48,
+	['m'] = 49, ['n'] = 50, ['o'] = 51, ['p'] = 52, ['q'] = 53, ['r'] = 54,
+	['s'] = 55, ['t'] = 56, ['u'] = 57, ['v'] = 58, ['w'] = 59, ['x'] = 60,
+	['y'] = 61, ['z'] = 62,
+};
+
 /* Value of a base62 digit, or -1. */
 static inline int
 base62_value(unsigned char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 36;
-	return -1;
+	return (int) base62_values[c] - 1;
 }
 
 /*
@@ -38,11 +48,10 @@ base62_decode(const char *s, size_t len, uint64_t *out)
 	{
 		int			digit = base62_value((unsigned char) s[i]);
 
-		if (digit < 0)
+		if (digit < 0 ||
+			__builtin_mul_overflow(value, 62, &value) ||
+			__builtin_add_overflow(value, (uint64_t) digit, &value))
 			return false;
-		if (value > (UINT64_MAX - (uint64_t) digit) / 62)
-			return false;
-		value = value * 62 + (uint64_t) digit;
 	}
 	*out = value;
 	return true;

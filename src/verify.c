@@ -19,6 +19,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "storage/proc.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -98,6 +99,33 @@ typedef struct KeyCatalog
 
 static KeyCatalog catalog;
 
+/*
+ * The key table and its index are locked by the first verification of a
+ * transaction and stay locked until it ends; later verifications only take
+ * relcache references.  A lock taken in a subtransaction that aborts goes
+ * with it, so the subtransaction that holds the locks is tracked.
+ */
+static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
+static SubTransactionId locked_subid = InvalidSubTransactionId;
+
+static inline bool
+holds_locks(void)
+{
+	return locked_lxid == MyProc->lxid && locked_subid != InvalidSubTransactionId;
+}
+
+static void
+locks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (locked_subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		locked_subid = InvalidSubTransactionId;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		locked_subid = parentSubid;
+}
+
 static void
 catalog_invalidate(Datum arg, Oid relid)
 {
@@ -110,6 +138,7 @@ void
 verify_init(void)
 {
 	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+	RegisterSubXactCallback(locks_subxact_callback, NULL);
 }
 
 static void
@@ -129,6 +158,7 @@ catalog_load(void)
 	Oid			eq_opr;
 
 	catalog.valid = false;
+	locked_lxid = InvalidLocalTransactionId;
 	if (!OidIsValid(nsp))
 		catalog_missing("schema apikey");
 	catalog.keys_relid = get_relname_relid("keys", nsp);
@@ -238,8 +268,20 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 	if (!catalog.valid)
 		catalog_load();
 
-	heap = table_open(catalog.keys_relid, AccessShareLock);
-	index = index_open(catalog.pkey_relid, AccessShareLock);
+	if (holds_locks())
+	{
+		heap = RelationIdGetRelation(catalog.keys_relid);
+		index = RelationIdGetRelation(catalog.pkey_relid);
+		if (heap == NULL || index == NULL)
+			catalog_missing("table apikey.keys");
+	}
+	else
+	{
+		heap = table_open(catalog.keys_relid, AccessShareLock);
+		index = index_open(catalog.pkey_relid, AccessShareLock);
+		locked_lxid = MyProc->lxid;
+		locked_subid = GetCurrentSubTransactionId();
+	}
 	slot = table_slot_create(heap, NULL);
 
 	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
@@ -260,8 +302,9 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	/* keep the locks until the transaction ends, as the executor does */
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
 	return proven;
 }
 
@@ -350,23 +393,9 @@ enum
 Datum
 verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 {
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	TupleDesc	tupdesc = call_result_tupdesc(fcinfo);
 	Datum		values[NUM_OUT];
 	bool		nulls[NUM_OUT];
-
-	/* the blessed result descriptor lives as long as the call site */
-	if (tupdesc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("function returning record called in context that cannot accept type record")));
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
-	}
 
 	memset(nulls, true, sizeof(nulls));
 	values[OUT_VALID] = BoolGetDatum(result->status == VS_VALID);

@@ -7,11 +7,11 @@ PGVER=${PGVER:-15}
 # package list: what a full test run uses
 packages=(
 	make gcc
-	"postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-contrib-$PGVER"
+	"postgresql-$PGVER" "postgresql-server-dev-$PGVER"
 	libipc-run-perl pgbouncer python3 python3-psycopg2 curl
 	clang libclang-rt-14-dev
 )
-[ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER" "postgresql-contrib-$PGVER")
+[ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
 
 missing=()
 for p in "${packages[@]}"; do

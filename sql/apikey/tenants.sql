@@ -48,23 +48,25 @@ CREATE TABLE apikey.audit (
 	tenant_id    bigint NOT NULL,
 	tenant       text NOT NULL,
 	key_id       apikey.key_id,
-	action       text NOT NULL CHECK (action IN (
-	                 'tenant_created', 'environment_created', 'policy_changed',
-	                 'public_key_regenerated', 'created', 'renamed', 'described',
-	                 'revoked', 'reactivated', 'rolled', 'deleted', 'expiry_changed')),
+	action       text NOT NULL,     -- see the README for the list
 	details      jsonb NOT NULL DEFAULT '{}'
 );
 ALTER SEQUENCE apikey.audit_event_id_seq OWNED BY apikey.audit.event_id;
 COMMENT ON TABLE apikey.audit IS 'who did what to which tenant or key; no foreign keys, so it outlives deleted keys';
 
+-- The internal functions below (named _*) are called only from the
+-- SECURITY DEFINER entry points, which fix the search_path, and are
+-- executable by no one else.
+
 -- Record an event as the calling role and, when authenticated, key.
 CREATE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
 		key_id apikey.key_id, details jsonb DEFAULT '{}')
-	RETURNS void LANGUAGE sql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
+BEGIN
 	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
-	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, $5)
+	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, $5);
+END
 $$;
 COMMENT ON FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) IS
 	'internal: append to the audit trail';
@@ -81,7 +83,6 @@ COMMENT ON FUNCTION apikey._deny(text, text) IS 'internal: raise permission deni
 
 -- Only full administrators (tenant-level settings, new tenants).
 CREATE FUNCTION apikey._authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 BEGIN
 	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey._is_admin() THEN
@@ -92,28 +93,15 @@ $$;
 COMMENT ON FUNCTION apikey._authorize_admin() IS
 	'internal: raise unless the caller is a full administrator (not acting as a key)';
 
--- May the caller manage keys of the tenant with this slug?  Checked before
--- the tenant is looked up, so a tenant administrator learns nothing of
--- other tenants.  Returns the tenant.
+-- The tenant with this slug, if the caller may manage its keys (see
+-- _authorized_tenant); raises 42501 or 42704 otherwise.
 CREATE FUNCTION apikey._authorize_tenant(slug text) RETURNS apikey.tenants
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
-		IF NOT apikey.has_scope('apikey:admin') THEN
-			PERFORM apikey._deny('permission denied: the authenticated key does not hold the scope apikey:admin');
-		ELSIF slug IS DISTINCT FROM apikey.current_tenant() THEN
-			PERFORM apikey._deny(format('permission denied: the authenticated key manages tenant %s only', apikey.current_tenant()));
-		END IF;
-	ELSIF NOT apikey._is_admin() THEN
-		PERFORM apikey._deny('permission denied to manage API keys');
-	END IF;
-	IF slug IS NULL THEN
-		RAISE EXCEPTION 'tenant must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
+	slug := apikey._authorized_tenant(slug);
 	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = _authorize_tenant.slug;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant "%" does not exist', slug USING ERRCODE = 'undefined_object';
@@ -126,7 +114,6 @@ COMMENT ON FUNCTION apikey._authorize_tenant(text) IS
 
 CREATE FUNCTION apikey._environment(t apikey.tenants, name text)
 	RETURNS apikey.environments LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 DECLARE
 	e apikey.environments;
@@ -146,39 +133,25 @@ $$;
 COMMENT ON FUNCTION apikey._environment(apikey.tenants, text) IS
 	'internal: a tenant''s environment by name; raises 42704 when there is none';
 
--- Labels (names, descriptions, reasons): any text without control
--- characters, at most maxlen characters; NULL only where allowed.
-CREATE FUNCTION apikey._check_label(what text, value text, maxlen integer, required boolean)
-	RETURNS void LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, apikey, pg_temp
-AS $$
-BEGIN
-	IF value IS NULL THEN
-		IF required THEN
-			RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
-		END IF;
-		RETURN;
-	END IF;
-	IF length(value) > maxlen THEN
-		RAISE EXCEPTION '% is too long (% characters)', what, length(value)
-			USING ERRCODE = 'string_data_right_truncation',
-			      DETAIL = format('The limit is %s characters.', maxlen);
-	END IF;
-	IF required AND btrim(value) = '' THEN
-		RAISE EXCEPTION '% must not be empty', what USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF value ~ '[[:cntrl:]]' THEN
-		RAISE EXCEPTION '% must not contain control characters', what
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION apikey._check_label(text, text, integer, boolean) IS
-	'internal: validate a human-readable label';
+-- Validation of management input (C): each returns its input, normalized,
+-- or raises a clear error.
+CREATE FUNCTION apikey._checked_label(what text, value text, maxlen integer, required boolean)
+	RETURNS text AS 'MODULE_PATHNAME', 'checked_label' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._checked_label(text, text, integer, boolean) IS
+	'internal: a name, description or reason of at most maxlen characters without control characters';
+
+CREATE FUNCTION apikey._normalized_scopes(scopes text[]) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'normalized_scopes' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._normalized_scopes(text[]) IS
+	'internal: at most 64 well-formed scopes ("*", "a:b", "a:*"), sorted, without duplicates';
+
+CREATE FUNCTION apikey._checked_resource(resource text) RETURNS text
+	AS 'MODULE_PATHNAME', 'checked_resource' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._checked_resource(text) IS
+	'internal: a well-formed resource ("type:id", at most 200 characters)';
 
 CREATE FUNCTION apikey._check_lifetime(what text, lifetime interval)
 	RETURNS void LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 BEGIN
 	IF lifetime IS NOT NULL AND (lifetime <= '0' OR lifetime > '100 years') THEN
@@ -193,7 +166,6 @@ COMMENT ON FUNCTION apikey._check_lifetime(text, interval) IS
 
 CREATE FUNCTION apikey._new_public_key(tenant_id bigint, environment text, tag text)
 	RETURNS text LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 DECLARE
 	g record;
@@ -215,7 +187,6 @@ COMMENT ON FUNCTION apikey._new_public_key(bigint, text, text) IS
 
 CREATE FUNCTION apikey._add_environment(t apikey.tenants, name text, tag text)
 	RETURNS void LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 BEGIN
 	IF name IS NULL OR tag IS NULL THEN
@@ -271,7 +242,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
 	END IF;
-	PERFORM apikey._check_label('tenant name', name, 200, false);
+	name := apikey._checked_label('tenant name', name, 200, false);
 	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
 		RAISE EXCEPTION 'invalid key prefix "%"', left(key_prefix, 64)
 			USING ERRCODE = 'invalid_parameter_value',
@@ -313,17 +284,6 @@ END
 $$;
 COMMENT ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, interval) IS
 	'create a tenant with environments ("name" or "name:tag"; production=live and preview=test by default); returns its id';
-
--- A full administrator may execute create_tenant (apikey.grant_admin).
--- (Defined after create_tenant, which its body names.)
-CREATE FUNCTION apikey._is_admin() RETURNS boolean LANGUAGE sql STABLE
-	SET search_path = pg_catalog, apikey, pg_temp
-AS $$
-	SELECT pg_catalog.has_function_privilege(apikey._caller(),
-		'apikey.create_tenant'::pg_catalog.regproc::pg_catalog.oid, 'EXECUTE')
-$$;
-COMMENT ON FUNCTION apikey._is_admin() IS
-	'internal: may the calling role manage every tenant?';
 
 CREATE FUNCTION apikey.create_environment(tenant text, name text, tag text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER

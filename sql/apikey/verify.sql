@@ -60,9 +60,19 @@ CREATE FUNCTION apikey.can_access(resource text, scope text) RETURNS boolean
 COMMENT ON FUNCTION apikey.can_access(text, text) IS
 	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resource only';
 
--- Internal: the role calling the extension (current_user outside SECURITY
--- DEFINER functions), for the management functions' authorization.
+-- Internal: the rights of the caller (current_user outside SECURITY DEFINER
+-- functions), for the management functions' authorization.
 CREATE FUNCTION apikey._caller() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey._caller() IS
 	'internal: the calling role, unaffected by SECURITY DEFINER';
+
+CREATE FUNCTION apikey._is_admin() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'is_admin' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey._is_admin() IS
+	'internal: may the calling role manage every tenant (may it execute apikey.create_tenant)?';
+
+CREATE FUNCTION apikey._authorized_tenant(slug text) RETURNS text
+	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey._authorized_tenant(text) IS
+	'internal: the slug, if the caller may manage that tenant''s keys; raises 42501 otherwise';
