@@ -19,12 +19,15 @@ fi
 passed=0
 failed=0
 broken=()
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for s in "${suites[@]}"; do
 	name=$(basename "$s" .sh)
 	echo "=== $name"
 	start=$SECONDS
-	out=$(bash "$s" 2>&1 | tee /dev/stderr | tail -n 1)
+	bash "$s" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	out=$(tail -n 1 "$log")
 	if [[ "$out" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
 		passed=$((passed + BASH_REMATCH[1]))
 		failed=$((failed + BASH_REMATCH[2]))

@@ -42,9 +42,13 @@ SELECT p.proname, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef
  ORDER BY p.proname;
--- the SQL and PL/pgSQL functions without a SET search_path: only helpers
--- that reference no table and are called from functions that have one
-SELECT p.proname, l.lanname, p.prosecdef
+-- the SQL and PL/pgSQL functions without a SET search_path: internal
+-- helpers, none SECURITY DEFINER and none executable by anyone but the
+-- owner, so they run only inside the SECURITY DEFINER entry points, which
+-- fix the search_path for them
+SELECT p.proname, l.lanname, p.prosecdef,
+       NOT EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner)
+         AND p.proacl IS NOT NULL AS owner_only
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.pronamespace = 'apikey'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
    AND p.proconfig IS NULL

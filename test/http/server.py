@@ -1,0 +1,173 @@
+#!/usr/bin/python3
+"""A small HTTP API in front of the example RLS schema (test/rls_example.sql):
+the way to use apikey from an application.
+
+Each request reads the X-API-Key header and runs in one transaction that
+starts with apikey.authenticate(key, scope); the row-level security policies
+then show and accept the rows of that key's tenant only.  The key is passed
+as a query parameter, never formatted into SQL, and never logged.
+
+  GET  /orders                      orders:read   the tenant's orders
+  GET  /collections/<id>/orders     orders:read   one collection's orders
+                                                  (403 wrong_resource for a
+                                                  key restricted elsewhere)
+  POST /orders {"collection_id", "item", "amount"}
+                                    orders:write  201 and the new order
+
+Errors: no key, or a key that is malformed, unknown, revoked, expired or of
+another environment: 401.  A valid key without the scope, or restricted to
+another resource: 403.  The connection sets apikey.environment, so keys of
+other environments are wrong_environment.
+
+Usage: server.py --dsn DSN [--port 0] [--environment production]
+Prints "listening on <port>" once ready.
+"""
+import argparse
+import json
+import re
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+import psycopg2.extras
+import psycopg2.pool
+
+FORBIDDEN = {"insufficient_scope", "wrong_resource"}
+
+
+class Rejected(Exception):
+    def __init__(self, http_status, status):
+        super().__init__(status)
+        self.http_status = http_status
+        self.status = status
+
+
+def authenticate(cur, conn, api_key, scope):
+    """Make the key the identity of this transaction, or raise Rejected.
+
+    The hot path is one statement.  Only when authenticate refuses the key
+    (SQLSTATE 28000) do we ask apikey.verify, in a fresh transaction, for the
+    status, to choose between 401 and 403 without parsing an error message.
+    """
+    try:
+        cur.execute("SELECT apikey.authenticate(%s, %s)", (api_key, scope))
+    except psycopg2.Error as e:
+        conn.rollback()
+        if e.pgcode != "28000":
+            raise
+        cur.execute("SELECT status FROM apikey.verify(%s, scope => %s)", (api_key, scope))
+        status = cur.fetchone()["status"]
+        conn.rollback()
+        raise Rejected(403 if status in FORBIDDEN else 401, status)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "apikey-example/1"
+    pool = None
+
+    def log_message(self, fmt, *args):
+        # method, path and status only: never headers (the key is one)
+        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+
+    def reply(self, code, body):
+        data = json.dumps(body, default=str).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'ApiKey header="X-API-Key"')
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_request(self, scope, work):
+        api_key = self.headers.get("X-API-Key")
+        if not api_key:
+            return self.reply(401, {"error": "missing_api_key"})
+        conn = self.pool.getconn()
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                authenticate(cur, conn, api_key, scope)
+                code, body = work(cur)
+                conn.commit()
+            self.reply(code, body)
+        except Rejected as r:
+            self.reply(r.http_status, {"error": r.status})
+        except psycopg2.Error as e:
+            conn.rollback()
+            if e.pgcode == "42501":         # a row-level security policy said no
+                self.reply(403, {"error": "forbidden"})
+            elif e.pgcode and e.pgcode[:2] in ("22", "23"):
+                self.reply(400, {"error": "invalid_data"})
+            else:
+                self.reply(500, {"error": "internal"})
+        except Exception:
+            conn.rollback()
+            self.reply(500, {"error": "internal"})
+        finally:
+            conn.rollback()                 # nothing survives the request
+            self.pool.putconn(conn)
+
+    def do_GET(self):
+        if self.path == "/orders":
+            def work(cur):
+                cur.execute("SELECT apikey.current_tenant() AS tenant")
+                tenant = cur.fetchone()["tenant"]
+                cur.execute("SELECT order_id, collection_id, item, amount FROM app.orders ORDER BY order_id")
+                return 200, {"tenant": tenant, "orders": cur.fetchall()}
+            return self.handle_request("orders:read", work)
+        m = re.fullmatch(r"/collections/([0-9]{1,18})/orders", self.path)
+        if m:
+            collection_id = int(m.group(1))
+
+            def work(cur):
+                cur.execute("SELECT apikey.can_access(%s, 'orders:read') AS ok",
+                            ("collection:%d" % collection_id,))
+                if not cur.fetchone()["ok"]:
+                    raise Rejected(403, "wrong_resource")
+                cur.execute("SELECT order_id, item, amount FROM app.orders"
+                            " WHERE collection_id = %s ORDER BY order_id", (collection_id,))
+                return 200, {"orders": cur.fetchall()}
+            return self.handle_request("orders:read", work)
+        self.reply(404, {"error": "not_found"})
+
+    def do_POST(self):
+        if self.path != "/orders":
+            return self.reply(404, {"error": "not_found"})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            order = json.loads(self.rfile.read(min(length, 65536)) or b"null")
+            values = (int(order["collection_id"]), str(order["item"]), str(order["amount"]))
+        except (ValueError, KeyError, TypeError):
+            return self.reply(400, {"error": "invalid_json"})
+
+        def work(cur):
+            # tenant_id and created_by_key come from the identity (defaults)
+            cur.execute("INSERT INTO app.orders (collection_id, item, amount) VALUES (%s, %s, %s)"
+                        " RETURNING order_id, collection_id, item, amount, created_by_key::text", values)
+            return 201, cur.fetchone()
+        self.handle_request("orders:write", work)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--environment", default="production")
+    args = ap.parse_args()
+    # the environment this deployment serves, for every verification
+    Handler.pool = psycopg2.pool.ThreadedConnectionPool(
+        1, 8, args.dsn, options="-c apikey.environment=%s" % args.environment)
+    httpd = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    print("listening on %d" % httpd.server_address[1], flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+        Handler.pool.closeall()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# TAP tests with prove and PostgreSQL's own PostgreSQL::Test::Cluster:
+# test/t/*.pl, each on throwaway clusters (hot standby, crash recovery,
+# dump and restore, upgrade path).  Counts test files; the assertions are
+# reported on the line before.
+set -uo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+work=$(scratch_dir tap)
+# the cluster module runs pg_regress --config-auth and the server's binaries
+# from PATH, and keeps its clusters and logs under $TESTDIR/tmp_check
+# TAP_TESTS: a subset of the test files, for development
+tests=(${TAP_TESTS:-"$REPO"/test/t/*.pl})
+run_as_pg env PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+	TESTDIR="$work" TMPDIR="$work" APIKEY_REPO="$REPO" \
+	prove -v --timer -I "$PGXS_DIR/src/test/perl" -I "$REPO/test/t" \
+	"${tests[@]}" >"$work/prove.out" 2>&1
+rc=$?
+# assertion lines and results only: clusters' chatter stays in the log files
+grep -E '^(\[[0-9:]+\] )?/|^ *(not )?ok |^# |^(Files|Result|Tests)|\.\. *(ok|FAILED|Dubious)' "$work/prove.out"
+
+n_files=${#tests[@]}
+# failed files are those prove's "Test Summary Report" lists
+n_bad=$(sed -n '/^Test Summary Report/,$p' "$work/prove.out" | grep -Ec '\.pl +\(Wstat')
+n_asserts=$(grep -Ec '^ *ok [0-9]+' "$work/prove.out")
+n_asserts_bad=$(grep -Ec '^ *not ok [0-9]+' "$work/prove.out")
+echo "assertions: $n_asserts passed, $n_asserts_bad failed"
+[ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
+n_ok=$((n_files - n_bad))
+[ $rc -eq 0 ] && [ "$n_bad" -eq 0 ] && rm -rf "$work"
+echo "$n_ok passed, $n_bad failed"
