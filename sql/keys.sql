@@ -67,6 +67,10 @@ SELECT key_id AS res_id FROM apikey.create_key('shop', 'production', 'collection
        scopes => '{collections:read}', resource => 'collection:42') \gset
 SELECT scopes, resource FROM apikey.key_list WHERE key_id = :'res_id';
 
+-- last_used_at needs shared_preload_libraries = 'apikey' (this test server
+-- does not preload it, so uses are not kept)
+SELECT apikey.usage_tracking();
+
 -- the audit trail tells who created what
 SELECT action, tenant, actor_role, details->>'name' AS name
   FROM apikey.audit_log WHERE key_id = :'key_id';

@@ -27,6 +27,7 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+	usage_init();
 	MarkGUCPrefixReserved("apikey");
 
 	verify_init();

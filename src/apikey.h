@@ -1,6 +1,6 @@
 /*
  * apikey.h
- *		Module-wide initialization.
+ *		Module-wide initialization and shared helpers.
  */
 #ifndef APIKEY_APIKEY_H
 #define APIKEY_APIKEY_H
@@ -9,9 +9,14 @@
 
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "datatype/timestamp.h"
 
 extern void verify_init(void);
 extern void identity_init(void);
+extern void usage_init(void);
+
+/* Note a valid use of a key, for last_used_at (usage.c). */
+extern void usage_record(uint64 key_id, TimestampTz when);
 
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);

@@ -373,6 +373,8 @@ verify_key(text *api_key, text *environment, text *scope, text *resource,
 		environment = cstring_to_text(apikey_default_environment);
 	result->status = decide_status(result, revoked, now, environment, scope,
 								   resource);
+	if (result->status == VS_VALID)
+		usage_record(result->key_id, now);
 }
 
 /* Result columns of apikey.verify, in order. */

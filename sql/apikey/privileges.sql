@@ -31,6 +31,7 @@ BEGIN
 		apikey.public_key(text, text),
 		apikey.regenerate_public_key(text, text)
 		TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION apikey._pending_last_used(apikey.key_id), apikey.usage_tracking() TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
 END
 $$;
@@ -72,3 +73,12 @@ GRANT EXECUTE ON FUNCTION
 	apikey.has_scope(text), apikey.can_access(text, text),
 	apikey._caller(), apikey._is_admin()
 	TO PUBLIC;
+
+DO $$
+BEGIN
+	IF apikey.usage_tracking() LIKE 'off%' THEN
+		RAISE NOTICE 'apikey: last_used_at is not tracked in this server'
+			USING HINT = 'Add apikey to shared_preload_libraries and restart to keep it (without a write per verification).';
+	END IF;
+END
+$$;

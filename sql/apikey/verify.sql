@@ -76,3 +76,14 @@ CREATE FUNCTION apikey._authorized_tenant(slug text) RETURNS text
 	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey._authorized_tenant(text) IS
 	'internal: the slug, if the caller may manage that tenant''s keys; raises 42501 otherwise';
+
+-- last_used_at (usage.c): pending uses kept in shared memory between writes.
+CREATE FUNCTION apikey._pending_last_used(key_id apikey.key_id) RETURNS timestamptz
+	AS 'MODULE_PATHNAME', 'pending_last_used' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey._pending_last_used(apikey.key_id) IS
+	'internal: the last use of a key not yet written to apikey.keys, or NULL';
+
+CREATE FUNCTION apikey.usage_tracking() RETURNS text
+	AS 'MODULE_PATHNAME', 'usage_tracking' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.usage_tracking() IS
+	'whether last_used_at is kept (it needs shared_preload_libraries = apikey), how often it is written, and what is pending';

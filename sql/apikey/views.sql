@@ -22,7 +22,7 @@ SELECT k.key_id,
        k.rolled_at,
        CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
             THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
-       k.last_used_at,
+       greatest(k.last_used_at, apikey._pending_last_used(k.key_id)) AS last_used_at,
        k.tenant_id
   FROM apikey.keys AS k
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey._is_admin())

@@ -1,0 +1,494 @@
+/*
+ * usage.c
+ *		last_used_at without a write per verification.
+ *
+ * A valid verification appends (database, key id, time) to a small buffer
+ * in backend memory: no lock, no write.  The buffer is drained into a hash
+ * table in shared memory when it fills and at the end of each transaction.
+ * A background worker flushes that table into apikey.keys every
+ * apikey.usage_flush_interval, starting one short-lived worker per database
+ * with pending entries.  apikey.key_list merges the pending times, so the
+ * listing is current to the second while the table lags by at most one
+ * flush interval.
+ *
+ * Shared memory needs shared_preload_libraries = 'apikey'.  Without it
+ * nothing is tracked (last_used_at stays NULL) and everything else works.
+ * On a hot standby times are gathered but never flushed (the standby cannot
+ * write); key_list there shows them from memory.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "apikey.h"
+#include "keyid.h"
+
+/* Settings */
+static bool track_usage = true;
+static int	usage_max_keys = 65536;
+static int	usage_flush_interval = 10;	/* seconds */
+
+typedef struct UsageKey
+{
+	Oid			dbid;
+	uint64		key_id;
+} UsageKey;
+
+typedef struct UsageEntry
+{
+	UsageKey	key;
+	TimestampTz last_used;
+} UsageEntry;
+
+typedef struct UsageShared
+{
+	LWLock	   *lock;
+	uint64		dropped;		/* times lost because the table was full */
+} UsageShared;
+
+static UsageShared *usage_shared = NULL;
+static HTAB *usage_hash = NULL;
+static bool usage_preloaded = false;
+
+/* The backend's buffer, drained into shared memory in batches. */
+#define USAGE_BUFFER 256
+static UsageEntry buffer[USAGE_BUFFER];
+static int	buffered = 0;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+usage_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(UsageShared)) +
+						   hash_estimate_size(usage_max_keys, sizeof(UsageEntry)));
+	RequestNamedLWLockTranche("apikey usage", 1);
+}
+
+static void
+usage_shmem_startup(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	usage_shared = ShmemInitStruct("apikey usage", sizeof(UsageShared), &found);
+	if (!found)
+	{
+		usage_shared->lock = &(GetNamedLWLockTranche("apikey usage"))->lock;
+		usage_shared->dropped = 0;
+	}
+	info.keysize = sizeof(UsageKey);
+	info.entrysize = sizeof(UsageEntry);
+	usage_hash = ShmemInitHash("apikey usage hash", usage_max_keys, usage_max_keys,
+							   &info, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Move the backend's buffer into shared memory, under one lock. */
+static void
+usage_drain(void)
+{
+	if (buffered == 0 || usage_hash == NULL)
+	{
+		buffered = 0;
+		return;
+	}
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < buffered; i++)
+	{
+		bool		found;
+		UsageEntry *e = hash_search(usage_hash, &buffer[i].key, HASH_ENTER_NULL, &found);
+
+		if (e == NULL)
+			usage_shared->dropped++;
+		else if (!found || e->last_used < buffer[i].last_used)
+			e->last_used = buffer[i].last_used;
+	}
+	LWLockRelease(usage_shared->lock);
+	buffered = 0;
+}
+
+static void
+usage_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		usage_drain();
+}
+
+/* Note a valid use of a key (the hot path: no lock, no allocation). */
+void
+usage_record(uint64 key_id, TimestampTz when)
+{
+	if (!usage_preloaded || !track_usage)
+		return;
+	if (buffered == USAGE_BUFFER)
+		usage_drain();
+	buffer[buffered].key.dbid = MyDatabaseId;
+	buffer[buffered].key.key_id = key_id;
+	buffer[buffered].last_used = when;
+	buffered++;
+}
+
+/*
+ * _pending_last_used(key_id) -> the last use not yet written to the table
+ * (this backend's and every other's), or NULL.
+ */
+PG_FUNCTION_INFO_V1(pending_last_used);
+Datum
+pending_last_used(PG_FUNCTION_ARGS)
+{
+	UsageKey	key;
+	UsageEntry *e;
+	TimestampTz result = 0;
+	bool		have = false;
+
+	if (usage_hash == NULL)
+		PG_RETURN_NULL();
+	memset(&key, 0, sizeof(key));
+	key.dbid = MyDatabaseId;
+	key.key_id = PG_GETARG_KEYID(0);
+	for (int i = 0; i < buffered; i++)
+		if (buffer[i].key.dbid == key.dbid && buffer[i].key.key_id == key.key_id &&
+			(!have || buffer[i].last_used > result))
+		{
+			result = buffer[i].last_used;
+			have = true;
+		}
+	LWLockAcquire(usage_shared->lock, LW_SHARED);
+	e = hash_search(usage_hash, &key, HASH_FIND, NULL);
+	if (e != NULL && (!have || e->last_used > result))
+	{
+		result = e->last_used;
+		have = true;
+	}
+	LWLockRelease(usage_shared->lock);
+	if (!have)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(result);
+}
+
+/* usage_tracking() -> whether and how last_used_at is kept */
+PG_FUNCTION_INFO_V1(usage_tracking);
+Datum
+usage_tracking(PG_FUNCTION_ARGS)
+{
+	long		pending = 0;
+	uint64		dropped = 0;
+
+	if (!usage_preloaded || usage_hash == NULL)
+		PG_RETURN_TEXT_P(cstring_to_text("off: add apikey to shared_preload_libraries to keep last_used_at"));
+	if (!track_usage)
+		PG_RETURN_TEXT_P(cstring_to_text("off: apikey.track_usage is off"));
+	LWLockAcquire(usage_shared->lock, LW_SHARED);
+	pending = hash_get_num_entries(usage_hash);
+	dropped = usage_shared->dropped;
+	LWLockRelease(usage_shared->lock);
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("on: flushed every %d s%s; %ld keys pending, %llu uses dropped (table full)",
+											  usage_flush_interval,
+											  RecoveryInProgress() ? " (not on this standby)" : "",
+											  pending, (unsigned long long) dropped)));
+}
+
+/* Copy this database's pending entries out of shared memory. */
+static int
+usage_collect(Oid dbid, UsageEntry **entries)
+{
+	HASH_SEQ_STATUS seq;
+	UsageEntry *e;
+	int			n = 0;
+
+	LWLockAcquire(usage_shared->lock, LW_SHARED);
+	*entries = palloc(sizeof(UsageEntry) * Max(1, hash_get_num_entries(usage_hash)));
+	hash_seq_init(&seq, usage_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.dbid == dbid)
+			(*entries)[n++] = *e;
+	LWLockRelease(usage_shared->lock);
+	return n;
+}
+
+static int
+compare_entries(const void *a, const void *b)
+{
+	uint64		x = ((const UsageEntry *) a)->key.key_id;
+	uint64		y = ((const UsageEntry *) b)->key.key_id;
+
+	return (x > y) - (x < y);
+}
+
+/* Forget entries written to the table, unless used again since. */
+static void
+usage_forget(UsageEntry *entries, int n, bool *written)
+{
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		UsageEntry *e;
+
+		if (!written[i])
+			continue;
+		e = hash_search(usage_hash, &entries[i].key, HASH_FIND, NULL);
+		if (e != NULL && e->last_used <= entries[i].last_used)
+			hash_search(usage_hash, &entries[i].key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(usage_shared->lock);
+}
+
+/*
+ * Write one database's pending times.  Rows locked by someone else are
+ * skipped (and kept pending for the next round): the writer never waits on
+ * an administrator's transaction and cannot deadlock with one.
+ */
+static void
+usage_flush_database(void)
+{
+	UsageEntry *entries;
+	int			n = usage_collect(MyDatabaseId, &entries);
+	bool	   *written = palloc0(sizeof(bool) * Max(1, n));
+	Oid			nsp;
+
+	if (n == 0)
+		return;
+	qsort(entries, n, sizeof(UsageEntry), compare_entries);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	nsp = get_namespace_oid("apikey", true);
+	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("keys", nsp)))
+	{
+		Oid			keyid_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+												 CStringGetDatum("key_id"),
+												 ObjectIdGetDatum(nsp));
+		Datum	   *ids = palloc(sizeof(Datum) * n);
+		Datum	   *times = palloc(sizeof(Datum) * n);
+		Datum		args[2];
+		Oid			argtypes[2] = {get_array_type(keyid_type), TIMESTAMPTZARRAYOID};
+		int			ret;
+
+		for (int i = 0; i < n; i++)
+		{
+			ids[i] = KeyIdGetDatum(entries[i].key.key_id);
+			times[i] = TimestampTzGetDatum(entries[i].last_used);
+		}
+		args[0] = PointerGetDatum(construct_array(ids, n, keyid_type, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+		SPI_connect();
+		ret = SPI_execute_with_args(
+			"WITH u AS (SELECT * FROM unnest($1, $2) AS u(key_id, used_at)),"
+			" locked AS (SELECT k.key_id, u.used_at FROM apikey.keys k JOIN u ON k.key_id = u.key_id"
+			"            FOR UPDATE OF k SKIP LOCKED),"
+			" done AS (UPDATE apikey.keys k SET last_used_at = l.used_at FROM locked l"
+			"          WHERE k.key_id = l.key_id"
+			"            AND (k.last_used_at IS NULL OR k.last_used_at < l.used_at))"
+			" SELECT key_id FROM locked"
+			" UNION ALL"
+			" SELECT u.key_id FROM u WHERE NOT EXISTS"
+			"   (SELECT FROM apikey.keys k WHERE k.key_id = u.key_id)",
+			2, argtypes, args, NULL, false, 0);
+		if (ret == SPI_OK_SELECT)
+		{
+			/*
+			 * Done with: the rows not locked by others (written, or already
+			 * newer) and keys deleted since their use.
+			 */
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				bool		isnull;
+				UsageEntry	probe;
+				UsageEntry *hit;
+
+				probe.key.key_id = DatumGetKeyId(SPI_getbinval(SPI_tuptable->vals[r],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+				hit = bsearch(&probe, entries, n, sizeof(UsageEntry), compare_entries);
+				if (hit != NULL)
+					written[hit - entries] = true;
+			}
+		}
+		SPI_finish();
+	}
+	else
+	{
+		/* no apikey here (any more): nothing to keep */
+		for (int i = 0; i < n; i++)
+			written[i] = true;
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	usage_forget(entries, n, written);
+}
+
+/* The per-database writer: connect, flush, exit. */
+PGDLLEXPORT void usage_database_main(Datum arg);
+void
+usage_database_main(Datum arg)
+{
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	pgstat_report_appname("apikey usage writer");
+	usage_flush_database();
+	proc_exit(0);
+}
+
+static void
+usage_start_database_writer(Oid dbid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "usage_database_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey usage writer for database %u", dbid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey usage writer");
+	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return;					/* no slot now: the next round retries */
+
+	/*
+	 * Poll until it is done: a worker without a database connection ignores
+	 * SIGUSR1, so the postmaster's notifications would not wake us.
+	 */
+	for (;;)
+	{
+		BgwHandleStatus status = GetBackgroundWorkerPid(handle, &pid);
+
+		if (status == BGWH_STOPPED || status == BGWH_POSTMASTER_DIED ||
+			ShutdownRequestPending)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* The launcher: every flush interval, one writer per database with entries. */
+PGDLLEXPORT void usage_launcher_main(Datum arg);
+void
+usage_launcher_main(Datum arg)
+{
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	pgstat_report_appname("apikey usage launcher");
+
+	for (;;)
+	{
+		Oid		   *dbids;
+		int			ndb = 0;
+		HASH_SEQ_STATUS seq;
+		UsageEntry *e;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 usage_flush_interval * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (ShutdownRequestPending)
+			proc_exit(0);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (RecoveryInProgress())
+			continue;
+
+		LWLockAcquire(usage_shared->lock, LW_SHARED);
+		dbids = palloc(sizeof(Oid) * Max(1, hash_get_num_entries(usage_hash)));
+		hash_seq_init(&seq, usage_hash);
+		while ((e = hash_seq_search(&seq)) != NULL)
+		{
+			int			i;
+
+			for (i = 0; i < ndb && dbids[i] != e->key.dbid; i++)
+				;
+			if (i == ndb)
+				dbids[ndb++] = e->key.dbid;
+		}
+		LWLockRelease(usage_shared->lock);
+
+		for (int i = 0; i < ndb && !ShutdownRequestPending; i++)
+			usage_start_database_writer(dbids[i]);
+		pfree(dbids);
+	}
+}
+
+void
+usage_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomBoolVariable("apikey.track_usage",
+							 "Keep last_used_at of keys (needs shared_preload_libraries = apikey).",
+							 NULL,
+							 &track_usage,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.usage_flush_interval",
+							"Seconds between writes of last_used_at to apikey.keys.",
+							NULL,
+							&usage_flush_interval,
+							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	RegisterXactCallback(usage_xact_callback, NULL);
+
+	/* shared memory, and the setting that sizes it, only when preloaded */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("apikey.usage_max_keys",
+							"Keys whose last use can wait in shared memory between writes.",
+							NULL,
+							&usage_max_keys,
+							65536, 1024, 16777216,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	usage_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = usage_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = usage_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "usage_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey usage launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey usage launcher");
+	RegisterBackgroundWorker(&worker);
+}

@@ -1,0 +1,132 @@
+# last_used_at without a write per verification.
+#
+# With apikey in shared_preload_libraries, valid verifications are gathered
+# in shared memory: apikey.key_list shows them at once, apikey.keys gets them
+# only when the background writer flushes (every apikey.usage_flush_interval),
+# and verifying itself writes nothing, not even in a loop of thousands.  On a
+# standby, verification still writes nothing and the uses show in key_list.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use ApikeyTAP;
+
+my $node = PostgreSQL::Test::Cluster->new('usage');
+$node->init(allows_streaming => 1);
+$node->append_conf('postgresql.conf', qq{
+log_statement = none
+shared_preload_libraries = 'apikey'
+apikey.usage_flush_interval = 3600
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION apikey;
+	SELECT apikey.create_tenant('acme');
+	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
+	INSERT INTO test_keys
+		SELECT label, key_id, api_key
+		  FROM unnest('{used,unused,deleted}'::text[]) AS label,
+		       apikey.create_key('acme', 'production', label);
+});
+like($node->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/^on: flushed every 3600 s/,
+	'tracking is on when preloaded');
+
+my $updates_before = $node->safe_psql('postgres',
+	q{SELECT pg_stat_force_next_flush(); SELECT n_tup_upd + n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'apikey.keys'::regclass});
+
+# thousands of valid verifications, one of them in a read-only transaction
+$node->safe_psql('postgres', q{
+	SELECT count(*) FROM generate_series(1, 5000), LATERAL apikey.verify((SELECT api_key FROM test_keys WHERE label = 'used')) v WHERE v.valid;
+	SELECT status FROM apikey.verify((SELECT api_key FROM test_keys WHERE label = 'deleted'));
+});
+$node->safe_psql('postgres', q{
+	BEGIN READ ONLY;
+	SELECT status FROM apikey.verify((SELECT api_key FROM test_keys WHERE label = 'used'));
+	COMMIT;
+});
+
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM apikey.keys WHERE last_used_at IS NOT NULL}), '0',
+	'nothing written to apikey.keys by verification');
+is($node->safe_psql('postgres',
+	q{SELECT pg_stat_force_next_flush(); SELECT n_tup_upd + n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'apikey.keys'::regclass}),
+	$updates_before, 'no row of apikey.keys updated by 5001 verifications');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(name || ':' || (last_used_at IS NOT NULL)::text, ',' ORDER BY name)
+	  FROM apikey.key_list}),
+	'deleted:true,unused:false,used:true',
+	'key_list shows the uses at once, from shared memory');
+is($node->safe_psql('postgres', q{
+	SELECT last_used_at > now() - interval '1 minute' FROM apikey.key_list WHERE name = 'used'}),
+	't', 'the time of the last use');
+like($node->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/ 2 keys pending/,
+	'two keys pending');
+
+# a key deleted before the flush is forgotten, not written
+$node->safe_psql('postgres', q{SELECT apikey.delete_key((SELECT key_id FROM test_keys WHERE label = 'deleted'))});
+
+# flush every second from now on
+$node->safe_psql('postgres', q{ALTER SYSTEM SET apikey.usage_flush_interval = 1; SELECT pg_reload_conf()});
+my $written = 0;
+for (my $i = 0; $i < 300 && !$written; $i++)
+{
+	$written = $node->safe_psql('postgres',
+		q{SELECT count(*) FROM apikey.keys WHERE last_used_at IS NOT NULL}) eq '1';
+	usleep(100_000) unless $written;
+}
+ok($written, 'the background writer wrote last_used_at');
+is($node->safe_psql('postgres', q{
+	SELECT k.last_used_at = l.last_used_at FROM apikey.keys k JOIN apikey.key_list l USING (key_id)
+	 WHERE l.name = 'used'}), 't', 'the table and the listing agree after the write');
+is($node->safe_psql('postgres', q{SELECT last_used_at IS NULL FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'unused'}),
+	't', 'an unused key stays never used');
+my $drained = 0;
+for (my $i = 0; $i < 300 && !$drained; $i++)
+{
+	$drained = $node->safe_psql('postgres', 'SELECT apikey.usage_tracking()') =~ / 0 keys pending/;
+	usleep(100_000) unless $drained;
+}
+ok($drained, 'nothing left pending, the deleted key included');
+
+# a writer never waits on an administrator's lock: the locked key stays pending
+$node->safe_psql('postgres', q{
+	SELECT status FROM apikey.verify((SELECT api_key FROM test_keys WHERE label = 'unused'))});
+my $admin = $node->background_psql('postgres');
+$admin->query_safe(q{BEGIN; SELECT apikey.rename_key((SELECT key_id FROM test_keys WHERE label = 'unused'), 'held')});
+sleep 3;
+is($node->safe_psql('postgres', q{SELECT last_used_at IS NULL FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'unused'}),
+	't', 'a row locked by an administrator is skipped, not waited for');
+like($node->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/ 1 keys pending/,
+	'and kept pending');
+$admin->query_safe('COMMIT');
+$admin->quit;
+my $caught_up = 0;
+for (my $i = 0; $i < 300 && !$caught_up; $i++)
+{
+	$caught_up = $node->safe_psql('postgres', q{SELECT last_used_at IS NOT NULL FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'unused'}) eq 't';
+	usleep(100_000) unless $caught_up;
+}
+ok($caught_up, 'written once the lock is gone');
+
+# on a standby: verification works, writes nothing, and key_list shows the use
+$node->backup('backup');
+my $standby = PostgreSQL::Test::Cluster->new('usage_standby');
+$standby->init_from_backup($node, 'backup', has_streaming => 1);
+$standby->start;
+$node->wait_for_catchup($standby, 'replay');
+my $last_on_primary = $node->safe_psql('postgres',
+	q{SELECT last_used_at FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'used'});
+is($standby->safe_psql('postgres', q{
+	BEGIN READ ONLY;
+	SELECT status FROM apikey.verify((SELECT api_key FROM test_keys WHERE label = 'used'));
+	COMMIT;}), 'valid', 'verify on the standby');
+is($standby->safe_psql('postgres', q{
+	SELECT l.last_used_at > k.last_used_at FROM apikey.key_list l JOIN apikey.keys k USING (key_id) WHERE l.name = 'used'}),
+	't', 'the standby lists its own, newer use from memory');
+like($standby->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/not on this standby/,
+	'the standby says it does not write');
+
+done_testing();
