@@ -10,7 +10,8 @@ OBJS = src/apikey.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
 	sql/apikey/keys.sql sql/apikey/views.sql sql/apikey/privileges.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+# Released versions' frozen install scripts and the upgrade scripts between them
+DATA = $(filter-out $(DATA_built), $(wildcard sql/$(EXTENSION)--*.sql))
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # -Wextra for our code; the server's own headers are treated as system headers.
