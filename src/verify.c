@@ -13,6 +13,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -23,6 +24,8 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -58,6 +61,7 @@ verify_status_name(VerifyStatus status)
 /* The columns of apikey.keys that verification reads. */
 typedef enum KeyColumn
 {
+	COL_KEY_ID,
 	COL_TENANT_ID,
 	COL_TENANT,
 	COL_ENVIRONMENT,
@@ -72,6 +76,7 @@ typedef enum KeyColumn
 } KeyColumn;
 
 static const char *const key_column_names[NUM_KEY_COLUMNS] = {
+	[COL_KEY_ID] = "key_id",
 	[COL_TENANT_ID] = "tenant_id",
 	[COL_TENANT] = "tenant",
 	[COL_ENVIRONMENT] = "environment",
@@ -126,19 +131,72 @@ locks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		locked_subid = parentSubid;
 }
 
+/*
+ * Where each recently verified key's row was found (the root of its HOT
+ * chain), so the next verification of the key can fetch the row directly
+ * instead of descending the index.  A hint only: the row is fetched with the
+ * statement's snapshot and must carry the key id, otherwise the index is
+ * asked.  Forgotten when the table is rewritten (relcache invalidation).
+ */
+typedef struct KeyLocation
+{
+	uint64		key_id;
+	ItemPointerData tid;
+} KeyLocation;
+
+int			apikey_key_cache_size = 65536;
+static HTAB *locations = NULL;
+static bool locations_stale = false;
+
 static void
 catalog_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == catalog.keys_relid ||
 		relid == catalog.pkey_relid)
+	{
 		catalog.valid = false;
+		locations_stale = true;
+	}
 }
 
 void
 verify_init(void)
 {
+	DefineCustomIntVariable("apikey.key_cache_size",
+							"Keys per backend whose row location verification remembers.",
+							"0 turns the cache off; each entry takes about 40 bytes.",
+							&apikey_key_cache_size,
+							65536, 0, 16777216,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
 	RegisterSubXactCallback(locks_subxact_callback, NULL);
+}
+
+static KeyLocation *
+location_lookup(uint64 key_id, HASHACTION action)
+{
+	if (locations_stale && locations != NULL)
+	{
+		hash_destroy(locations);
+		locations = NULL;
+	}
+	locations_stale = false;
+	if (locations == NULL)
+	{
+		HASHCTL		info;
+
+		if (action == HASH_FIND || apikey_key_cache_size == 0)
+			return NULL;
+		info.keysize = sizeof(uint64);
+		info.entrysize = sizeof(KeyLocation);
+		info.hcxt = TopMemoryContext;
+		locations = hash_create("apikey key locations", 1024, &info,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (action == HASH_ENTER && hash_get_num_entries(locations) >= apikey_key_cache_size)
+		return NULL;
+	return hash_search(locations, &key_id, action, NULL);
 }
 
 static void
@@ -251,6 +309,71 @@ read_key(TupleTableSlot *slot, uint64 key_id, VerifyResult *result)
 }
 
 /*
+ * The key table or its index, locked by the first verification of the
+ * transaction and kept locked until it ends (as the executor does).
+ */
+static Relation
+open_locked(Oid relid)
+{
+	Relation	rel;
+
+	if (holds_locks())
+	{
+		rel = RelationIdGetRelation(relid);
+		if (rel == NULL)
+			catalog_missing("table apikey.keys");
+		return rel;
+	}
+	rel = relation_open(relid, AccessShareLock);
+	return rel;
+}
+
+/* The key's row at a remembered location, if it is still there. */
+static bool
+fetch_at(Relation heap, ItemPointer tid, uint64 key_id, Snapshot snapshot,
+		 TupleTableSlot *slot)
+{
+	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		found;
+	bool		isnull;
+
+	/* follows the HOT chain to the version the snapshot sees */
+	found = table_index_fetch_tuple(fetch, tid, snapshot, slot, &call_again, &all_dead);
+	table_index_fetch_end(fetch);
+	return found &&
+		DatumGetKeyId(slot_getattr(slot, catalog.attnum[COL_KEY_ID], &isnull)) == key_id;
+}
+
+/* The key's row through the primary key index; remembers where it was. */
+static bool
+fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *slot)
+{
+	Relation	index = open_locked(catalog.pkey_relid);
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	bool		found;
+
+	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
+								   InvalidOid, InvalidOid, &catalog.eq_finfo,
+								   KeyIdGetDatum(key_id));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		KeyLocation *loc = location_lookup(key_id, HASH_ENTER);
+
+		if (loc != NULL)
+			loc->tid = scan->xs_heaptid;
+	}
+	index_endscan(scan);
+	index_close(index, NoLock);
+	return found;
+}
+
+/*
  * Fetch the key's row by id and, when the hash matches, read it into result.
  * Returns whether the secret was proven.
  */
@@ -258,52 +381,45 @@ static bool
 probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 		  VerifyResult *result, bool *revoked)
 {
+	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	Relation	heap;
-	Relation	index;
 	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData skey;
+	KeyLocation *loc;
+	bool		found = false;
 	bool		proven = false;
 
 	if (!catalog.valid)
 		catalog_load();
-
-	if (holds_locks())
+	heap = open_locked(catalog.keys_relid);
+	if (!holds_locks())
 	{
-		heap = RelationIdGetRelation(catalog.keys_relid);
-		index = RelationIdGetRelation(catalog.pkey_relid);
-		if (heap == NULL || index == NULL)
-			catalog_missing("table apikey.keys");
-	}
-	else
-	{
-		heap = table_open(catalog.keys_relid, AccessShareLock);
-		index = index_open(catalog.pkey_relid, AccessShareLock);
+		/* lock the index too, before anything else may look at it */
+		index_close(index_open(catalog.pkey_relid, AccessShareLock), NoLock);
 		locked_lxid = MyProc->lxid;
 		locked_subid = GetCurrentSubTransactionId();
 	}
 	slot = table_slot_create(heap, NULL);
 
-	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
-								   InvalidOid, InvalidOid, &catalog.eq_finfo,
-								   KeyIdGetDatum(key_id));
-	scan = index_beginscan(heap, index,
-						   ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
-						   1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
+	loc = location_lookup(key_id, HASH_FIND);
+	if (loc != NULL)
+	{
+		ItemPointerData tid = loc->tid;
 
-	if (index_getnext_slot(scan, ForwardScanDirection, slot) &&
-		secret_matches(slot, hash, now))
+		found = fetch_at(heap, &tid, key_id, snapshot, slot);
+		if (!found)
+			location_lookup(key_id, HASH_REMOVE);
+	}
+	if (!found)
+		found = fetch_by_index(heap, key_id, snapshot, slot);
+
+	if (found && secret_matches(slot, hash, now))
 	{
 		proven = true;
 		read_key(slot, key_id, result);
 		*revoked = !slot_attisnull(slot, catalog.attnum[COL_REVOKED_AT]);
 	}
 
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	/* keep the locks until the transaction ends, as the executor does */
-	index_close(index, NoLock);
 	table_close(heap, NoLock);
 	return proven;
 }
