@@ -41,10 +41,10 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 SELECT v, pg_temp.sqlstate_of(format('SELECT %L::apikey.key_id', v)) AS sqlstate
-  FROM unnest(ARRAY['', 'short', 'LygHa16AHYG', 'Abc123XYZ0!', 'ak_live_Abc123XYZ09', 'Abc123XYZ09 ']) v;
+  FROM unnest(ARRAY['', 'short', 'LygHa16AHYG', 'Abc123XYZ0!', 'ak_live_Abc123XYZ09' || repeat('x', 33), 'Abc123XYZ09 ']) v;
 SELECT ''::apikey.key_id;
 SELECT 'short'::apikey.key_id;
 SELECT 'LygHa16AHYG'::apikey.key_id;
 SELECT 'Abc123XYZ0!'::apikey.key_id;
-SELECT 'ak_live_Abc123XYZ09'::apikey.key_id;
+SELECT ('ak_live_Abc123XYZ09' || repeat('x', 33))::apikey.key_id;
 SELECT 'Abc123XYZ09Abc123XYZ09Abc123XYZ09Abc'::apikey.key_id;

@@ -15,25 +15,10 @@
 #include "keyid.h"
 #include "keytext.h"
 
-/*
- * Quote the rejected input only when it cannot be a pasted secret: key text
- * and secret bodies are longer than this and contain no '_' worth echoing.
- */
-static inline bool
-safe_to_echo(const char *s, size_t len)
-{
-	if (len > 2 * AK_ID_LEN)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '_' || s[i] < ' ' || s[i] > '~')
-			return false;
-	return true;
-}
-
 static inline void
 report_bad_key_id(const char *s, size_t len)
 {
-	if (safe_to_echo(s, len))
+	if (!ak_may_hold_secret(s, len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type apikey.key_id: \"%s\"", s),

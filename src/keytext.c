@@ -289,3 +289,17 @@ ak_resource_valid(const char *s, size_t len)
 			return false;
 	return true;
 }
+
+bool
+ak_may_hold_secret(const char *s, size_t len)
+{
+	size_t		run = 0;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		run = base62_value((unsigned char) s[i]) >= 0 ? run + 1 : 0;
+		if (run >= AK_SECRET_RUN)
+			return true;
+	}
+	return false;
+}

@@ -88,4 +88,11 @@ extern bool ak_scope_covers(const char *granted, size_t glen,
  */
 extern bool ak_resource_valid(const char *s, size_t len);
 
+/*
+ * May this text hold a secret (a run of AK_SECRET_RUN or more base62
+ * characters)?  Error messages never quote such text.
+ */
+#define AK_SECRET_RUN		20
+extern bool ak_may_hold_secret(const char *s, size_t len);
+
 #endif							/* APIKEY_KEYTEXT_H */

@@ -23,13 +23,30 @@
 /* Quote at most this much of a rejected value in a message. */
 #define MAX_QUOTED 128
 
+/*
+ * A rejected value as an error message may show it: quoted and clipped, or
+ * not at all when it may hold a secret (key text passed in the wrong place
+ * must not reach the server log).
+ */
 static char *
-quoted(text *t)
+shown(text *t)
 {
 	int			len = VARSIZE_ANY_EXHDR(t);
 
+	if (ak_may_hold_secret(VARDATA_ANY(t), len))
+		return pstrdup("(not shown: it may be key text)");
 	len = pg_mbcliplen(VARDATA_ANY(t), len, Min(len, MAX_QUOTED));
-	return pnstrdup(VARDATA_ANY(t), len);
+	return psprintf("\"%s\"", pnstrdup(VARDATA_ANY(t), len));
+}
+
+/* _shown(value) -> the value as an error message may show it */
+PG_FUNCTION_INFO_V1(shown_value);
+Datum
+shown_value(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_TEXT_P(cstring_to_text("NULL"));
+	PG_RETURN_TEXT_P(cstring_to_text(shown(PG_GETARG_TEXT_PP(0))));
 }
 
 /*
@@ -41,15 +58,22 @@ PG_FUNCTION_INFO_V1(checked_label);
 Datum
 checked_label(PG_FUNCTION_ARGS)
 {
-	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int32		maxlen = PG_GETARG_INT32(2);
-	bool		required = PG_GETARG_BOOL(3);
+	char	   *what;
+	int32		maxlen;
+	bool		required;
 	text	   *value;
 	const char *s;
 	int			len;
 	int			nchars;
 	bool		blank = true;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("what, maxlen and required must not be null")));
+	what = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	maxlen = PG_GETARG_INT32(2);
+	required = PG_GETARG_BOOL(3);
 	if (PG_ARGISNULL(1))
 	{
 		if (required)
@@ -142,7 +166,7 @@ normalized_scopes(PG_FUNCTION_ARGS)
 		if (!ak_scope_valid(VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid scope \"%s\"", quoted(scope)),
+					 errmsg("invalid scope %s", shown(scope)),
 					 errdetail("A scope is \"*\" or segments of lowercase letters, digits, \"_\", \".\" or \"-\" separated by \":\", the last of which may be \"*\" (e.g. \"orders:read\", \"orders:*\"); at most %d characters.",
 							   AK_SCOPE_MAX)));
 		elems[i] = PointerGetDatum(scope);
@@ -164,7 +188,7 @@ checked_resource(PG_FUNCTION_ARGS)
 	if (!ak_resource_valid(VARDATA_ANY(resource), VARSIZE_ANY_EXHDR(resource)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid resource \"%s\"", quoted(resource)),
+				 errmsg("invalid resource %s", shown(resource)),
 				 errdetail("A resource is \"<type>:<id>\" (e.g. \"collection:42\"): a type of lowercase letters, digits, \"_\", \".\" or \"-\", and an id of printable ASCII without spaces; at most %d characters.",
 						   AK_RESOURCE_MAX)));
 	PG_RETURN_TEXT_P(resource);

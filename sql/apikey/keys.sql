@@ -144,9 +144,9 @@ BEGIN
 	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
 	 WHERE x.slug = tenant_slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant "%" does not exist', tenant_slug USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
 	ELSIF t.tag IS NULL THEN
-		RAISE EXCEPTION 'environment "%" of tenant "%" does not exist', environment, tenant_slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	IF apikey.current_tenant_id() IS NOT NULL THEN

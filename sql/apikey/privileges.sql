@@ -10,11 +10,26 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
+CREATE FUNCTION apikey._check_role(role regrole) RETURNS void
+	LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.oid OPERATOR(pg_catalog.=) role) THEN
+		RAISE EXCEPTION 'role with OID % does not exist', role::oid USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._check_role(regrole) IS 'internal: raise unless the role exists';
+
 CREATE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
 BEGIN
+	PERFORM apikey._check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
 		apikey.verify(text, text, text, text),

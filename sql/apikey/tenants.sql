@@ -104,7 +104,7 @@ BEGIN
 	slug := apikey._authorized_tenant(slug);
 	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = _authorize_tenant.slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant "%" does not exist', slug USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(slug) USING ERRCODE = 'undefined_object';
 	END IF;
 	RETURN t;
 END
@@ -124,7 +124,7 @@ BEGIN
 	SELECT * INTO e FROM apikey.environments AS x
 	 WHERE x.tenant_id = t.tenant_id AND x.name = _environment.name;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'environment "%" of tenant "%" does not exist', name, t.slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(name), t.slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	RETURN e;
@@ -135,6 +135,11 @@ COMMENT ON FUNCTION apikey._environment(apikey.tenants, text) IS
 
 -- Validation of management input (C): each returns its input, normalized,
 -- or raises a clear error.
+CREATE FUNCTION apikey._shown(value text) RETURNS text
+	AS 'MODULE_PATHNAME', 'shown_value' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION apikey._shown(text) IS
+	'internal: a value as an error message may show it (quoted, or not at all when it may hold a secret)';
+
 CREATE FUNCTION apikey._checked_label(what text, value text, maxlen integer, required boolean)
 	RETURNS text AS 'MODULE_PATHNAME', 'checked_label' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION apikey._checked_label(text, text, integer, boolean) IS
@@ -154,7 +159,11 @@ CREATE FUNCTION apikey._check_lifetime(what text, lifetime interval)
 	RETURNS void LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
-	IF lifetime IS NOT NULL AND (lifetime <= '0' OR lifetime > '100 years') THEN
+	IF lifetime IS NULL THEN
+		RETURN;
+	END IF;
+	-- judged by the time it gives: '1 month -29 days' is not positive in February
+	IF lifetime > '100 years' OR now() + lifetime <= now() THEN
 		RAISE EXCEPTION '% must be between 0 and 100 years, exclusive of 0', what
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = format('Got %s.', lifetime);
@@ -193,12 +202,12 @@ BEGIN
 		RAISE EXCEPTION 'environment name and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF name !~ '^[a-z0-9][a-z0-9_-]{0,31}$' THEN
-		RAISE EXCEPTION 'invalid environment name "%"', left(name, 64)
+		RAISE EXCEPTION 'invalid environment name %', apikey._shown(name)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'An environment name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter or digit.';
 	END IF;
 	IF tag !~ '^[a-z0-9]{1,8}$' THEN
-		RAISE EXCEPTION 'invalid environment tag "%"', left(tag, 64)
+		RAISE EXCEPTION 'invalid environment tag %', apikey._shown(tag)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A tag is 1 to 8 lowercase letters or digits; it appears in the key text (ak_<tag>_...).';
 	END IF;
@@ -238,13 +247,13 @@ BEGIN
 		RAISE EXCEPTION 'slug must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF slug !~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' THEN
-		RAISE EXCEPTION 'invalid tenant slug "%"', left(slug, 64)
+		RAISE EXCEPTION 'invalid tenant slug %', apikey._shown(slug)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
 	END IF;
 	name := apikey._checked_label('tenant name', name, 200, false);
 	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
-		RAISE EXCEPTION 'invalid key prefix "%"', left(key_prefix, 64)
+		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
 	END IF;
@@ -254,8 +263,8 @@ BEGIN
 		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF environments IS NULL OR cardinality(environments) > 16 THEN
-		RAISE EXCEPTION 'environments must be an array of at most 16 names'
+	IF environments IS NULL OR cardinality(environments) > 16 OR array_ndims(environments) > 1 THEN
+		RAISE EXCEPTION 'environments must be a one-dimensional array of at most 16 names'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF EXISTS (SELECT FROM apikey.tenants AS x WHERE x.slug = create_tenant.slug) THEN
@@ -317,7 +326,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
-		RAISE EXCEPTION 'invalid key prefix "%"', left(key_prefix, 64)
+		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
 	END IF;

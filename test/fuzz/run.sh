@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the keytext fuzzers:  bash test/fuzz/run.sh [-t SECONDS] [-m] [harness...]
 #   -t SECONDS  time per harness (default 20)
-#   -m          afterwards, minimize what was found together with the seed
-#               corpus (libFuzzer -merge=1) back into test/fuzz/corpus/<harness>
+#   -m          afterwards, add to test/fuzz/corpus/<harness> the inputs found
+#               that reach new coverage (libFuzzer -merge=1: the committed
+#               files stay, only a minimal set of new ones is added)
 # Each harness starts from a scratch copy of its committed corpus, so a
 # plain run never changes the checkout.  Prints, per harness, a line
 #   fuzz_<name>: ok|FAILED  <executions> execs  cov: <n>  ft: <n>  corpus: <n>
@@ -48,11 +49,10 @@ for h in "${harnesses[@]}"; do
 		status=1
 	fi
 	if [ $merge -eq 1 ] && [ $rc -eq 0 ]; then
-		rm -rf "$work/$h/min" && mkdir -p "$work/$h/min"
-		"$bin/$h" -merge=1 "$work/$h/min" "$here/corpus/$h" "$work/$h/corpus" \
+		before=$(ls "$here/corpus/$h" | wc -l)
+		"$bin/$h" -merge=1 "$here/corpus/$h" "$work/$h/corpus" \
 			>"$work/$h/merge.log" 2>&1 &&
-			rm -f "$here/corpus/$h"/* && cp "$work/$h/min/"* "$here/corpus/$h/" &&
-			echo "$h: corpus minimized to $(ls "$here/corpus/$h" | wc -l) files, $(cat "$here/corpus/$h"/* | wc -c) bytes"
+			echo "$h: corpus $before -> $(ls "$here/corpus/$h" | wc -l) files, $(cat "$here/corpus/$h"/* | wc -c) bytes"
 	fi
 done
 [ $status -eq 0 ] && [ -z "${FUZZ_KEEP:-}" ] && rm -rf "$work"

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Nothing leaks: run the failure paths of apikey against a server logging
+at log_min_messages = debug1 and log_min_error_statement = error, then look
+for key text and secret fragments in the server log.
+
+    logleak.py CONNINFO SERVER_LOG
+
+Phases, each fenced in the log by a RAISE LOG marker:
+  params            the recommended way: key text only ever as a bind
+                    parameter (extended protocol), every failure path   [test]
+  params_wrong_arg  bind parameters, but key text passed by mistake where a
+                    tenant, environment, scope, resource, slug, prefix or
+                    label belongs                                      [test]
+  params_log_all_maxlen0
+                    log_statement = all with log_parameter_max_length = 0
+                                                                       [test]
+  literals          key text written into the SQL text (what psql, or
+                    psycopg2's client-side interpolation, sends)       [shown]
+  params_on_error_all
+                    bind parameters, log_parameter_max_length_on_error
+                    = -1 (bind values logged with errors)              [shown]
+  params_log_all    log_statement = all, bind parameters               [shown]
+  literals_log_all  log_statement = all, literals                      [shown]
+A [test] phase fails when any key text, any 27-character secret or any
+12-character piece of one appears in its part of the log; [shown] phases
+only report what leaks, for the README.  Prints "N passed, M failed".
+"""
+import os
+import random
+import re
+import sys
+import zlib
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pq  # noqa: E402
+
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def b62(value, width):
+    out = ""
+    for _ in range(width):
+        out = B62[value % 62] + out
+        value //= 62
+    return out
+
+
+def fabricate(prefix, tag, key_id, secret):
+    """Key text with a valid checksum (the format of keytext.h)."""
+    head = f"{prefix}_{tag}_{b62(key_id, 11)}{secret}"
+    return head + b62(zlib.crc32(head.encode()) & 0xFFFFFFFF, 6)
+
+
+def secret_of(key):
+    body = key.split("_", 2)[2]
+    return body[11:38] if len(body) >= 38 else None
+
+
+def main():
+    conninfo, logfile = sys.argv[1], sys.argv[2]
+    rnd = random.Random(5)
+    c = pq.Connection(conninfo)
+    c.execute("SET client_min_messages = warning")
+
+    # Fixture (no key text in any statement: keys come back as results).
+    c.execute("SELECT apikey.create_tenant('acme')")
+    c.execute("SELECT apikey.create_tenant('globex')")
+
+    def create(tenant, env, name, scopes="{orders:read}", resource=None):
+        return c.query("SELECT key_id, api_key FROM apikey.create_key($1, $2, $3, NULL, $4, NULL, $5)",
+                       [tenant, env, name, scopes, resource])[0]
+
+    keys = {}
+    ids = {}
+    for label, args in [
+            ("active", ("acme", "production", "active", "{orders:read,apikey:admin}", "collection:42")),
+            ("plain", ("acme", "production", "plain", "{orders:read}")),
+            ("revoked", ("acme", "production", "revoked")),
+            ("expired", ("acme", "production", "expired")),
+            ("rolled", ("acme", "production", "rolled")),
+            ("preview", ("acme", "preview", "preview")),
+            ("other_tenant", ("globex", "production", "globex")),
+            ("deleted", ("acme", "production", "deleted"))]:
+        ids[label], keys[label] = create(*args)
+    c.query("SELECT apikey.revoke_key($1)", [ids["revoked"]])
+    c.query("SELECT apikey.set_key_expiry($1, now() - interval '1 hour')", [ids["expired"]])
+    keys["rolled_new"] = c.query("SELECT apikey.roll_key($1)", [ids["rolled"]])[0][0]
+    c.query("SELECT apikey.delete_key($1)", [ids["deleted"]])
+    pk = c.query("SELECT apikey.public_key('acme', 'production')")[0][0]
+
+    def rand_secret():
+        return "".join(rnd.choice(B62) for _ in range(27))
+
+    keys["not_found"] = fabricate("ak", "live", rnd.getrandbits(64), rand_secret())
+    keys["wrong_secret"] = fabricate("ak", "live", int(0), rand_secret())
+    # same id as a real key, another secret: not_found
+    real_id = keys["active"].split("_", 2)[2][:11]
+    keys["stolen_id"] = fabricate("ak", "live", sum(B62.index(ch) * 62 ** (10 - i) for i, ch in enumerate(real_id)), rand_secret())
+    a = keys["active"]
+    malformed = {
+        "bad_checksum": a[:-1] + ("A" if a[-1] != "A" else "B"),
+        "truncated": a[:-1],
+        "extended": a + "x",
+        "padded": " " + a + "\n",
+        "upper": a.upper(),
+        "swapped": a[:20] + a[21] + a[20] + a[22:],
+    }
+    for k, v in malformed.items():
+        keys["malformed_" + k] = v
+
+    # What must never appear: every key text, every secret, every 12-char
+    # piece of a secret (a longer fragment contains one of those).
+    needles = set()
+    for k in list(keys.values()) + [pk]:
+        needles.add(k.strip())
+    for k in keys.values():
+        s = secret_of(k.strip())
+        if s and re.fullmatch(r"[0-9A-Za-z]{27}", s):
+            needles.add(s)
+            for i in range(len(s) - 11):
+                needles.add(s[i:i + 12])
+    # the public key is not a secret; only whole private key texts and secrets matter
+    needles.discard(pk)
+
+    key_id_oid = int(c.query("SELECT 'apikey.key_id'::regtype::oid")[0][0])
+    private = list(keys.values())
+
+    def failure_paths(run):
+        """Every failure path with key text in its proper argument."""
+        for k in private:
+            run("SELECT * FROM apikey.verify($1)", [k])
+            run("SELECT * FROM apikey.verify($1, 'production', 'orders:write', 'collection:1')", [k])
+            run("SELECT * FROM apikey.authenticate($1)", [k])
+            run("SELECT * FROM apikey.authenticate($1, 'nope:scope')", [k])
+            run("SELECT apikey.looks_like_key($1)", [k])
+            run("SELECT * FROM apikey.identify($1)", [k])
+            # key text pasted where a key id belongs
+            run("SELECT apikey.revoke_key($1::apikey.key_id)", [k])
+            run("SELECT apikey.rename_key($1, 'x')", [k], types=[key_id_oid])
+            run("SELECT apikey.delete_key($1)", [k], types=[key_id_oid], formats=[1])
+            s = secret_of(k.strip()) or k
+            run("SELECT $1::apikey.key_id", [s])
+            run("SELECT $1::apikey.key_id", [k.strip().split("_", 2)[-1][:38]])
+        run("SELECT * FROM apikey.verify($1)", [pk])
+        run("SELECT * FROM apikey.authenticate($1)", [pk])
+        # authenticated, then management calls that fail
+        for k, sql in [(keys["plain"], "SELECT apikey.create_key('acme', 'production', 'x')"),
+                       (keys["active"], "SELECT apikey.create_key('globex', 'production', 'x')"),
+                       (keys["active"], "SELECT apikey.create_key('acme', 'production', 'x', scopes => '{billing:*}')"),
+                       (keys["active"], "SELECT apikey.revoke_key(key_id) FROM apikey.keys WHERE tenant = 'globex'"),
+                       (keys["active"], "SELECT apikey.create_tenant('x')")]:
+            run("BEGIN", [])
+            run("SELECT * FROM apikey.authenticate($1)", [k])
+            run(sql, [])
+            run("ROLLBACK", [])
+        # authenticated and failing in one statement: the error is not
+        # authenticate's own, so the statement text is logged
+        run("SELECT (apikey.authenticate($1)).valid, apikey.create_key('globex', 'production', 'x')",
+            [keys["active"]])
+        run("SELECT (apikey.authenticate($1)).valid, 1 / 0", [keys["active"]])
+        # create_key errors of every kind
+        for sql in ["SELECT apikey.create_key('acme', 'production', 'x', expires_in => '-1 day')",
+                    "SELECT apikey.create_key('acme', 'production', 'x', scopes => '{BAD}')",
+                    "SELECT apikey.create_key('acme', 'production', '')",
+                    "SELECT apikey.create_key('nosuch', 'production', 'x')",
+                    "SELECT apikey.roll_key(key_id) FROM apikey.keys WHERE revoked_at IS NOT NULL"]:
+            run(sql, [])
+
+    def wrong_arguments(run):
+        """Key text passed by mistake in other arguments."""
+        for k in [keys["active"], keys["not_found"]]:
+            for sql in ["SELECT apikey.create_key($1, 'production', 'x')",
+                        "SELECT apikey.create_key('acme', $1, 'x')",
+                        "SELECT apikey.create_key('acme', 'production', 'x', NULL, ARRAY[$1])",
+                        "SELECT apikey.create_key('acme', 'production', 'x', NULL, '{}', NULL, $1)",
+                        "SELECT apikey.create_key('acme', 'production', $1 || E'\\n')",
+                        "SELECT apikey.create_key('acme', 'production', repeat($1, 5))",
+                        "SELECT apikey.create_key('acme', 'production', 'x', repeat($1, 20))",
+                        "SELECT apikey.create_tenant($1)",
+                        "SELECT apikey.create_environment('acme', $1, 'x')",
+                        "SELECT apikey.create_environment('acme', 'x', $1)",
+                        "SELECT apikey.set_key_policy('acme', NULL, NULL, $1)",
+                        "SELECT apikey.public_key($1, 'production')",
+                        "SELECT apikey.public_key('acme', $1)",
+                        "SELECT apikey.revoke_key(key_id, repeat($1, 20)) FROM apikey.keys LIMIT 1",
+                        "SELECT * FROM apikey.verify($1, $1, $1, $1)",
+                        "SELECT apikey.has_scope($1), apikey.can_access($1, $1)"]:
+                run(sql, [k])
+
+    def by_params(sql, params, **kw):
+        return c.try_query(sql, params, **kw)
+
+    def by_literals(sql, params, **kw):
+        text = sql
+        for i in reversed(range(len(params))):
+            text = text.replace(f"${i + 1}", "'" + params[i].replace("'", "''") + "'")
+        return c.try_execute(text)
+
+    phases = [
+        ("params", True, [], failure_paths, by_params),
+        ("params_wrong_arg", True, [], wrong_arguments, by_params),
+        ("params_log_all_maxlen0", True,
+         ["SET log_statement = 'all'", "SET log_parameter_max_length = 0"], failure_paths, by_params),
+        ("literals", False, [], failure_paths, by_literals),
+        ("params_on_error_all", False, ["SET log_parameter_max_length_on_error = -1"],
+         failure_paths, by_params),
+        ("params_log_all", False, ["SET log_statement = 'all'"], failure_paths, by_params),
+        ("literals_log_all", False, ["SET log_statement = 'all'"], failure_paths, by_literals),
+    ]
+    calls = {}
+    for name, _, settings, paths, how in phases:
+        c.execute("RESET ALL")
+        c.execute("SET client_min_messages = warning")
+        c.execute(f"DO $$BEGIN RAISE LOG 'logleak phase begins: {name}'; END$$")
+        for s in settings:
+            c.execute(s)
+        states = {}
+
+        def run(sql, params, **kw):
+            st, _ = how(sql, params, **kw)
+            states[st] = states.get(st, 0) + 1
+        paths(run)
+        c.execute("RESET ALL")
+        c.execute(f"DO $$BEGIN RAISE LOG 'logleak phase ends: {name}'; END$$")
+        calls[name] = states
+    c.close()
+
+    with open(logfile, encoding="utf-8", errors="replace") as f:
+        log = f.read()
+    passed = failed = 0
+    for name, is_test, settings, _, _ in phases:
+        begin = log.index(f"logleak phase begins: {name}\n")
+        end = log.index(f"logleak phase ends: {name}\n")
+        part = log[begin:end]
+        lines = [ln for ln in part.splitlines() if any(n in ln for n in needles)]
+        kinds = {}
+        for ln in lines:
+            m = re.search(r"\b(LOG|ERROR|STATEMENT|DETAIL|CONTEXT|HINT|DEBUG\d?):\s+(\S+)", ln)
+            kind = (m.group(1) + ": " + m.group(2)) if m else ln[:40]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        ncalls = sum(calls[name].values())
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(calls[name].items()))
+        print(f"phase {name}: {ncalls} calls ({summary}); "
+              f"{len(part.splitlines())} log lines, {len(lines)} with key text or secret fragments")
+        for k, v in sorted(kinds.items()):
+            print(f"    leaking lines starting {k!r}: {v}")
+        if is_test:
+            if lines:
+                failed += 1
+                print(f"FAILED: {name}: key material in the server log, e.g.:")
+                shown = set()
+                for ln in lines:
+                    short = re.sub(r"[0-9A-Za-z]{12,}", "<...>", ln)[:160]
+                    if short not in shown:
+                        shown.add(short)
+                        print("    " + short)
+                    if len(shown) >= 12:
+                        break
+            else:
+                passed += 1
+                print(f"ok: {name}: no key text or secret fragment in the log")
+    print(f"{len(needles)} needles (key texts, secrets, 12-character secret pieces) searched for")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
