@@ -25,6 +25,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# The benchmark against the hand-written peer (test/bench/bench.sh)
+.PHONY: bench
+bench:
+	bash test/bench/bench.sh
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	{ printf '%s\n' "-- apikey $(EXTVERSION): generated from sql/apikey/*.sql by make; edit those." \
 	    '\echo Use "CREATE EXTENSION apikey" to load this file. \quit'; \

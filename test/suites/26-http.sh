@@ -12,6 +12,8 @@ pg_started=
 server_pid=
 cleanup() {
 	if [ -n "$server_pid" ]; then
+		# server_pid may be runuser's, which does not pass the signal on
+		pkill -TERM -f "server.py --dsn host=$work " 2>/dev/null
 		kill "$server_pid" 2>/dev/null
 		wait "$server_pid" 2>/dev/null
 	fi
