@@ -75,6 +75,25 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
+	LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	k apikey.keys;
+BEGIN
+	PERFORM apikey._authorized_tenant(coalesce(apikey.current_tenant(), ''));
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = _authorize_key.key_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey._authorized_tenant(k.tenant);
+	RETURN k;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION apikey._authorize_tenant(slug text) RETURNS apikey.tenants
 	LANGUAGE plpgsql STABLE
 AS $$

@@ -144,7 +144,7 @@ typedef struct KeyLocation
 	ItemPointerData tid;
 } KeyLocation;
 
-int			apikey_key_cache_size = 65536;
+static int	apikey_key_cache_size = 65536;
 static HTAB *locations = NULL;
 static bool locations_stale = false;
 

@@ -32,30 +32,34 @@ CREATE INDEX ON app.orders (tenant_id);
 ALTER TABLE app.collections ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 ALTER TABLE app.orders ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 
+-- The identity functions are wrapped in scalar subqueries where they do not
+-- depend on the row: evaluated once per statement instead of once per row
+-- (authenticate in an earlier statement of the transaction).
+
 -- collections: read with collections:read (a key restricted to
 -- collection:42 reads that one only); create with collections:write
 CREATE POLICY collections_select ON app.collections FOR SELECT
-	USING (tenant_id = apikey.current_tenant_id()
+	USING (tenant_id = (SELECT apikey.current_tenant_id())
 	       AND apikey.can_access('collection:' || collection_id, 'collections:read'));
 CREATE POLICY collections_insert ON app.collections FOR INSERT
-	WITH CHECK (tenant_id = apikey.current_tenant_id()
-	            AND apikey.has_scope('collections:write'));
+	WITH CHECK (tenant_id = (SELECT apikey.current_tenant_id())
+	            AND (SELECT apikey.has_scope('collections:write')));
 
 -- orders: read with orders:read, write with orders:write, in the
 -- collections the key may reach
 CREATE POLICY orders_select ON app.orders FOR SELECT
-	USING (tenant_id = apikey.current_tenant_id()
+	USING (tenant_id = (SELECT apikey.current_tenant_id())
 	       AND apikey.can_access('collection:' || collection_id, 'orders:read'));
 CREATE POLICY orders_insert ON app.orders FOR INSERT
-	WITH CHECK (tenant_id = apikey.current_tenant_id()
+	WITH CHECK (tenant_id = (SELECT apikey.current_tenant_id())
 	            AND apikey.can_access('collection:' || collection_id, 'orders:write'));
 CREATE POLICY orders_update ON app.orders FOR UPDATE
-	USING (tenant_id = apikey.current_tenant_id()
+	USING (tenant_id = (SELECT apikey.current_tenant_id())
 	       AND apikey.can_access('collection:' || collection_id, 'orders:write'))
-	WITH CHECK (tenant_id = apikey.current_tenant_id()
+	WITH CHECK (tenant_id = (SELECT apikey.current_tenant_id())
 	            AND apikey.can_access('collection:' || collection_id, 'orders:write'));
 CREATE POLICY orders_delete ON app.orders FOR DELETE
-	USING (tenant_id = apikey.current_tenant_id()
+	USING (tenant_id = (SELECT apikey.current_tenant_id())
 	       AND apikey.can_access('collection:' || collection_id, 'orders:write'));
 
 -- The application's own SECURITY DEFINER function: it sees the identity of

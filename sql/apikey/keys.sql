@@ -67,19 +67,16 @@ COMMENT ON FUNCTION apikey._check_grantable(text[], text) IS
 	'internal: raise when a tenant administrator would hand out more than its key holds';
 
 -- The key, locked, if the caller may manage it; raises 42501 otherwise.
+-- The rights are those of _authorized_tenant: checked before the lookup
+-- (so nothing is learnt of keys one may not manage) and against the key's
+-- tenant after it.
 CREATE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
 	LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	k apikey.keys;
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
-		IF NOT apikey.has_scope('apikey:admin') THEN
-			PERFORM apikey._deny('permission denied: the authenticated key does not hold the scope apikey:admin');
-		END IF;
-	ELSIF NOT apikey._is_admin() THEN
-		PERFORM apikey._deny('permission denied to manage API keys');
-	END IF;
+	PERFORM apikey._authorized_tenant(coalesce(apikey.current_tenant(), ''));
 	IF key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -87,9 +84,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
 	END IF;
-	IF apikey.current_tenant_id() IS NOT NULL AND k.tenant_id <> apikey.current_tenant_id() THEN
-		PERFORM apikey._deny(format('permission denied: the authenticated key manages tenant %s only', apikey.current_tenant()));
-	END IF;
+	PERFORM apikey._authorized_tenant(k.tenant);
 	RETURN k;
 END
 $$;
