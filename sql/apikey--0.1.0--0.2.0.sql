@@ -6,6 +6,27 @@
 \echo Use "ALTER EXTENSION apikey UPDATE TO '0.2.0'" to load this file. \quit
 
 -- new functions
+CREATE FUNCTION apikey._check_key_policy(default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text)
+	RETURNS void LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
+	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
+	IF default_key_lifetime > max_key_lifetime THEN
+		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
+		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._check_key_policy(interval, interval, text) IS
+	'internal: validate a tenant''s key lifetimes and prefix';
+
 CREATE FUNCTION apikey._check_role(role regrole) RETURNS void
 	LANGUAGE plpgsql STABLE
 AS $$
@@ -36,6 +57,7 @@ COMMENT ON FUNCTION apikey.usage_tracking() IS
 	'whether last_used_at is kept (it needs shared_preload_libraries = apikey), how often it is written, and what is pending';
 
 REVOKE EXECUTE ON FUNCTION
+	apikey._check_key_policy(interval, interval, text),
 	apikey._check_role(regrole),
 	apikey._pending_last_used(apikey.key_id),
 	apikey._shown(text),
@@ -227,17 +249,7 @@ BEGIN
 			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
 	END IF;
 	name := apikey._checked_label('tenant name', name, 200, false);
-	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
-		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
-	END IF;
-	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
-	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
-	IF default_key_lifetime > max_key_lifetime THEN
-		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM apikey._check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
 	IF environments IS NULL OR cardinality(environments) > 16 OR array_ndims(environments) > 1 THEN
 		RAISE EXCEPTION 'environments must be a one-dimensional array of at most 16 names'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -304,17 +316,7 @@ DECLARE
 BEGIN
 	PERFORM apikey._authorize_admin();
 	t := apikey._authorize_tenant(tenant);
-	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
-	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
-	IF default_key_lifetime > max_key_lifetime THEN
-		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
-		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
-	END IF;
+	PERFORM apikey._check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
 	UPDATE apikey.tenants AS x
 	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
 	       max_key_lifetime = set_key_policy.max_key_lifetime,

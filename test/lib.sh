@@ -36,3 +36,29 @@ scratch_dir() {
 	chmod 755 "$d"
 	echo "$d"
 }
+
+# regress_suite NAME DIR SCHEDULE [FILE...]: pg_regress on a temporary
+# instance over DIR/sql/*.sql and DIR/expected/*.out in the order of
+# SCHEDULE (FILEs are copied beside the inputs); prints the diffs of
+# failures and closes with "N passed, M failed".
+regress_suite() {
+	local name=$1 dir=$2 schedule=$3 work rc n_ok n_bad
+	shift 3
+	work=$(scratch_dir "$name")
+	cp -r "$dir/sql" "$dir/expected" "$work/"
+	cp "$schedule" "$work/schedule"
+	[ $# -gt 0 ] && cp "$@" "$work/sql/"
+	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
+	run_as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
+		--temp-instance="$work/instance" --bindir="$PGBIN" \
+		--inputdir="$work" --outputdir="$work" \
+		--load-extension=pgcrypto --load-extension=apikey \
+		--dbname="apikey_$name" --schedule="$work/schedule" | tee "$work/summary"
+	rc=${PIPESTATUS[0]}
+	[ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+	n_ok=$(grep -Ec '^(test | +)[a-z_0-9]+ +\.\.\. ok' "$work/summary")
+	n_bad=$(grep -Ec '^(test | +)[a-z_0-9]+ +\.\.\. FAILED' "$work/summary")
+	[ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
+	[ $rc -eq 0 ] && rm -rf "$work"
+	echo "$n_ok passed, $n_bad failed"
+}
