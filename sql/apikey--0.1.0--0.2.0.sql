@@ -329,6 +329,20 @@ BEGIN
 END
 $$;
 
+-- comments on every object
+COMMENT ON OPERATOR pg_catalog.= (apikey.key_id, apikey.key_id) IS 'key_id equal';
+COMMENT ON OPERATOR pg_catalog.<> (apikey.key_id, apikey.key_id) IS 'key_id not equal';
+COMMENT ON OPERATOR pg_catalog.< (apikey.key_id, apikey.key_id) IS 'key_id less than';
+COMMENT ON OPERATOR pg_catalog.<= (apikey.key_id, apikey.key_id) IS 'key_id less than or equal';
+COMMENT ON OPERATOR pg_catalog.> (apikey.key_id, apikey.key_id) IS 'key_id greater than';
+COMMENT ON OPERATOR pg_catalog.>= (apikey.key_id, apikey.key_id) IS 'key_id greater than or equal';
+COMMENT ON OPERATOR CLASS apikey.key_id_ops USING btree IS 'btree (ordering) support for key_id';
+COMMENT ON OPERATOR FAMILY apikey.key_id_ops USING btree IS 'btree (ordering) support for key_id';
+COMMENT ON OPERATOR CLASS apikey.key_id_hash_ops USING hash IS 'hash support for key_id';
+COMMENT ON OPERATOR FAMILY apikey.key_id_hash_ops USING hash IS 'hash support for key_id';
+COMMENT ON SEQUENCE apikey.tenants_tenant_id_seq IS 'tenant ids';
+COMMENT ON SEQUENCE apikey.audit_event_id_seq IS 'audit event ids, in the order events happened';
+
 -- the listing merges the uses not yet written
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,

@@ -16,6 +16,7 @@ CREATE TABLE apikey.tenants (
 	CHECK (default_key_lifetime <= max_key_lifetime)
 );
 ALTER SEQUENCE apikey.tenants_tenant_id_seq OWNED BY apikey.tenants.tenant_id;
+COMMENT ON SEQUENCE apikey.tenants_tenant_id_seq IS 'tenant ids';
 COMMENT ON TABLE apikey.tenants IS 'customer accounts; keys never cross tenants';
 
 CREATE TABLE apikey.environments (
@@ -52,6 +53,7 @@ CREATE TABLE apikey.audit (
 	details      jsonb NOT NULL DEFAULT '{}'
 );
 ALTER SEQUENCE apikey.audit_event_id_seq OWNED BY apikey.audit.event_id;
+COMMENT ON SEQUENCE apikey.audit_event_id_seq IS 'audit event ids, in the order events happened';
 COMMENT ON TABLE apikey.audit IS 'who did what to which tenant or key; no foreign keys, so it outlives deleted keys';
 
 -- The internal functions below (named _*) are called only from the

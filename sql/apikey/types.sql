@@ -110,6 +110,17 @@ CREATE OPERATOR CLASS apikey.key_id_hash_ops DEFAULT FOR TYPE apikey.key_id USIN
 	FUNCTION 1 apikey.key_id_hash(apikey.key_id),
 	FUNCTION 2 apikey.key_id_hash_extended(apikey.key_id, bigint);
 
+COMMENT ON OPERATOR pg_catalog.= (apikey.key_id, apikey.key_id) IS 'key_id equal';
+COMMENT ON OPERATOR pg_catalog.<> (apikey.key_id, apikey.key_id) IS 'key_id not equal';
+COMMENT ON OPERATOR pg_catalog.< (apikey.key_id, apikey.key_id) IS 'key_id less than';
+COMMENT ON OPERATOR pg_catalog.<= (apikey.key_id, apikey.key_id) IS 'key_id less than or equal';
+COMMENT ON OPERATOR pg_catalog.> (apikey.key_id, apikey.key_id) IS 'key_id greater than';
+COMMENT ON OPERATOR pg_catalog.>= (apikey.key_id, apikey.key_id) IS 'key_id greater than or equal';
+COMMENT ON OPERATOR CLASS apikey.key_id_ops USING btree IS 'btree (ordering) support for key_id';
+COMMENT ON OPERATOR FAMILY apikey.key_id_ops USING btree IS 'btree (ordering) support for key_id';
+COMMENT ON OPERATOR CLASS apikey.key_id_hash_ops USING hash IS 'hash support for key_id';
+COMMENT ON OPERATOR FAMILY apikey.key_id_hash_ops USING hash IS 'hash support for key_id';
+
 -- The answer of verify() and authenticate().
 CREATE TYPE apikey.verification AS (
 	valid       boolean,

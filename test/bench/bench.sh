@@ -74,7 +74,8 @@ SETTINGS="-c listen_addresses='' -c unix_socket_directories='$W' -c port=$PORT
  -c shared_buffers=$SHARED_BUFFERS -c max_parallel_workers_per_gather=0
  -c fsync=off -c synchronous_commit=off -c full_page_writes=off
  -c max_wal_size=4GB -c checkpoint_timeout=30min -c autovacuum=off
- -c jit=off -c work_mem=64MB -c maintenance_work_mem=256MB"
+ -c jit=off -c work_mem=64MB -c maintenance_work_mem=256MB
+ -c shared_preload_libraries=apikey"
 run_as_pg pg_ctl -D "$W/data" -l "$W/server.log" -w -o "$SETTINGS" start >/dev/null
 
 psqlb() { run_as_pg psql -h "$W" -p $PORT -U postgres -X -q -v ON_ERROR_STOP=1 -d bench "$@"; }
@@ -129,8 +130,9 @@ RES="$W/res"; mkdir -p "$RES"; chmod 777 "$RES"
 # measure LABEL EXPECTED_COUNT SQL: one timed run of SQL, its ms appended to
 # $RES/LABEL; the statement's count must be EXPECTED_COUNT ('-' = any)
 measure() {
-	local label=$1 expect=$2 sql=$3 out ms n
-	out=$(psqlb -At -F' ' -c "SELECT ms, n FROM bench.run(\$bq\$$sql\$bq\$)")
+	local label=$1 expect=$2 sql=$3 out ms n pre=()
+	[ -n "${PRE[$label]:-}" ] && pre=(-c "${PRE[$label]}")
+	out=$(psqlb -At -F' ' "${pre[@]}" -c "SELECT ms, n FROM bench.run(\$bq\$$sql\$bq\$)")
 	ms=${out% *} n=${out#* }
 	if [ "$expect" != - ] && [ "$n" != "$expect" ]; then
 		echo "bench: $label: expected count $expect, got $n: $sql" >&2
@@ -153,7 +155,8 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 verdict() { if le "$1" "$2"; then echo met; else echo "**NOT met**"; fi; }
 
 # round-robin over labels: odd rounds in the given order, even rounds reversed
-declare -A Q E
+# (PRE[label]: a command run first in that label's session)
+declare -A Q E PRE
 run_rounds() { # rounds label...
 	local rounds=$1 r i labels
 	shift
@@ -171,6 +174,8 @@ log "1. server-side verification, 3. garbage, 6. authenticate: $ROUNDS rounds"
 Q[a_bare]="SELECT count(length(k)) FROM bench.akeys";                                E[a_bare]=$N
 Q[a_ver]="SELECT count(*) FROM bench.akeys WHERE (apikey.verify(k)).valid";        E[a_ver]=$N
 Q[a_lat]="SELECT count(*) FROM bench.akeys p, LATERAL apikey.verify(p.k) v WHERE v.valid"; E[a_lat]=$N
+# the same loop with last_used_at tracking off (the cluster preloads apikey)
+Q[a_vnt]="${Q[a_ver]}"; E[a_vnt]=$N; PRE[a_vnt]="SET apikey.track_usage = off"
 Q[a_auth]="SELECT count(*) FROM bench.akeys WHERE (apikey.authenticate(k)).valid"; E[a_auth]=$N
 Q[p_bare]="SELECT count(length(k)) FROM bench.pkeys";                                E[p_bare]=$N
 Q[p_ver]="SELECT count(peer.verify(k)) FROM bench.pkeys";                            E[p_ver]=$N
@@ -187,7 +192,7 @@ for g in checksum length random; do
 done
 # warm-up: one pass of each, not counted
 for l in a_ver p_ver; do measure warm - "${Q[$l]}"; done
-run_rounds $ROUNDS a_bare a_ver p_ver a_lat p_sql p_bare a_auth \
+run_rounds $ROUNDS a_bare a_ver p_ver a_vnt a_lat p_sql p_bare a_auth \
 	g_checksum gb_checksum g_length gb_length g_random gb_random pg_random
 
 # the proof that garbage touches no table: a loop over text built in the
@@ -302,6 +307,7 @@ run_rounds $ROUNDS A_ver P_ver A_bare
 # ---------------------------------------------------------------- report
 human() { awk -v n="$1" 'BEGIN { if (n >= 1000000) printf "%gM", n / 1000000; else if (n >= 1000) printf "%gk", n / 1000; else print n }'; }
 a_ver=$(us a_ver $N) p_ver=$(us p_ver $N) a_lat=$(us a_lat $N) p_sql=$(us p_sql $N)
+a_vnt=$(us a_vnt $N) track_pct=$(calc "($(us a_ver $N) / $(us a_vnt $N) - 1) * 100" 1)
 a_bare=$(us a_bare $N) p_bare=$(us p_bare $N) a_auth=$(us a_auth $N)
 speedup=$(calc "$p_ver / $a_ver")
 bt_a=$(median b_a_triv) bv_a=$(median b_a_ver) bt_p=$(median b_p_triv) bv_p=$(median b_p_ver)
@@ -340,7 +346,8 @@ cat <<EOF
 - machine: $(nproc) cores ($CPU), $MEM RAM; $PGV
 - cluster: throwaway, unix socket, shared_buffers=$SHARED_BUFFERS, max_parallel_workers_per_gather=0,
   jit=off, autovacuum=off, **fsync=off, synchronous_commit=off, full_page_writes=off**
-  (no durability: affects only the creation figures, which write)
+  (no durability: affects only the creation figures, which write);
+  shared_preload_libraries=apikey, so last_used_at is tracked (written every 10 s)
 - data: $NK apikey keys over $TENANTS tenants (apikey.create_key), $NK peer keys over 1000 tenants
   (peer-load.sql); loops visit keys in random order; the growth row adds keys to $NG each
 - server-side: one statement loops over $NK key texts held in a table, timed in the server
@@ -354,6 +361,7 @@ cat <<EOF
 | # | figure | apikey | peer | ratio | target | |
 |---|---|---:|---:|---:|---|---|
 | 1 | server-side µs per valid verification, $NK keys: \`count(*) … WHERE (apikey.verify(k)).valid\` vs \`count(peer.verify(k))\` | $a_ver | $p_ver | apikey ${speedup}× faster | ≥ 6× faster | $(met_ge "$speedup" 6) |
+| 1 | … same with last_used_at tracking off (\`apikey.track_usage = off\`; the figure above has it on) | $a_vnt | | tracking costs ${track_pct}% | ≤ 10% | $(verdict "$track_pct" 10) |
 | 1 | … same, as \`FROM keys, LATERAL apikey.verify(k) v WHERE v.valid\` (function scan per row) | $a_lat | | $(calc "$p_ver / $a_lat")× | | |
 | 1 | … peer.verify_sql (the peer's inlinable SQL variant), for orientation | | $p_sql | $(calc "$p_sql / $a_ver")× | | |
 | 1 | … bare loop \`count(length(k))\` over the same rows (included in the above) | $a_bare | $p_bare | | | |

@@ -298,3 +298,13 @@ SELECT (SELECT count(*) FROM pg_temp.keys) + (SELECT count(*) FROM pg_temp.tenan
      + (SELECT count(*) FROM public.keys) + (SELECT count(*) FROM public.tenants) AS rows_in_shadow_tables;
 DROP OWNED BY regress_evil;
 REVOKE CREATE ON SCHEMA public FROM regress_evil;
+
+-- psql administration: every object of the extension says what it is
+-- (\dx+ apikey lists them); none lacks a comment
+SELECT pg_describe_object(d.classid, d.objid, 0) AS uncommented
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'apikey')
+   AND d.deptype = 'e'
+   AND obj_description(d.objid, d.classid::regclass::text) IS NULL
+ ORDER BY 1;
