@@ -229,9 +229,12 @@ static bool
 caller_is_admin(void)
 {
 	if (!OidIsValid(create_tenant_oid))
-		create_tenant_oid = LookupFuncName(list_make2(makeString("apikey"),
-													  makeString("create_tenant")),
-										   -1, NULL, true);
+	{
+		List	   *name = list_make1(makeString("apikey"));
+
+		name = lappend(name, makeString("create_tenant"));
+		create_tenant_oid = LookupFuncName(name, -1, NULL, true);
+	}
 	return OidIsValid(create_tenant_oid) &&
 		pg_proc_aclcheck(create_tenant_oid, GetOuterUserId(), ACL_EXECUTE) == ACLCHECK_OK;
 }

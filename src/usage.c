@@ -324,7 +324,7 @@ usage_flush_database(void)
 			for (uint64 r = 0; r < SPI_processed; r++)
 			{
 				bool		isnull;
-				UsageEntry	probe;
+				UsageEntry	probe = {0};
 				UsageEntry *hit;
 
 				probe.key.key_id = DatumGetKeyId(SPI_getbinval(SPI_tuptable->vals[r],

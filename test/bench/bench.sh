@@ -132,7 +132,7 @@ RES="$W/res"; mkdir -p "$RES"; chmod 777 "$RES"
 measure() {
 	local label=$1 expect=$2 sql=$3 out ms n pre=()
 	[ -n "${PRE[$label]:-}" ] && pre=(-c "${PRE[$label]}")
-	out=$(psqlb -At -F' ' "${pre[@]}" -c "SELECT ms, n FROM bench.run(\$bq\$$sql\$bq\$)")
+	out=$(psqlb -At -F' ' "${pre[@]}" -c "SELECT ms, n FROM bench.run(\$bq\$$sql\$bq\$)" | tail -n 1)
 	ms=${out% *} n=${out#* }
 	if [ "$expect" != - ] && [ "$n" != "$expect" ]; then
 		echo "bench: $label: expected count $expect, got $n: $sql" >&2
@@ -176,6 +176,10 @@ Q[a_ver]="SELECT count(*) FROM bench.akeys WHERE (apikey.verify(k)).valid";     
 Q[a_lat]="SELECT count(*) FROM bench.akeys p, LATERAL apikey.verify(p.k) v WHERE v.valid"; E[a_lat]=$N
 # the same loop with last_used_at tracking off (the cluster preloads apikey)
 Q[a_vnt]="${Q[a_ver]}"; E[a_vnt]=$N; PRE[a_vnt]="SET apikey.track_usage = off"
+# the same loop as a second pass in one session: the backend remembers where
+# each key's row is (apikey.key_cache_size), as a pooled connection would
+Q[a_warm]="${Q[a_ver]}"; E[a_warm]=$N
+PRE[a_warm]="SELECT count(*) FROM bench.akeys WHERE (apikey.verify(k)).valid"
 Q[a_auth]="SELECT count(*) FROM bench.akeys WHERE (apikey.authenticate(k)).valid"; E[a_auth]=$N
 Q[p_bare]="SELECT count(length(k)) FROM bench.pkeys";                                E[p_bare]=$N
 Q[p_ver]="SELECT count(peer.verify(k)) FROM bench.pkeys";                            E[p_ver]=$N
@@ -192,7 +196,7 @@ for g in checksum length random; do
 done
 # warm-up: one pass of each, not counted
 for l in a_ver p_ver; do measure warm - "${Q[$l]}"; done
-run_rounds $ROUNDS a_bare a_ver p_ver a_vnt a_lat p_sql p_bare a_auth \
+run_rounds $ROUNDS a_bare a_ver p_ver a_vnt a_warm a_lat p_sql p_bare a_auth \
 	g_checksum gb_checksum g_length gb_length g_random gb_random pg_random
 
 # the proof that garbage touches no table: a loop over text built in the
@@ -308,6 +312,7 @@ run_rounds $ROUNDS A_ver P_ver A_bare
 human() { awk -v n="$1" 'BEGIN { if (n >= 1000000) printf "%gM", n / 1000000; else if (n >= 1000) printf "%gk", n / 1000; else print n }'; }
 a_ver=$(us a_ver $N) p_ver=$(us p_ver $N) a_lat=$(us a_lat $N) p_sql=$(us p_sql $N)
 a_vnt=$(us a_vnt $N) track_pct=$(calc "($(us a_ver $N) / $(us a_vnt $N) - 1) * 100" 1)
+a_warm=$(us a_warm $N)
 a_bare=$(us a_bare $N) p_bare=$(us p_bare $N) a_auth=$(us a_auth $N)
 speedup=$(calc "$p_ver / $a_ver")
 bt_a=$(median b_a_triv) bv_a=$(median b_a_ver) bt_p=$(median b_p_triv) bv_p=$(median b_p_ver)
@@ -361,6 +366,7 @@ cat <<EOF
 | # | figure | apikey | peer | ratio | target | |
 |---|---|---:|---:|---:|---|---|
 | 1 | server-side µs per valid verification, $NK keys: \`count(*) … WHERE (apikey.verify(k)).valid\` vs \`count(peer.verify(k))\` | $a_ver | $p_ver | apikey ${speedup}× faster | ≥ 6× faster | $(met_ge "$speedup" 6) |
+| 1 | … same, second pass in one session (row locations remembered, as on a long-lived pooled connection) | $a_warm | | apikey $(calc "$p_ver / $a_warm")× faster | | |
 | 1 | … same with last_used_at tracking off (\`apikey.track_usage = off\`; the figure above has it on) | $a_vnt | | tracking costs ${track_pct}% | ≤ 10% | $(verdict "$track_pct" 10) |
 | 1 | … same, as \`FROM keys, LATERAL apikey.verify(k) v WHERE v.valid\` (function scan per row) | $a_lat | | $(calc "$p_ver / $a_lat")× | | |
 | 1 | … peer.verify_sql (the peer's inlinable SQL variant), for orientation | | $p_sql | $(calc "$p_sql / $a_ver")× | | |
