@@ -5,6 +5,14 @@
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
+# the peer lives beside the repository (../shared/bench); without it there
+# is nothing to compare against: say so rather than fail
+if [ ! -f "$REPO/../shared/bench/peer.sql" ]; then
+	echo "skipped: the peer ($REPO/../shared/bench/peer.sql) is not beside the repository"
+	echo "0 passed, 0 failed"
+	exit 0
+fi
+
 out=$(mktemp)
 bash "$REPO/test/bench/bench.sh" --quick >"$out"
 rc=$?
