@@ -58,6 +58,25 @@ verify_status_name(VerifyStatus status)
 	return status_names[status];
 }
 
+/*
+ * The status as text, built once per backend: the result row copies it, so
+ * verification allocates no text for it.
+ */
+static text *
+status_text(VerifyStatus status)
+{
+	static text *texts[lengthof(status_names)];
+
+	if (texts[status] == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		texts[status] = cstring_to_text(status_names[status]);
+		MemoryContextSwitchTo(old);
+	}
+	return texts[status];
+}
+
 /* The columns of apikey.keys that verification reads. */
 typedef enum KeyColumn
 {
@@ -242,11 +261,11 @@ catalog_load(void)
 	catalog.valid = true;
 }
 
+/* Does text t hold exactly the len bytes at s? */
 static inline bool
-text_equal(text *a, text *b)
+text_is(text *t, const char *s, size_t len)
 {
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
 }
 
 static inline bool
@@ -427,19 +446,20 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 /* The one place a verification status is decided. */
 static VerifyStatus
 decide_status(const VerifyResult *key, bool revoked, TimestampTz now,
-			  text *environment, text *scope, text *resource)
+			  const char *environment, size_t environment_len, text *scope,
+			  text *resource)
 {
 	if (revoked)
 		return VS_REVOKED;
 	if (key->has_expiry && key->expires_at <= now)
 		return VS_EXPIRED;
-	if (environment != NULL && !text_equal(environment, key->environment))
+	if (environment != NULL && !text_is(key->environment, environment, environment_len))
 		return VS_WRONG_ENVIRONMENT;
 	if (scope != NULL &&
 		!scopes_cover(key->scopes, VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope)))
 		return VS_INSUFFICIENT_SCOPE;
 	if (resource != NULL && key->resource != NULL &&
-		!text_equal(resource, key->resource))
+		!text_is(key->resource, VARDATA_ANY(resource), VARSIZE_ANY_EXHDR(resource)))
 		return VS_WRONG_RESOURCE;
 	return VS_VALID;
 }
@@ -452,6 +472,8 @@ verify_key(text *api_key, text *environment, text *scope, text *resource,
 	uint8		hash[KEY_HASH_LEN];
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	bool		revoked = false;
+	const char *env = NULL;
+	size_t		env_len = 0;
 	const char *text_ptr;
 	size_t		text_len;
 
@@ -484,11 +506,18 @@ verify_key(text *api_key, text *environment, text *scope, text *resource,
 	}
 	explicit_bzero(hash, sizeof(hash));
 
-	if (environment == NULL && apikey_default_environment != NULL &&
-		apikey_default_environment[0] != '\0')
-		environment = cstring_to_text(apikey_default_environment);
-	result->status = decide_status(result, revoked, now, environment, scope,
-								   resource);
+	/* without an environment argument, apikey.environment (compared in place) */
+	if (environment != NULL)
+	{
+		env = VARDATA_ANY(environment);
+		env_len = VARSIZE_ANY_EXHDR(environment);
+	}
+	else if (apikey_default_environment != NULL && apikey_default_environment[0] != '\0')
+	{
+		env = apikey_default_environment;
+		env_len = strlen(apikey_default_environment);
+	}
+	result->status = decide_status(result, revoked, now, env, env_len, scope, resource);
 	if (result->status == VS_VALID)
 		usage_record(result->key_id, now);
 }
@@ -518,7 +547,7 @@ verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 	memset(nulls, true, sizeof(nulls));
 	values[OUT_VALID] = BoolGetDatum(result->status == VS_VALID);
 	nulls[OUT_VALID] = false;
-	values[OUT_STATUS] = CStringGetTextDatum(verify_status_name(result->status));
+	values[OUT_STATUS] = PointerGetDatum(status_text(result->status));
 	nulls[OUT_STATUS] = false;
 	if (result->proven)
 	{
