@@ -36,7 +36,7 @@ pg_started=1
 run_as_pg createdb -h "$work" -p "$pgport" -U postgres apikey || fail "createdb failed"
 cp "$REPO/test/rls_example.sql" "$work/"
 run_as_pg psql -X -q -h "$work" -p "$pgport" -U postgres -d apikey -v example="$work/rls_example.sql" \
-	-f "$REPO/test/pgbouncer/setup.sql" >"$work/setup.log" 2>&1 || fail "setup failed: $(cat "$work/setup.log")"
+	-f "$REPO/test/app_setup.sql" >"$work/setup.log" 2>&1 || fail "setup failed: $(cat "$work/setup.log")"
 
 echo '"app_api" ""' >"$work/userlist.txt"
 sed -e "s|@PGPORT@|$pgport|" -e "s|@BOUNCERPORT@|$bport|" -e "s|@WORK@|$work|g" \

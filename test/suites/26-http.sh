@@ -33,7 +33,8 @@ pg_started=1
 run_as_pg createdb -h "$work" -p "$pgport" -U postgres apikey || fail "createdb failed"
 cp "$REPO/test/rls_example.sql" "$work/"
 sql() { run_as_pg psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$pgport" -U postgres -d apikey "$@"; }
-sql -v example="$work/rls_example.sql" -f "$REPO/test/http/setup.sql" >"$work/setup.log" 2>&1 ||
+sql -v example="$work/rls_example.sql" -f "$REPO/test/app_setup.sql" \
+	-f "$REPO/test/http/setup.sql" >"$work/setup.log" 2>&1 ||
 	fail "setup failed: $(cat "$work/setup.log")"
 
 # keys (kept in variables, never printed)

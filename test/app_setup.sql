@@ -1,7 +1,7 @@
--- The database behind pgbouncer: the example application schema
--- (test/rls_example.sql) owned by app_owner, and app_api, the application's
--- login role, a verifier.  Run by psql as the superuser with
--- -v example=<path of rls_example.sql>.
+-- An application database for the pgbouncer and HTTP suites: the example
+-- application schema (test/rls_example.sql) owned by app_owner, and app_api,
+-- the application's login role, a verifier.  Run by psql as the superuser
+-- with -v example=<path of rls_example.sql>.
 \set ON_ERROR_STOP on
 CREATE EXTENSION pgcrypto;
 CREATE EXTENSION apikey;
