@@ -2,8 +2,9 @@
 # install the extension, and how to run commands as an unprivileged user
 # (PostgreSQL refuses to run as root).
 PGVER=${PGVER:-15}
-PGBIN=/usr/lib/postgresql/$PGVER/bin
-PGXS_DIR=/usr/lib/postgresql/$PGVER/lib/pgxs
+# PGBIN may point at another (relocated) installation of the same version
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PGVER/bin}
+PGXS_DIR=$(cd "$PGBIN/.." && pwd)/lib/pgxs
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH=$PGBIN:$PATH
 
