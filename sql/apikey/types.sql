@@ -1,3 +1,37 @@
+-- The schema apikey must be the extension's own: created by CREATE
+-- EXTENSION, or an empty schema of the installing role that no one else may
+-- create objects in.  A schema someone else owns (or can write to) could
+-- hold objects that the extension's functions, running as its owner, would
+-- find; installing into it would hand that role the owner's rights.  Every
+-- name below is qualified: nothing in the schema is trusted yet.
+DO $$
+DECLARE
+	nsp pg_catalog.oid;
+	owner pg_catalog.name;
+BEGIN
+	SELECT n.oid, pg_catalog.pg_get_userbyid(n.nspowner) INTO nsp, owner
+	  FROM pg_catalog.pg_namespace AS n WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey';
+	IF owner OPERATOR(pg_catalog.<>) CURRENT_USER THEN
+		RAISE EXCEPTION 'schema apikey already exists and is owned by role %', owner
+			USING ERRCODE = 'duplicate_schema',
+			      DETAIL = 'CREATE EXTENSION apikey installs into a schema of its own.',
+			      HINT = 'Drop or rename that schema, then run CREATE EXTENSION apikey again.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+	            WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+	              AND d.refobjid OPERATOR(pg_catalog.=) nsp
+	              AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass)
+	   OR EXISTS (SELECT FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS a
+	               WHERE n.oid OPERATOR(pg_catalog.=) nsp AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+	                 AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) THEN
+		RAISE EXCEPTION 'schema apikey already exists and is not empty, or others may create objects in it'
+			USING ERRCODE = 'duplicate_schema',
+			      DETAIL = 'CREATE EXTENSION apikey installs into a schema of its own.',
+			      HINT = 'Drop or rename that schema, then run CREATE EXTENSION apikey again.';
+	END IF;
+END
+$$;
+
 -- apikey.key_id: the public, non-secret handle of a key (64 bits).
 -- Text form: 11 base62 characters, also the first 11 characters of the key
 -- text's body.

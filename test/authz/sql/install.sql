@@ -1,0 +1,56 @@
+-- CREATE EXTENSION installs into a schema of its own.  A schema named
+-- apikey that exists beforehand is used only when it is an empty schema of
+-- the installing role that no one else may create objects in; otherwise
+-- its owner (or whoever may write to it) could plant objects that the
+-- extension's SECURITY DEFINER functions would find, and run them with the
+-- extension owner's rights.
+\set SHOW_CONTEXT never
+SELECT current_database() AS regress_db \gset
+CREATE ROLE regress_squatter;
+CREATE DATABASE regress_install;
+\c regress_install
+SET client_min_messages = error;
+
+-- another role's schema, with a planted exact-type match for a built-in
+-- that the management functions call
+CREATE SCHEMA apikey AUTHORIZATION regress_squatter;
+SET ROLE regress_squatter;
+CREATE FUNCTION apikey.cardinality(text[]) RETURNS integer LANGUAGE sql
+	AS $$ SELECT 0 $$;
+RESET ROLE;
+CREATE EXTENSION apikey;
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'apikey';
+DROP SCHEMA apikey CASCADE;
+
+-- another role's empty schema
+CREATE SCHEMA apikey AUTHORIZATION regress_squatter;
+CREATE EXTENSION apikey;
+DROP SCHEMA apikey;
+
+-- the installer's own schema, but others may create objects in it
+CREATE SCHEMA apikey;
+GRANT CREATE ON SCHEMA apikey TO regress_squatter;
+CREATE EXTENSION apikey;
+DROP SCHEMA apikey;
+
+-- the installer's own schema, holding something already
+CREATE SCHEMA apikey;
+CREATE TABLE apikey.keys (x int);
+CREATE EXTENSION apikey;
+DROP SCHEMA apikey CASCADE;
+
+-- the installer's own empty schema: installed
+CREATE SCHEMA apikey;
+CREATE EXTENSION apikey;
+SELECT n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS owned_by_installer
+  FROM pg_namespace n WHERE nspname = 'apikey';
+DROP EXTENSION apikey;
+DROP SCHEMA apikey;
+
+-- no schema: CREATE EXTENSION creates its own
+CREATE EXTENSION apikey;
+SELECT extname, extnamespace::regnamespace AS schema FROM pg_extension WHERE extname = 'apikey';
+
+\c :regress_db
+DROP DATABASE regress_install;
+DROP ROLE regress_squatter;
