@@ -52,20 +52,53 @@ copy_varlena(MemoryContext cxt, const void *ptr)
 	return copy;
 }
 
+/* Free what an identity points to (not the identity itself). */
 static void
-identity_push(const VerifyResult *result)
+identity_clear(Identity *id)
 {
-	Identity   *id = MemoryContextAllocZero(TopMemoryContext, sizeof(Identity));
+	pfree(id->tenant);
+	pfree(id->environment);
+	pfree(id->scopes);
+	if (id->resource)
+		pfree(id->resource);
+}
 
-	id->subid = GetCurrentSubTransactionId();
+/*
+ * Make a verified key the identity.  A second authenticate in the same
+ * (sub)transaction replaces the identity in place, so memory stays bounded
+ * however often a transaction authenticates; one in a new subtransaction
+ * stacks, so that rolling back to a savepoint restores what was before.
+ */
+static void
+identity_set(const VerifyResult *result)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	Identity   *id;
+
+	if (identity != NULL && identity->subid == subid)
+	{
+		id = identity;
+		identity_clear(id);
+	}
+	else
+	{
+		id = MemoryContextAllocZero(TopMemoryContext, sizeof(Identity));
+		id->outer = identity;
+		id->subid = subid;
+		identity = id;
+	}
 	id->key_id = result->key_id;
 	id->tenant_id = result->tenant_id;
 	id->tenant = copy_varlena(TopMemoryContext, result->tenant);
 	id->environment = copy_varlena(TopMemoryContext, result->environment);
 	id->scopes = copy_varlena(TopMemoryContext, result->scopes);
 	id->resource = copy_varlena(TopMemoryContext, result->resource);
-	id->outer = identity;
-	identity = id;
+}
+
+const Identity *
+identity_current(void)
+{
+	return identity;
 }
 
 static void
@@ -74,11 +107,7 @@ identity_pop(void)
 	Identity   *id = identity;
 
 	identity = id->outer;
-	pfree(id->tenant);
-	pfree(id->environment);
-	pfree(id->scopes);
-	if (id->resource)
-		pfree(id->resource);
+	identity_clear(id);
 	pfree(id);
 }
 
@@ -111,21 +140,23 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				identity_pop();
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
-			for (Identity *id = identity; id != NULL && id->subid == mySubid; id = id->outer)
-				id->subid = parentSubid;
+			/* the parent takes over; if it had one, the newer one replaces it */
+			if (identity != NULL && identity->subid == mySubid)
+			{
+				identity->subid = parentSubid;
+				if (identity->outer != NULL && identity->outer->subid == parentSubid)
+				{
+					Identity   *replaced = identity->outer;
+
+					identity->outer = replaced->outer;
+					identity_clear(replaced);
+					pfree(replaced);
+				}
+			}
 			break;
 		default:
 			break;
 	}
-}
-
-/* apikey.create_tenant, whose EXECUTE right makes a full administrator */
-static Oid	create_tenant_oid = InvalidOid;
-
-static void
-forget_create_tenant(Datum arg, int cacheid, uint32 hashvalue)
-{
-	create_tenant_oid = InvalidOid;
 }
 
 void
@@ -133,7 +164,6 @@ identity_init(void)
 {
 	RegisterXactCallback(identity_xact_callback, NULL);
 	RegisterSubXactCallback(identity_subxact_callback, NULL);
-	CacheRegisterSyscacheCallback(PROCOID, forget_create_tenant, (Datum) 0);
 }
 
 /*

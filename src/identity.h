@@ -1,0 +1,27 @@
+/*
+ * identity.h
+ *		The identity the current transaction was authenticated as.
+ */
+#ifndef APIKEY_IDENTITY_H
+#define APIKEY_IDENTITY_H
+
+#include "postgres.h"
+
+#include "utils/array.h"
+
+typedef struct Identity
+{
+	struct Identity *outer;		/* the identity in force before this one */
+	SubTransactionId subid;		/* subtransaction that established it */
+	uint64		key_id;
+	int64		tenant_id;
+	text	   *tenant;
+	text	   *environment;
+	ArrayType  *scopes;
+	text	   *resource;		/* NULL when the key is unrestricted */
+} Identity;
+
+/* The transaction's identity, or NULL when it did not authenticate. */
+extern const Identity *identity_current(void);
+
+#endif							/* APIKEY_IDENTITY_H */
