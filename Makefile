@@ -3,7 +3,7 @@ EXTENSION = apikey
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 
 MODULE_big = apikey
-OBJS = src/apikey.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
+OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
 	src/scopes.o src/validate.o src/verify.o src/identity.o src/usage.o
 
 # The install script is the readable sources, in dependency order.

@@ -11,31 +11,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "miscadmin.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 
 #include "apikey.h"
+#include "identity.h"
 #include "keyid.h"
 #include "scopes.h"
 #include "verify.h"
-
-typedef struct Identity
-{
-	struct Identity *outer;		/* the identity this one replaced */
-	SubTransactionId subid;		/* subtransaction that established it */
-	uint64		key_id;
-	int64		tenant_id;
-	text	   *tenant;
-	text	   *environment;
-	ArrayType  *scopes;
-	text	   *resource;		/* NULL when the key is unrestricted */
-} Identity;
 
 static Identity *identity = NULL;
 
@@ -251,33 +234,6 @@ current_resource(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->resource));
 }
 
-/*
- * May the calling role manage every tenant?  Whoever may execute
- * apikey.create_tenant (apikey.grant_admin) is a full administrator.
- */
-static bool
-caller_is_admin(void)
-{
-	if (!OidIsValid(create_tenant_oid))
-	{
-		List	   *name = list_make1(makeString("apikey"));
-
-		name = lappend(name, makeString("create_tenant"));
-		create_tenant_oid = LookupFuncName(name, -1, NULL, true);
-	}
-	return OidIsValid(create_tenant_oid) &&
-		pg_proc_aclcheck(create_tenant_oid, GetOuterUserId(), ACL_EXECUTE) == ACLCHECK_OK;
-}
-
-static void
-deny(const char *message)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg_internal("%s", message),
-			 errhint("Administrators are named with apikey.grant_admin; a tenant's own administrators authenticate with a key holding apikey:admin.")));
-}
-
 static bool
 identity_has_scope(text *scope)
 {
@@ -312,56 +268,3 @@ can_access(PG_FUNCTION_ARGS)
 						  VARSIZE_ANY_EXHDR(resource)) == 0);
 }
 
-/*
- * _caller() -> the role calling the extension: current_user as set by the
- * session (and SET ROLE), unaffected by SECURITY DEFINER functions, so the
- * management functions can check the rights of whoever called them.
- */
-PG_FUNCTION_INFO_V1(caller);
-Datum
-caller(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_OID(GetOuterUserId());
-}
-
-/* _is_admin() -> may the calling role manage every tenant? */
-PG_FUNCTION_INFO_V1(is_admin);
-Datum
-is_admin(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(caller_is_admin());
-}
-
-/*
- * _authorized_tenant(slug) -> slug, when the caller may manage the keys of
- * that tenant: a full administrator not acting as a key, or a transaction
- * authenticated with an apikey:admin key of that very tenant.  Checked
- * before the tenant is looked up, so a tenant administrator learns nothing
- * of other tenants.  Raises 42501 otherwise.
- */
-PG_FUNCTION_INFO_V1(authorized_tenant);
-Datum
-authorized_tenant(PG_FUNCTION_ARGS)
-{
-	static const char admin_scope[] = "apikey:admin";
-	text	   *slug = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
-
-	if (identity == NULL)
-	{
-		if (!caller_is_admin())
-			deny("permission denied to manage API keys");
-	}
-	else if (!scopes_cover(identity->scopes, admin_scope, sizeof(admin_scope) - 1))
-		deny("permission denied: the authenticated key does not hold the scope apikey:admin");
-	else if (slug == NULL ||
-			 VARSIZE_ANY_EXHDR(slug) != VARSIZE_ANY_EXHDR(identity->tenant) ||
-			 memcmp(VARDATA_ANY(slug), VARDATA_ANY(identity->tenant),
-					VARSIZE_ANY_EXHDR(slug)) != 0)
-		deny(psprintf("permission denied: the authenticated key manages tenant %s only",
-					  text_to_cstring(identity->tenant)));
-	if (slug == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tenant must not be null")));
-	PG_RETURN_TEXT_P(slug);
-}

@@ -268,6 +268,16 @@ ak_scope_covers(const char *granted, size_t glen, const char *wanted,
 }
 
 bool
+ak_resource_covers(const char *granted, size_t glen, const char *wanted,
+				   size_t wlen)
+{
+	/* "type:*" covers every id of that type, itself included */
+	if (glen >= 2 && granted[glen - 1] == '*' && granted[glen - 2] == ':')
+		return wlen >= glen && memcmp(granted, wanted, glen - 1) == 0;
+	return glen == wlen && memcmp(granted, wanted, glen) == 0;
+}
+
+bool
 ak_resource_valid(const char *s, size_t len)
 {
 	const char *colon;

@@ -88,6 +88,10 @@ extern bool ak_scope_covers(const char *granted, size_t glen,
  */
 extern bool ak_resource_valid(const char *s, size_t len);
 
+/* Does the granted resource (which may be "type:*") cover the wanted one? */
+extern bool ak_resource_covers(const char *granted, size_t glen,
+							   const char *wanted, size_t wlen);
+
 /*
  * May this text hold a secret (a run of AK_SECRET_RUN or more base62
  * characters)?  Error messages never quote such text.

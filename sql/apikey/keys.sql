@@ -80,16 +80,20 @@ BEGIN
 	IF key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = _authorize_key.key_id FOR UPDATE;
+	SELECT * INTO k FROM apikey.keys AS x
+	 WHERE x.key_id = _authorize_key.key_id
+	   AND (apikey.current_tenant_id() IS NULL OR x.tenant_id = apikey.current_tenant_id())
+	   FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorized_tenant(k.tenant);
+	PERFORM apikey._authorize(k.tenant, k.environment, k.scopes,
+		CASE WHEN k.resource IS NOT NULL THEN ARRAY[k.resource] END);
 	RETURN k;
 END
 $$;
 COMMENT ON FUNCTION apikey._authorize_key(apikey.key_id) IS
-	'internal: the key row, locked, if the caller may manage it';
+	'internal: the key row, locked, if the caller may manage it; 42704 when there is none it may see, 42501 when it may not act on it';
 
 -- Expiry of a key created now, from the requested lifetime and the
 -- tenant's policy.
@@ -144,9 +148,8 @@ BEGIN
 		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF apikey.current_tenant_id() IS NOT NULL THEN
-		PERFORM apikey._check_grantable(key_scopes, resource);
-	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, key_scopes,
+		CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END);
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
 		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
@@ -279,7 +282,6 @@ BEGIN
 		RAISE EXCEPTION 'key % has expired', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
 			HINT = 'Extend it with set_key_expiry first, or create a new key.';
 	END IF;
-	PERFORM apikey._check_grantable(k.scopes, k.resource);
 	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
 	e := apikey._environment(t, k.environment);
 	IF grace > '0' THEN

@@ -87,7 +87,7 @@ COMMENT ON FUNCTION apikey._deny(text, text) IS 'internal: raise permission deni
 CREATE FUNCTION apikey._authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey._is_admin() THEN
+	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
 		PERFORM apikey._deny('permission denied: only an apikey administrator may do this');
 	END IF;
 END
@@ -355,6 +355,7 @@ AS $$
 DECLARE
 	e apikey.environments := apikey._environment(apikey._authorize_tenant(tenant), environment);
 BEGIN
+	PERFORM apikey._authorize(tenant, e.name, NULL, NULL);
 	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
 	         WHERE p.tenant_id = e.tenant_id AND p.environment = e.name);
 END
@@ -371,6 +372,7 @@ DECLARE
 	e apikey.environments := apikey._environment(t, environment);
 	result text;
 BEGIN
+	PERFORM apikey._authorize(t.slug, e.name, NULL, NULL);
 	result := apikey._new_public_key(e.tenant_id, e.name, e.tag);
 	PERFORM apikey._audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('environment', e.name));

@@ -60,29 +60,31 @@ CREATE FUNCTION apikey.can_access(resource text, scope text) RETURNS boolean
 COMMENT ON FUNCTION apikey.can_access(text, text) IS
 	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resource only';
 
--- Internal: the rights of the caller (current_user outside SECURITY DEFINER
--- functions), for the management functions' authorization.
+-- Who may manage which keys (authz.c).
+CREATE FUNCTION apikey.is_admin() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'is_admin' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.is_admin() IS
+	'may the calling role manage every tenant (may it execute apikey.create_tenant)? Answers about the caller only';
+
+-- Internal (executable by the owner only, called from the SECURITY DEFINER
+-- entry points): the calling role and the rule of management rights.
 CREATE FUNCTION apikey._caller() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey._caller() IS
 	'internal: the calling role, unaffected by SECURITY DEFINER';
 
-CREATE FUNCTION apikey._is_admin() RETURNS boolean
-	AS 'MODULE_PATHNAME', 'is_admin' LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._is_admin() IS
-	'internal: may the calling role manage every tenant (may it execute apikey.create_tenant)?';
-
 CREATE FUNCTION apikey._authorized_tenant(slug text) RETURNS text
 	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey._authorized_tenant(text) IS
-	'internal: the slug, if the caller may manage that tenant''s keys; raises 42501 otherwise';
+	'internal: the slug, if the caller may manage that tenant''s keys at all; raises 42501 otherwise';
 
--- last_used_at (usage.c): pending uses kept in shared memory between writes.
-CREATE FUNCTION apikey._pending_last_used(key_id apikey.key_id) RETURNS timestamptz
-	AS 'MODULE_PATHNAME', 'pending_last_used' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._pending_last_used(apikey.key_id) IS
-	'internal: the last use of a key not yet written to apikey.keys, or NULL';
+CREATE FUNCTION apikey._authorize(tenant text, environment text, scopes text[], resources text[])
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'authorize' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey._authorize(text, text, text[], text[]) IS
+	'internal: the rule of every management function (tenant, environment, scopes and resources covered by a tenant administrator''s key); raises 42501 otherwise';
 
+-- last_used_at (usage.c)
 CREATE FUNCTION apikey.usage_tracking() RETURNS text
 	AS 'MODULE_PATHNAME', 'usage_tracking' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey.usage_tracking() IS

@@ -22,10 +22,11 @@ SELECT k.key_id,
        k.rolled_at,
        CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
             THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
-       greatest(k.last_used_at, apikey._pending_last_used(k.key_id)) AS last_used_at,
+       u.last_used_at,
        k.tenant_id
   FROM apikey.keys AS k
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey._is_admin())
+  LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.key_list IS
@@ -42,7 +43,7 @@ SELECT a.event_id,
        a.details,
        a.tenant_id
   FROM apikey.audit AS a
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey._is_admin())
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE a.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.audit_log IS

@@ -54,7 +54,8 @@ SELECT p.proname, l.lanname, p.prosecdef,
    AND p.proconfig IS NULL
  ORDER BY p.proname;
 
--- What PUBLIC may use: the type, looks_like_key and the identity functions.
+-- What PUBLIC may use: the type, looks_like_key, the identity functions and
+-- is_admin (each answers about the caller only).
 SELECT p.oid::regprocedure::text AS public_may_execute
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey'::regnamespace
@@ -109,7 +110,7 @@ SELECT c.name, pg_temp.try(c.sql) AS plain_role
 	('_generate_key', $$SELECT apikey._generate_key('ak', 'live')$$),
 	('create in schema apikey', $$CREATE FUNCTION apikey.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
   ) AS c(name, sql);
-SELECT apikey._is_admin() AS is_admin;
+SELECT apikey.is_admin() AS is_admin;
 RESET ROLE;
 
 -- grant_verifier: the application's role.
@@ -150,11 +151,23 @@ SELECT c.name, pg_temp.try(c.sql) AS verifier
   ) AS c(name, sql);
 SELECT count(*) AS key_list_rows FROM apikey.key_list;
 SELECT count(*) AS audit_log_rows FROM apikey.audit_log;
-SELECT apikey._is_admin() AS is_admin;
+SELECT apikey.is_admin() AS is_admin;
 -- granting itself more does not work either
 GRANT EXECUTE ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, interval) TO regress_app;
-SELECT apikey._is_admin() AS is_admin;
+SELECT apikey.is_admin() AS is_admin;
 RESET ROLE;
+-- Internal functions (named _*) are executable by no one but their owner,
+-- after grant_verifier and grant_admin as before: the listings and every
+-- right come through the public functions.
+SELECT apikey.grant_admin('regress_admin');
+SELECT p.oid::regprocedure::text AS internal_function, a.grantee::regrole AS executable_by
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname LIKE '\_%'
+   AND a.grantee <> p.proowner
+ ORDER BY 1, 2;
+-- usage_tracking() tells server-wide counts: administrators only
+SELECT has_function_privilege('regress_app', 'apikey.usage_tracking()', 'EXECUTE') AS verifier_usage_tracking,
+       has_function_privilege('regress_admin', 'apikey.usage_tracking()', 'EXECUTE') AS admin_usage_tracking;
 -- the verifier's rights, as a catalog sees them
 SELECT p.oid::regprocedure::text AS verifier_may_execute
   FROM pg_proc p
@@ -169,9 +182,8 @@ SELECT c.relname, has_table_privilege('regress_app', c.oid, 'SELECT') AS sel,
  ORDER BY c.relname;
 
 -- grant_admin: manages every tenant (psql administration).
-SELECT apikey.grant_admin('regress_admin');
 SET ROLE regress_admin;
-SELECT apikey._is_admin() AS is_admin;
+SELECT apikey.is_admin() AS is_admin;
 SELECT apikey.create_tenant('initech') > 0 AS created;
 SELECT key_id AS initech_id FROM apikey.create_key('initech', 'preview', 'ci', scopes => '{*}') \gset
 SELECT apikey.rename_key(:'globex_id', 'globex app, renamed by the admin');
@@ -190,6 +202,30 @@ SELECT count(*) FILTER (WHERE k.api_key IS NOT NULL) AS secrets_in_key_list
   FROM (SELECT to_jsonb(l) ->> 'api_key' AS api_key FROM apikey.key_list l) AS k;
 SELECT apikey.delete_key(:'initech_id');
 RESET ROLE;
+
+-- Rights are those of the calling role, never those of the owner of a
+-- SECURITY DEFINER function in between: an administrator's wrapper called
+-- by a verifier manages nothing and lists nothing for it.
+CREATE FUNCTION public.admin_wrapper(what text) RETURNS text
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+	IF what = 'list' THEN
+		RETURN (SELECT count(*) FROM apikey.key_list)::text;
+	END IF;
+	RETURN apikey.create_key('globex', 'production', 'via wrapper')::text;
+EXCEPTION WHEN insufficient_privilege THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+ALTER FUNCTION public.admin_wrapper(text) OWNER TO regress_admin;
+GRANT EXECUTE ON FUNCTION public.admin_wrapper(text) TO regress_app;
+SET ROLE regress_admin;
+SELECT public.admin_wrapper('list')::int > 0 AS admin_lists_through_it;
+SET ROLE regress_app;
+SELECT public.admin_wrapper('create') AS verifier_creates_through_it,
+       public.admin_wrapper('list') AS verifier_lists_through_it;
+RESET ROLE;
+DROP FUNCTION public.admin_wrapper(text);
 
 -- Hostile objects.  regress_evil is a verifier that may create objects in
 -- public.  It shadows built-ins the management functions use, with
@@ -244,7 +280,7 @@ SELECT format('%s', 'x');
 SELECT 'a'::text = 'a'::text;
 SELECT has_function_privilege('regress_evil'::regrole, 'apikey.create_tenant'::regproc::oid, 'EXECUTE') AS shadow_says;
 -- but none of them reaches the extension: still not an administrator
-SELECT apikey._is_admin() AS is_admin;
+SELECT apikey.is_admin() AS is_admin;
 SELECT c.name, pg_temp.try(c.sql) AS evil_verifier
   FROM (VALUES
 	('create_key', $$SELECT apikey.create_key('acme', 'production', 'mine', scopes => '{*}')$$),
