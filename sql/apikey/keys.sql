@@ -105,7 +105,8 @@ DECLARE
 	lifetime interval := coalesce(expires_in, default_lifetime);
 BEGIN
 	PERFORM apikey._check_lifetime('expires_in', lifetime);
-	IF max_lifetime IS NOT NULL AND (lifetime IS NULL OR lifetime > max_lifetime) THEN
+	-- compared as times: a month is not 30 days when added
+	IF max_lifetime IS NOT NULL AND (lifetime IS NULL OR now() + lifetime > now() + max_lifetime) THEN
 		RAISE EXCEPTION 'keys of tenant "%" must expire within %', slug, max_lifetime
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;

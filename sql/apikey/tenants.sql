@@ -183,7 +183,8 @@ AS $$
 BEGIN
 	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
 	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
-	IF default_key_lifetime > max_key_lifetime THEN
+	-- compared as times, as keys will get them: '3 mons' may exceed '90 days'
+	IF now() + default_key_lifetime > now() + max_key_lifetime THEN
 		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
