@@ -58,7 +58,21 @@ COMMENT ON TABLE apikey.audit IS 'who did what to which tenant or key; no foreig
 
 -- The internal functions below (named _*) are called only from the
 -- SECURITY DEFINER entry points, which fix the search_path, and are
--- executable by no one else.
+-- executable by no one else.  Called directly (by the owner), they still
+-- answer bad arguments with a clear error.
+
+CREATE FUNCTION apikey._require(what text, present boolean) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF present IS NOT TRUE THEN
+		RAISE EXCEPTION '% must not be null', coalesce(what, 'argument')
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._require(text, boolean) IS
+	'internal: raise "<what> must not be null" unless present';
 
 -- Record an event as the calling role and, when authenticated, key.
 CREATE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
@@ -66,8 +80,10 @@ CREATE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
+	PERFORM apikey._require('action, tenant_id and tenant', action IS NOT NULL
+		AND tenant_id IS NOT NULL AND tenant IS NOT NULL);
 	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
-	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, $5);
+	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'));
 END
 $$;
 COMMENT ON FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) IS
@@ -77,7 +93,8 @@ CREATE FUNCTION apikey._deny(message text, hint text DEFAULT NULL)
 	RETURNS void LANGUAGE plpgsql
 AS $$
 BEGIN
-	RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = message,
+	RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+		MESSAGE = coalesce(message, 'permission denied'),
 		HINT = coalesce(hint, 'Administrators are named with apikey.grant_admin; a tenant''s own administrators authenticate with a key holding apikey:admin.');
 END
 $$;
@@ -120,6 +137,7 @@ AS $$
 DECLARE
 	e apikey.environments;
 BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
 	IF name IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -166,7 +184,7 @@ BEGIN
 	END IF;
 	-- judged by the time it gives: '1 month -29 days' is not positive in February
 	IF lifetime > '100 years' OR now() + lifetime <= now() THEN
-		RAISE EXCEPTION '% must be between 0 and 100 years, exclusive of 0', what
+		RAISE EXCEPTION '% must be between 0 and 100 years, exclusive of 0', coalesce(what, 'lifetime')
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = format('Got %s.', lifetime);
 	END IF;
@@ -204,6 +222,8 @@ AS $$
 DECLARE
 	g record;
 BEGIN
+	PERFORM apikey._require('tenant_id, environment and tag',
+		tenant_id IS NOT NULL AND environment IS NOT NULL AND tag IS NOT NULL);
 	DELETE FROM apikey.public_keys AS p
 	 WHERE p.tenant_id = _new_public_key.tenant_id AND p.environment = _new_public_key.environment;
 	LOOP
@@ -223,6 +243,7 @@ CREATE FUNCTION apikey._add_environment(t apikey.tenants, name text, tag text)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
 	IF name IS NULL OR tag IS NULL THEN
 		RAISE EXCEPTION 'environment name and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
