@@ -5,16 +5,21 @@
  * A valid verification appends (database, key id, time) to a small buffer
  * in backend memory: no lock, no write.  The buffer is drained into a hash
  * table in shared memory when it fills and at the end of each transaction.
- * A background worker flushes that table into apikey.keys every
+ * A background worker writes that table into apikey.key_usage every
  * apikey.usage_flush_interval, starting one short-lived worker per database
- * with pending entries.  apikey.key_list merges the pending times, so the
- * listing is current to the second while the table lags by at most one
- * flush interval.
+ * with pending entries.  A key's row there is rewritten only when its time
+ * moves by more than apikey.usage_precision, so the writes grow with the
+ * number of keys in use, not with the traffic; the row is narrow, so the
+ * write is cheap and the key table itself is never touched.
+ *
+ * The writer runs its one statement as the extension's owner with a fixed
+ * search_path (pg_catalog, pg_temp) and schema-qualified operators: nothing
+ * that a database owner or anyone else sets up can change what it runs.
  *
  * Shared memory needs shared_preload_libraries = 'apikey'.  Without it
  * nothing is tracked (last_used_at stays NULL) and everything else works.
- * On a hot standby times are gathered but never flushed (the standby cannot
- * write); key_list there shows them from memory.
+ * On a hot standby nothing is written; key_list there shows what the
+ * primary recorded.
  */
 #include "postgres.h"
 
@@ -47,6 +52,7 @@
 static bool track_usage = true;
 static int	usage_max_keys = 65536;
 static int	usage_flush_interval = 10;	/* seconds */
+static int	usage_precision = 60;	/* seconds */
 
 typedef struct UsageKey
 {
@@ -123,9 +129,12 @@ usage_drain(void)
 	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < buffered; i++)
 	{
-		bool		found;
-		UsageEntry *e = hash_search(usage_hash, &buffer[i].key, HASH_ENTER_NULL, &found);
+		bool		found = true;
+		UsageEntry *e = hash_search(usage_hash, &buffer[i].key, HASH_FIND, NULL);
 
+		/* a new key only while fewer than usage_max_keys are pending */
+		if (e == NULL && hash_get_num_entries(usage_hash) < usage_max_keys)
+			e = hash_search(usage_hash, &buffer[i].key, HASH_ENTER_NULL, &found);
 		if (e == NULL)
 			usage_shared->dropped++;
 		else if (!found || e->last_used < buffer[i].last_used)
@@ -159,41 +168,15 @@ usage_record(uint64 key_id, TimestampTz when)
 }
 
 /*
- * _pending_last_used(key_id) -> the last use not yet written to the table
- * (this backend's and every other's), or NULL.
+ * _pending_last_used(key_id): what key_list of version 0.2.0 calls.  Uses
+ * are written to apikey.key_usage since 0.3.0, so for a database not yet
+ * updated (ALTER EXTENSION apikey UPDATE) nothing is pending.
  */
 PG_FUNCTION_INFO_V1(pending_last_used);
 Datum
 pending_last_used(PG_FUNCTION_ARGS)
 {
-	UsageKey	key;
-	UsageEntry *e;
-	TimestampTz result = 0;
-	bool		have = false;
-
-	if (usage_hash == NULL)
-		PG_RETURN_NULL();
-	memset(&key, 0, sizeof(key));
-	key.dbid = MyDatabaseId;
-	key.key_id = PG_GETARG_KEYID(0);
-	for (int i = 0; i < buffered; i++)
-		if (buffer[i].key.dbid == key.dbid && buffer[i].key.key_id == key.key_id &&
-			(!have || buffer[i].last_used > result))
-		{
-			result = buffer[i].last_used;
-			have = true;
-		}
-	LWLockAcquire(usage_shared->lock, LW_SHARED);
-	e = hash_search(usage_hash, &key, HASH_FIND, NULL);
-	if (e != NULL && (!have || e->last_used > result))
-	{
-		result = e->last_used;
-		have = true;
-	}
-	LWLockRelease(usage_shared->lock);
-	if (!have)
-		PG_RETURN_NULL();
-	PG_RETURN_TIMESTAMPTZ(result);
+	PG_RETURN_NULL();
 }
 
 /* usage_tracking() -> whether and how last_used_at is kept */
@@ -264,9 +247,56 @@ usage_forget(UsageEntry *entries, int n, bool *written)
 }
 
 /*
- * Write one database's pending times.  Rows locked by someone else are
- * skipped (and kept pending for the next round): the writer never waits on
- * an administrator's transaction and cannot deadlock with one.
+ * The statement that writes one database's pending times, given the key
+ * ids ($1), their times ($2) and the precision ($3).  Keys deleted since
+ * their use are dropped.  A usage row locked by someone else (a deleting
+ * administrator) is skipped and stays pending: the writer never waits on
+ * another transaction.  Returns the key ids that stay pending.
+ */
+static const char flush_sql[] =
+"WITH u AS ("
+"  SELECT x.key_id, x.used_at FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(key_id, used_at)"
+"   WHERE EXISTS (SELECT FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) x.key_id)),"
+" locked AS ("
+"  SELECT s.key_id FROM apikey.key_usage AS s JOIN u ON s.key_id OPERATOR(pg_catalog.=) u.key_id"
+"     FOR UPDATE OF s SKIP LOCKED),"
+" updated AS ("
+"  UPDATE apikey.key_usage AS s SET last_used_at = u.used_at FROM u, locked"
+"   WHERE s.key_id OPERATOR(pg_catalog.=) u.key_id AND locked.key_id OPERATOR(pg_catalog.=) u.key_id"
+"     AND s.last_used_at OPERATOR(pg_catalog.<) (u.used_at OPERATOR(pg_catalog.-) $3)),"
+" inserted AS ("
+"  INSERT INTO apikey.key_usage (key_id, last_used_at)"
+"  SELECT u.key_id, u.used_at FROM u"
+"   WHERE NOT EXISTS (SELECT FROM apikey.key_usage AS s WHERE s.key_id OPERATOR(pg_catalog.=) u.key_id)"
+"  ON CONFLICT DO NOTHING)"
+" SELECT u.key_id FROM u"
+"  WHERE EXISTS (SELECT FROM apikey.key_usage AS s WHERE s.key_id OPERATOR(pg_catalog.=) u.key_id)"
+"    AND NOT EXISTS (SELECT FROM locked WHERE locked.key_id OPERATOR(pg_catalog.=) u.key_id)";
+
+/* The owner of extension apikey in this database, or InvalidOid. */
+static Oid
+extension_owner(void)
+{
+	Oid			owner = InvalidOid;
+	Oid			argtypes[1] = {NAMEOID};
+	Datum		args[1] = {CStringGetDatum("apikey")};
+
+	if (SPI_execute_with_args("SELECT e.extowner FROM pg_catalog.pg_extension AS e"
+							  " WHERE e.extname OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		isnull;
+
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return owner;
+}
+
+/*
+ * Write one database's pending times, as the extension's owner with a
+ * search_path of pg_catalog and pg_temp only.
  */
 static void
 usage_flush_database(void)
@@ -274,24 +304,38 @@ usage_flush_database(void)
 	UsageEntry *entries;
 	int			n = usage_collect(MyDatabaseId, &entries);
 	bool	   *written = palloc0(sizeof(bool) * Max(1, n));
-	Oid			nsp;
+	Oid			owner;
+	int			nestlevel;
 
 	if (n == 0)
 		return;
 	qsort(entries, n, sizeof(UsageEntry), compare_entries);
+	for (int i = 0; i < n; i++)
+		written[i] = true;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	nsp = get_namespace_oid("apikey", true);
-	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("keys", nsp)))
+	SPI_connect();
+	owner = extension_owner();
+	/* a database whose apikey is not updated to 0.3.0 yet has no key_usage */
+	if (OidIsValid(owner) &&
+		OidIsValid(get_relname_relid("key_usage", get_namespace_oid("apikey", false))))
 	{
+		Oid			nsp = get_namespace_oid("apikey", false);
 		Oid			keyid_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 												 CStringGetDatum("key_id"),
 												 ObjectIdGetDatum(nsp));
 		Datum	   *ids = palloc(sizeof(Datum) * n);
 		Datum	   *times = palloc(sizeof(Datum) * n);
-		Datum		args[2];
-		Oid			argtypes[2] = {get_array_type(keyid_type), TIMESTAMPTZARRAYOID};
+		Datum		args[3];
+		Oid			argtypes[3] = {get_array_type(keyid_type), TIMESTAMPTZARRAYOID, INTERVALOID};
+		Interval   *precision = palloc0(sizeof(Interval));
+		Oid			save_userid;
+		int			save_sec_context;
 		int			ret;
 
 		for (int i = 0; i < n; i++)
@@ -299,28 +343,19 @@ usage_flush_database(void)
 			ids[i] = KeyIdGetDatum(entries[i].key.key_id);
 			times[i] = TimestampTzGetDatum(entries[i].last_used);
 		}
+		precision->time = (int64) usage_precision * USECS_PER_SEC;
 		args[0] = PointerGetDatum(construct_array(ids, n, keyid_type, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = IntervalPGetDatum(precision);
 
-		SPI_connect();
-		ret = SPI_execute_with_args(
-			"WITH u AS (SELECT * FROM unnest($1, $2) AS u(key_id, used_at)),"
-			" locked AS (SELECT k.key_id, u.used_at FROM apikey.keys k JOIN u ON k.key_id = u.key_id"
-			"            FOR UPDATE OF k SKIP LOCKED),"
-			" done AS (UPDATE apikey.keys k SET last_used_at = l.used_at FROM locked l"
-			"          WHERE k.key_id = l.key_id"
-			"            AND (k.last_used_at IS NULL OR k.last_used_at < l.used_at))"
-			" SELECT key_id FROM locked"
-			" UNION ALL"
-			" SELECT u.key_id FROM u WHERE NOT EXISTS"
-			"   (SELECT FROM apikey.keys k WHERE k.key_id = u.key_id)",
-			2, argtypes, args, NULL, false, 0);
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		ret = SPI_execute_with_args(flush_sql, 3, argtypes, args, NULL, false, 0);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
 		if (ret == SPI_OK_SELECT)
 		{
-			/*
-			 * Done with: the rows not locked by others (written, or already
-			 * newer) and keys deleted since their use.
-			 */
+			/* the rows locked by others stay pending */
 			for (uint64 r = 0; r < SPI_processed; r++)
 			{
 				bool		isnull;
@@ -331,18 +366,14 @@ usage_flush_database(void)
 															   SPI_tuptable->tupdesc, 1, &isnull));
 				hit = bsearch(&probe, entries, n, sizeof(UsageEntry), compare_entries);
 				if (hit != NULL)
-					written[hit - entries] = true;
+					written[hit - entries] = false;
 			}
 		}
-		SPI_finish();
 	}
-	else
-	{
-		/* no apikey here (any more): nothing to keep */
-		for (int i = 0; i < n; i++)
-			written[i] = true;
-	}
+	/* else: no apikey here (any more), or not updated: nothing to keep */
+	SPI_finish();
 	PopActiveSnapshot();
+	AtEOXact_GUC(true, nestlevel);
 	CommitTransactionCommand();
 	usage_forget(entries, n, written);
 }
@@ -458,10 +489,17 @@ usage_init(void)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("apikey.usage_flush_interval",
-							"Seconds between writes of last_used_at to apikey.keys.",
+							"Time between writes of last_used_at to apikey.key_usage.",
 							NULL,
 							&usage_flush_interval,
 							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.usage_precision",
+							"How far last_used_at must move before it is written again.",
+							"A key in constant use is rewritten once per this interval at most.",
+							&usage_precision,
+							60, 0, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	RegisterXactCallback(usage_xact_callback, NULL);

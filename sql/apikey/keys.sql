@@ -34,42 +34,28 @@ CREATE TABLE apikey.keys (
 	created_at               timestamptz NOT NULL DEFAULT now(),
 	created_by               text NOT NULL,
 	revoked_reason           text,
-	rolled_at                timestamptz,
-	last_used_at             timestamptz
+	rolled_at                timestamptz
 );
 CREATE INDEX keys_tenant_environment ON apikey.keys (tenant_id, environment);
 COMMENT ON TABLE apikey.keys IS
 	'private keys: SHA-256 of the key text and a display hint, never the text itself';
 
--- A tenant administrator hands out no more than it holds itself.
-CREATE FUNCTION apikey._check_grantable(scopes text[], resource text) RETURNS void
-	LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-	s text;
-BEGIN
-	IF apikey.current_tenant_id() IS NULL THEN
-		RETURN;
-	END IF;
-	FOREACH s IN ARRAY scopes LOOP
-		IF NOT apikey.has_scope(s) THEN
-			PERFORM apikey._deny(format('permission denied: the authenticated key does not hold the scope %s', s),
-				'A tenant administrator can hand out only scopes its own key holds.');
-		END IF;
-	END LOOP;
-	IF apikey.current_resource() IS NOT NULL AND resource IS DISTINCT FROM apikey.current_resource() THEN
-		PERFORM apikey._deny('permission denied: the authenticated key is restricted to a resource',
-			'A resource-restricted administrator can manage keys for its own resource only.');
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION apikey._check_grantable(text[], text) IS
-	'internal: raise when a tenant administrator would hand out more than its key holds';
+-- When each key was last used, written by the background writer (usage.c),
+-- never by verification.  A narrow table of its own, with room on each page
+-- for the next version of its rows, so that keeping it costs neither the
+-- key table's size nor its cache footprint.  A key's row goes with the key.
+CREATE TABLE apikey.key_usage (
+	key_id       apikey.key_id PRIMARY KEY,
+	last_used_at timestamptz NOT NULL
+) WITH (fillfactor = 50);
+COMMENT ON TABLE apikey.key_usage IS
+	'when each key was last used (written in the background, within apikey.usage_precision)';
 
--- The key, locked, if the caller may manage it; raises 42501 otherwise.
--- The rights are those of _authorized_tenant: checked before the lookup
--- (so nothing is learnt of keys one may not manage) and against the key's
--- tenant after it.
+-- The key, locked, if the caller may manage it: every function that acts
+-- on a key starts here.  The caller's right to manage keys at all is
+-- checked before the lookup; a tenant administrator finds only its own
+-- tenant's keys (another tenant's key is as absent as a key that never
+-- existed), and then acts only on a key its own key covers (_authorize).
 CREATE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
 	LANGUAGE plpgsql VOLATILE
 AS $$
@@ -254,6 +240,7 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
+	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END

@@ -7,6 +7,7 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.tenants_tenant_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.environments', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.public_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -46,7 +47,6 @@ BEGIN
 		apikey.public_key(text, text),
 		apikey.regenerate_public_key(text, text)
 		TO %s', role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION apikey._pending_last_used(apikey.key_id), apikey.usage_tracking() TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
 END
 $$;
@@ -62,7 +62,8 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
 		apikey.create_tenant(text, text, text[], text, interval, interval),
 		apikey.create_environment(text, text, text),
-		apikey.set_key_policy(text, interval, interval, text)
+		apikey.set_key_policy(text, interval, interval, text),
+		apikey.usage_tracking()
 		TO %s', role);
 END
 $$;
@@ -86,13 +87,15 @@ GRANT EXECUTE ON FUNCTION
 	apikey.current_tenant(), apikey.current_tenant_id(), apikey.current_key_id(),
 	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
 	apikey.has_scope(text), apikey.can_access(text, text),
-	apikey._caller(), apikey._is_admin()
+	apikey.is_admin()
 	TO PUBLIC;
 
+-- Said where it is seen: CREATE EXTENSION runs its script with
+-- client_min_messages raised to WARNING, so a NOTICE would be swallowed.
 DO $$
 BEGIN
 	IF apikey.usage_tracking() LIKE 'off%' THEN
-		RAISE NOTICE 'apikey: last_used_at is not tracked in this server'
+		RAISE WARNING 'apikey: last_used_at is not tracked in this server'
 			USING HINT = 'Add apikey to shared_preload_libraries and restart to keep it (without a write per verification).';
 	END IF;
 END
