@@ -8,6 +8,43 @@ SELECT key_id, api_key FROM apikey.create_key('cache', 'production', 'cached') \
 SELECT status FROM apikey.verify(:'api_key');            -- found through the index
 SELECT status FROM apikey.verify(:'api_key');            -- found at the remembered place
 
+-- the second verification really skips the index: within a transaction,
+-- the index's scan count moves for the first verification of a key only
+CREATE FUNCTION pg_temp.pkey_scans() RETURNS bigint LANGUAGE sql AS
+$$ SELECT pg_stat_get_xact_numscans('apikey.keys_pkey'::regclass) $$;
+CREATE FUNCTION pg_temp.reads() RETURNS bigint LANGUAGE sql AS
+$$ SELECT pg_stat_get_xact_numscans('apikey.keys_pkey'::regclass)
+        + pg_stat_get_xact_blocks_fetched('apikey.keys'::regclass)
+        + pg_stat_get_xact_blocks_fetched('apikey.keys_pkey'::regclass) $$;
+SELECT key_id AS fresh_id, api_key AS fresh_key FROM apikey.create_key('cache', 'production', 'fresh') \gset
+BEGIN;
+SELECT pg_temp.pkey_scans() AS s0 \gset
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT pg_temp.pkey_scans() - :s0 AS index_scans_first;
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT pg_temp.pkey_scans() - :s0 AS index_scans_after_three;
+COMMIT;
+-- with the cache off, every verification descends the index
+SET apikey.key_cache_size = 0;
+BEGIN;
+SELECT pg_temp.pkey_scans() AS s0 \gset
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT pg_temp.pkey_scans() - :s0 AS index_scans_cache_off;
+COMMIT;
+RESET apikey.key_cache_size;
+
+-- text that is not key text reads no table: no scan, no block
+BEGIN;
+SELECT pg_temp.reads() AS r0 \gset
+SELECT count(*) FILTER (WHERE v.status = 'malformed') AS malformed
+  FROM unnest(ARRAY['', 'ak_live_', 'nope', left(:'fresh_key', -1) || 'x',
+                    :'fresh_key' || 'x', upper(:'fresh_key'), NULL]) AS t(k),
+       apikey.verify(t.k) AS v;
+SELECT pg_temp.reads() - :r0 AS reads_for_malformed;
+COMMIT;
+
 -- changes that keep the row in place (HOT updates) are seen
 SELECT apikey.revoke_key(:'key_id');
 SELECT status FROM apikey.verify(:'api_key');
@@ -41,3 +78,34 @@ SET apikey.key_cache_size = 0;
 SELECT status FROM apikey.verify(:'other_key');
 SELECT status FROM apikey.verify(:'api_key');
 RESET apikey.key_cache_size;
+
+-- a remembered place that VACUUM cut off the end of the table.  In a
+-- database of its own, so that the table holds only what this test puts
+-- there: statistics taken at 120 keys; 60 more fill a new block; the last
+-- of them is remembered there; all 60 are deleted and VACUUM truncates the
+-- table back to the size the statistics already say, so no cache
+-- invalidation reaches the backend.  The remembered block no longer exists.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE apikey_truncation;
+\c apikey_truncation
+SET client_min_messages = error;
+CREATE EXTENSION apikey;
+RESET client_min_messages;
+SELECT apikey.create_tenant('cache') > 0 AS created;
+CREATE TABLE k (g int, key_id apikey.key_id, api_key text);
+INSERT INTO k SELECT g, c.key_id, c.api_key
+  FROM generate_series(1, 120) AS g, apikey.create_key('cache', 'production', 'kept ' || g) AS c;
+VACUUM ANALYZE apikey.keys;
+SELECT pg_relation_size('apikey.keys') / current_setting('block_size')::int AS blocks_before \gset
+INSERT INTO k SELECT g, c.key_id, c.api_key
+  FROM generate_series(121, 180) AS g, apikey.create_key('cache', 'production', 'tail ' || g) AS c;
+SELECT status FROM apikey.verify((SELECT api_key FROM k WHERE g = 180));
+SELECT (ctid::text::point)[0] >= :blocks_before AS remembered_in_a_new_block
+  FROM apikey.keys WHERE key_id = (SELECT key_id FROM k WHERE g = 180);
+DELETE FROM apikey.keys WHERE key_id IN (SELECT key_id FROM k WHERE g > 120);
+VACUUM apikey.keys;
+SELECT pg_relation_size('apikey.keys') / current_setting('block_size')::int = :blocks_before AS truncated;
+SELECT status FROM apikey.verify((SELECT api_key FROM k WHERE g = 180));
+SELECT status FROM apikey.verify((SELECT api_key FROM k WHERE g = 1));
+\c :regress_db
+DROP DATABASE apikey_truncation;

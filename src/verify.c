@@ -20,6 +20,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "storage/bufmgr.h"
 #include "storage/proc.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -132,6 +133,14 @@ static KeyCatalog catalog;
 static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
 static SubTransactionId locked_subid = InvalidSubTransactionId;
 
+/*
+ * The table's size in blocks when the locks were taken.  While they are
+ * held the table cannot be truncated (that takes an exclusive lock), so a
+ * remembered location in a block below this size can be read; one at or
+ * beyond it (a block that VACUUM cut off, or one added since) is not used.
+ */
+static BlockNumber locked_nblocks = 0;
+
 static inline bool
 holds_locks(void)
 {
@@ -195,7 +204,8 @@ verify_init(void)
 static KeyLocation *
 location_lookup(uint64 key_id, HASHACTION action)
 {
-	if (locations_stale && locations != NULL)
+	/* forgotten when the table changes, or when the cache is turned off */
+	if ((locations_stale || apikey_key_cache_size == 0) && locations != NULL)
 	{
 		hash_destroy(locations);
 		locations = NULL;
@@ -205,7 +215,7 @@ location_lookup(uint64 key_id, HASHACTION action)
 	{
 		HASHCTL		info;
 
-		if (action == HASH_FIND || apikey_key_cache_size == 0)
+		if (action != HASH_ENTER || apikey_key_cache_size == 0)
 			return NULL;
 		info.keysize = sizeof(uint64);
 		info.entrysize = sizeof(KeyLocation);
@@ -416,6 +426,7 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 		index_close(index_open(catalog.pkey_relid, AccessShareLock), NoLock);
 		locked_lxid = MyProc->lxid;
 		locked_subid = GetCurrentSubTransactionId();
+		locked_nblocks = RelationGetNumberOfBlocks(heap);
 	}
 	slot = table_slot_create(heap, NULL);
 
@@ -424,7 +435,8 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 	{
 		ItemPointerData tid = loc->tid;
 
-		found = fetch_at(heap, &tid, key_id, snapshot, slot);
+		found = ItemPointerGetBlockNumber(&tid) < locked_nblocks &&
+			fetch_at(heap, &tid, key_id, snapshot, slot);
 		if (!found)
 			location_lookup(key_id, HASH_REMOVE);
 	}
