@@ -4,6 +4,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/guc.h"
@@ -15,6 +16,49 @@
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+static bool handling_key_text = false;
+
+void
+key_text_guard_begin(void)
+{
+	handling_key_text = true;
+}
+
+void
+key_text_guard_end(void)
+{
+	handling_key_text = false;
+}
+
+static void
+hide_key_text(ErrorData *edata)
+{
+	if (handling_key_text && edata->elevel >= ERROR)
+	{
+		edata->hide_stmt = true;
+		edata->hide_ctx = true;
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/* An error ended the call that was handling key text. */
+static void
+guard_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		handling_key_text = false;
+}
+
+static void
+guard_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		handling_key_text = false;
+}
 
 void
 _PG_init(void)
@@ -32,6 +76,12 @@ _PG_init(void)
 
 	verify_init();
 	identity_init();
+	authz_init();
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = hide_key_text;
+	RegisterXactCallback(guard_xact_callback, NULL);
+	RegisterSubXactCallback(guard_subxact_callback, NULL);
 }
 
 /* The blessed result descriptor of a record-returning call site, cached. */

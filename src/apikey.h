@@ -14,6 +14,15 @@
 extern void verify_init(void);
 extern void identity_init(void);
 extern void usage_init(void);
+extern void authz_init(void);
+
+/*
+ * While key text is being handled, any error (ours or the server's, such as
+ * a cancel) keeps its statement and context out of the server log, since
+ * either may hold the key.
+ */
+extern void key_text_guard_begin(void);
+extern void key_text_guard_end(void);
 
 /* Note a valid use of a key, for last_used_at (usage.c). */
 extern void usage_record(uint64 key_id, TimestampTz when);

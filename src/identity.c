@@ -162,15 +162,18 @@ authenticate(PG_FUNCTION_ARGS)
 
 	verify_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), NULL,
 			   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), NULL, &result);
-	/* the statement may hold the key: keep it out of the server log */
+	/*
+	 * The statement, and the statement of a calling function (CONTEXT), may
+	 * hold the key: keep both out of the server log.
+	 */
 	if (result.status != VS_VALID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("API key rejected: %s", verify_status_name(result.status)),
 				 errdetail("The key's verification status is \"%s\".",
 						   verify_status_name(result.status)),
-				 errhidestmt(true)));
-	identity_push(&result);
+				 errhidestmt(true), errhidecontext(true)));
+	identity_set(&result);
 	PG_RETURN_DATUM(verify_result_datum(fcinfo, &result));
 }
 

@@ -29,7 +29,7 @@ report_bad_key_id(const char *s, size_t len)
 			 errmsg("invalid input syntax for type apikey.key_id"),
 			 errdetail("A key id is %d base62 characters (0-9, A-Z, a-z); the input is not shown because it may be key text.",
 					   AK_ID_LEN),
-			 errhidestmt(true)));
+			 errhidestmt(true), errhidecontext(true)));
 }
 
 /* Text to key_id */

@@ -495,15 +495,18 @@ verify_key(text *api_key, text *environment, text *scope, text *resource,
 		result->status = VS_MALFORMED;
 		return;
 	}
+	key_text_guard_begin();
 	text_ptr = VARDATA_ANY(api_key);
 	text_len = VARSIZE_ANY_EXHDR(api_key);
 	switch (ak_parse(text_ptr, text_len, &parsed))
 	{
 		case AK_MALFORMED:
 			result->status = VS_MALFORMED;
+			key_text_guard_end();
 			return;
 		case AK_PUBLIC:
 			result->status = VS_PUBLIC_KEY;
+			key_text_guard_end();
 			return;
 		case AK_PRIVATE:
 			break;
@@ -514,9 +517,11 @@ verify_key(text *api_key, text *environment, text *scope, text *resource,
 	{
 		explicit_bzero(hash, sizeof(hash));
 		result->status = VS_NOT_FOUND;
+		key_text_guard_end();
 		return;
 	}
 	explicit_bzero(hash, sizeof(hash));
+	key_text_guard_end();
 
 	/* without an environment argument, apikey.environment (compared in place) */
 	if (environment != NULL)
