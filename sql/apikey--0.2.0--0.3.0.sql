@@ -1,0 +1,1008 @@
+-- apikey 0.2.0 -> 0.3.0
+\echo Use "ALTER EXTENSION apikey UPDATE TO '0.3.0'" to load this file. \quit
+
+-- The schema must be the extension owner's and writable by no one else
+-- (0.2.0 adopted a schema named apikey that existed before CREATE
+-- EXTENSION, whoever owned it).  Every name here is qualified.
+DO $$
+DECLARE
+	schema_owner pg_catalog.name;
+	extension_owner pg_catalog.name;
+BEGIN
+	SELECT pg_catalog.pg_get_userbyid(n.nspowner), pg_catalog.pg_get_userbyid(e.extowner)
+	  INTO schema_owner, extension_owner
+	  FROM pg_catalog.pg_extension AS e
+	  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'apikey';
+	IF schema_owner OPERATOR(pg_catalog.<>) extension_owner
+	   OR EXISTS (SELECT FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS a
+	               WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey'
+	                 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+	                 AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) THEN
+		RAISE EXCEPTION 'schema apikey is owned by role %, or others may create objects in it; the extension is owned by %',
+			schema_owner, extension_owner
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'Objects in that schema run with the extension owner''s rights: reinstall apikey into a schema of its own.';
+	END IF;
+END
+$$;
+
+-- last_used_at moves to a narrow table of its own.
+CREATE TABLE apikey.key_usage (
+	key_id       apikey.key_id PRIMARY KEY,
+	last_used_at timestamptz NOT NULL
+) WITH (fillfactor = 50);
+COMMENT ON TABLE apikey.key_usage IS
+	'when each key was last used (written in the background, within apikey.usage_precision)';
+INSERT INTO apikey.key_usage (key_id, last_used_at)
+SELECT k.key_id, k.last_used_at FROM apikey.keys AS k WHERE k.last_used_at IS NOT NULL;
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
+
+-- Every function and view as in 0.3.0 (sql/apikey/*.sql), replaced in place.
+
+CREATE OR REPLACE FUNCTION apikey.key_id_in(cstring) RETURNS apikey.key_id
+	AS 'MODULE_PATHNAME', 'key_id_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_out(apikey.key_id) RETURNS cstring
+	AS 'MODULE_PATHNAME', 'key_id_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_recv(internal) RETURNS apikey.key_id
+	AS 'MODULE_PATHNAME', 'key_id_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_send(apikey.key_id) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'key_id_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey.key_id_in(cstring) IS 'key_id input: 11 base62 characters';
+
+COMMENT ON FUNCTION apikey.key_id_out(apikey.key_id) IS 'key_id output: 11 base62 characters';
+
+COMMENT ON FUNCTION apikey.key_id_recv(internal) IS 'key_id binary input: 8 bytes';
+
+COMMENT ON FUNCTION apikey.key_id_send(apikey.key_id) IS 'key_id binary output: 8 bytes';
+
+CREATE OR REPLACE FUNCTION apikey.key_id_eq(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_eq' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_ne(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_ne' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_lt(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_lt' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_le(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_le' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_gt(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_gt' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_ge(apikey.key_id, apikey.key_id) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'key_id_ge' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_cmp(apikey.key_id, apikey.key_id) RETURNS integer
+	AS 'MODULE_PATHNAME', 'key_id_cmp' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_sortsupport(internal) RETURNS void
+	AS 'MODULE_PATHNAME', 'key_id_sortsupport' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_hash(apikey.key_id) RETURNS integer
+	AS 'MODULE_PATHNAME', 'key_id_hash' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+CREATE OR REPLACE FUNCTION apikey.key_id_hash_extended(apikey.key_id, bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'key_id_hash_extended' LANGUAGE C IMMUTABLE STRICT LEAKPROOF PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey.key_id_eq(apikey.key_id, apikey.key_id) IS 'key_id equality';
+
+COMMENT ON FUNCTION apikey.key_id_ne(apikey.key_id, apikey.key_id) IS 'key_id inequality';
+
+COMMENT ON FUNCTION apikey.key_id_lt(apikey.key_id, apikey.key_id) IS 'key_id less than';
+
+COMMENT ON FUNCTION apikey.key_id_le(apikey.key_id, apikey.key_id) IS 'key_id less than or equal';
+
+COMMENT ON FUNCTION apikey.key_id_gt(apikey.key_id, apikey.key_id) IS 'key_id greater than';
+
+COMMENT ON FUNCTION apikey.key_id_ge(apikey.key_id, apikey.key_id) IS 'key_id greater than or equal';
+
+COMMENT ON FUNCTION apikey.key_id_cmp(apikey.key_id, apikey.key_id) IS 'key_id btree comparison';
+
+COMMENT ON FUNCTION apikey.key_id_sortsupport(internal) IS 'key_id btree sort support';
+
+COMMENT ON FUNCTION apikey.key_id_hash(apikey.key_id) IS 'key_id hash';
+
+COMMENT ON FUNCTION apikey.key_id_hash_extended(apikey.key_id, bigint) IS 'key_id seeded hash';
+
+CREATE OR REPLACE FUNCTION apikey.looks_like_key(api_key text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'looks_like_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey.looks_like_key(text) IS
+	'does the text have the form and checksum of an apikey key (private or public)? No table access';
+
+CREATE OR REPLACE FUNCTION apikey.verify(api_key text, environment text DEFAULT NULL,
+		scope text DEFAULT NULL, resource text DEFAULT NULL)
+	RETURNS apikey.verification
+	AS 'MODULE_PATHNAME', 'verify' LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey.verify(text, text, text, text) IS
+	'check an API key: status valid, malformed, not_found, revoked, expired, wrong_environment, insufficient_scope, wrong_resource or public_key; read-only';
+
+CREATE OR REPLACE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL)
+	RETURNS apikey.verification
+	AS 'MODULE_PATHNAME', 'authenticate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey.authenticate(text, text) IS
+	'verify an API key (in the environment of apikey.environment) and make it the identity of this transaction; raises SQLSTATE 28000 when it is not valid';
+
+CREATE OR REPLACE FUNCTION apikey.current_tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_tenant() IS
+	'slug of the tenant this transaction was authenticated as, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_tenant_id() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'current_tenant_id' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_tenant_id() IS
+	'id of the tenant this transaction was authenticated as, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_key_id() RETURNS apikey.key_id
+	AS 'MODULE_PATHNAME', 'current_key_id' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_key_id() IS
+	'id of the key this transaction was authenticated with, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_environment() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_environment' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_environment() IS
+	'environment of the key this transaction was authenticated with, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_scopes() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'current_scopes' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_scopes() IS
+	'scopes of the key this transaction was authenticated with, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_resource() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_resource' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_resource() IS
+	'resource the authenticated key is restricted to, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.has_scope(scope text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'has_scope' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.has_scope(text) IS
+	'does the authenticated key hold the scope (directly or by a * wildcard)? false when not authenticated';
+
+CREATE OR REPLACE FUNCTION apikey.can_access(resource text, scope text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'can_access' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.can_access(text, text) IS
+	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resource only';
+
+CREATE OR REPLACE FUNCTION apikey.is_admin() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'is_admin' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.is_admin() IS
+	'may the calling role manage every tenant (may it execute apikey.create_tenant)? Answers about the caller only';
+
+CREATE OR REPLACE FUNCTION apikey._caller() RETURNS regrole
+	AS 'MODULE_PATHNAME', 'caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey._caller() IS
+	'internal: the calling role, unaffected by SECURITY DEFINER';
+
+CREATE OR REPLACE FUNCTION apikey._authorized_tenant(slug text) RETURNS text
+	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey._authorized_tenant(text) IS
+	'internal: the slug, if the caller may manage that tenant''s keys at all; raises 42501 otherwise';
+
+CREATE OR REPLACE FUNCTION apikey._authorize(tenant text, environment text, scopes text[], resources text[])
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'authorize' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey._authorize(text, text, text[], text[]) IS
+	'internal: the rule of every management function (tenant, environment, scopes and resources covered by a tenant administrator''s key); raises 42501 otherwise';
+
+CREATE OR REPLACE FUNCTION apikey.usage_tracking() RETURNS text
+	AS 'MODULE_PATHNAME', 'usage_tracking' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.usage_tracking() IS
+	'whether last_used_at is kept (it needs shared_preload_libraries = apikey), how often it is written, and what is pending';
+
+CREATE OR REPLACE FUNCTION apikey._require(what text, present boolean) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF present IS NOT TRUE THEN
+		RAISE EXCEPTION '% must not be null', coalesce(what, 'argument')
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._require(text, boolean) IS
+	'internal: raise "<what> must not be null" unless present';
+
+CREATE OR REPLACE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
+		key_id apikey.key_id, details jsonb DEFAULT '{}')
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	PERFORM apikey._require('action, tenant_id and tenant', action IS NOT NULL
+		AND tenant_id IS NOT NULL AND tenant IS NOT NULL);
+	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
+	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'));
+END
+$$;
+
+COMMENT ON FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) IS
+	'internal: append to the audit trail';
+
+CREATE OR REPLACE FUNCTION apikey._deny(message text, hint text DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql
+AS $$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+		MESSAGE = coalesce(message, 'permission denied'),
+		HINT = coalesce(hint, 'Administrators are named with apikey.grant_admin; a tenant''s own administrators authenticate with a key holding apikey:admin.');
+END
+$$;
+
+COMMENT ON FUNCTION apikey._deny(text, text) IS 'internal: raise permission denied';
+
+CREATE OR REPLACE FUNCTION apikey._authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
+		PERFORM apikey._deny('permission denied: only an apikey administrator may do this');
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._authorize_admin() IS
+	'internal: raise unless the caller is a full administrator (not acting as a key)';
+
+CREATE OR REPLACE FUNCTION apikey._authorize_tenant(slug text) RETURNS apikey.tenants
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	slug := apikey._authorized_tenant(slug);
+	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = _authorize_tenant.slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(slug) USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN t;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._authorize_tenant(text) IS
+	'internal: the tenant, if the caller may manage its keys; raises 42501 otherwise';
+
+CREATE OR REPLACE FUNCTION apikey._environment(t apikey.tenants, name text)
+	RETURNS apikey.environments LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	e apikey.environments;
+BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO e FROM apikey.environments AS x
+	 WHERE x.tenant_id = t.tenant_id AND x.name = _environment.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(name), t.slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN e;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._environment(apikey.tenants, text) IS
+	'internal: a tenant''s environment by name; raises 42704 when there is none';
+
+CREATE OR REPLACE FUNCTION apikey._shown(value text) RETURNS text
+	AS 'MODULE_PATHNAME', 'shown_value' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey._shown(text) IS
+	'internal: a value as an error message may show it (quoted, or not at all when it may hold a secret)';
+
+CREATE OR REPLACE FUNCTION apikey._checked_label(what text, value text, maxlen integer, required boolean)
+	RETURNS text AS 'MODULE_PATHNAME', 'checked_label' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey._checked_label(text, text, integer, boolean) IS
+	'internal: a name, description or reason of at most maxlen characters without control characters';
+
+CREATE OR REPLACE FUNCTION apikey._normalized_scopes(scopes text[]) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'normalized_scopes' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey._normalized_scopes(text[]) IS
+	'internal: at most 64 well-formed scopes ("*", "a:b", "a:*"), sorted, without duplicates';
+
+CREATE OR REPLACE FUNCTION apikey._checked_resource(resource text) RETURNS text
+	AS 'MODULE_PATHNAME', 'checked_resource' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION apikey._checked_resource(text) IS
+	'internal: a well-formed resource ("type:id", at most 200 characters)';
+
+CREATE OR REPLACE FUNCTION apikey._check_lifetime(what text, lifetime interval)
+	RETURNS void LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF lifetime IS NULL THEN
+		RETURN;
+	END IF;
+	-- judged by the time it gives: '1 month -29 days' is not positive in February
+	IF lifetime > '100 years' OR now() + lifetime <= now() THEN
+		RAISE EXCEPTION '% must be between 0 and 100 years, exclusive of 0', coalesce(what, 'lifetime')
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', lifetime);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._check_lifetime(text, interval) IS
+	'internal: validate a key lifetime';
+
+CREATE OR REPLACE FUNCTION apikey._check_key_policy(default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text)
+	RETURNS void LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
+	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
+	-- compared as times, as keys will get them: '3 mons' may exceed '90 days'
+	IF now() + default_key_lifetime > now() + max_key_lifetime THEN
+		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
+		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._check_key_policy(interval, interval, text) IS
+	'internal: validate a tenant''s key lifetimes and prefix';
+
+CREATE OR REPLACE FUNCTION apikey._new_public_key(tenant_id bigint, environment text, tag text)
+	RETURNS text LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	g record;
+BEGIN
+	PERFORM apikey._require('tenant_id, environment and tag',
+		tenant_id IS NOT NULL AND environment IS NOT NULL AND tag IS NOT NULL);
+	DELETE FROM apikey.public_keys AS p
+	 WHERE p.tenant_id = _new_public_key.tenant_id AND p.environment = _new_public_key.environment;
+	LOOP
+		g := apikey._generate_public_key(tag);
+		INSERT INTO apikey.public_keys (key_id, tenant_id, environment, public_key)
+		VALUES (g.key_id, tenant_id, environment, g.public_key)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;
+	END LOOP;
+	RETURN g.public_key;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._new_public_key(bigint, text, text) IS
+	'internal: (re)place the public key of a tenant environment';
+
+CREATE OR REPLACE FUNCTION apikey._add_environment(t apikey.tenants, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	IF name IS NULL OR tag IS NULL THEN
+		RAISE EXCEPTION 'environment name and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[a-z0-9][a-z0-9_-]{0,31}$' THEN
+		RAISE EXCEPTION 'invalid environment name %', apikey._shown(name)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'An environment name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter or digit.';
+	END IF;
+	IF tag !~ '^[a-z0-9]{1,8}$' THEN
+		RAISE EXCEPTION 'invalid environment tag %', apikey._shown(tag)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A tag is 1 to 8 lowercase letters or digits; it appears in the key text (ak_<tag>_...).';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.name = _add_environment.name) THEN
+		RAISE EXCEPTION 'environment "%" of tenant "%" already exists', name, t.slug
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.tag = _add_environment.tag) THEN
+		RAISE EXCEPTION 'tenant "%" already has an environment tagged "%"', t.slug, tag
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO apikey.environments (tenant_id, name, tag) VALUES (t.tenant_id, name, tag);
+	PERFORM apikey._new_public_key(t.tenant_id, name, tag);
+	PERFORM apikey._audit('environment_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', name, 'tag', tag));
+END
+$$;
+
+COMMENT ON FUNCTION apikey._add_environment(apikey.tenants, text, text) IS
+	'internal: add an environment and its public key';
+
+CREATE OR REPLACE FUNCTION apikey.create_tenant(slug text, name text DEFAULT NULL,
+		environments text[] DEFAULT '{production,preview}',
+		key_prefix text DEFAULT 'ak',
+		default_key_lifetime interval DEFAULT NULL,
+		max_key_lifetime interval DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+	env text;
+	env_name text;
+	env_tag text;
+BEGIN
+	PERFORM apikey._authorize_admin();
+	IF slug IS NULL THEN
+		RAISE EXCEPTION 'slug must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF slug !~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' THEN
+		RAISE EXCEPTION 'invalid tenant slug %', apikey._shown(slug)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
+	END IF;
+	name := apikey._checked_label('tenant name', name, 200, false);
+	PERFORM apikey._check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	IF environments IS NULL OR cardinality(environments) > 16 OR array_ndims(environments) > 1 THEN
+		RAISE EXCEPTION 'environments must be a one-dimensional array of at most 16 names'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.tenants AS x WHERE x.slug = create_tenant.slug) THEN
+		RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = 'unique_violation';
+	END IF;
+
+	INSERT INTO apikey.tenants AS x (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, created_by)
+	VALUES (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, apikey._caller()::text)
+	RETURNING * INTO t;
+	PERFORM apikey._audit('tenant_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('name', name, 'key_prefix', key_prefix,
+		                   'default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime)));
+
+	-- "name" or "name:tag"; production and preview are tagged live and test
+	FOREACH env IN ARRAY environments LOOP
+		env_name := split_part(env, ':', 1);
+		env_tag := CASE WHEN env LIKE '%:%' THEN substr(env, length(env_name) + 2)
+		                WHEN env_name = 'production' THEN 'live'
+		                WHEN env_name = 'preview' THEN 'test'
+		                ELSE env_name END;
+		PERFORM apikey._add_environment(t, env_name, env_tag);
+	END LOOP;
+	RETURN t.tenant_id;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, interval) IS
+	'create a tenant with environments ("name" or "name:tag"; production=live and preview=test by default); returns its id';
+
+CREATE OR REPLACE FUNCTION apikey.create_environment(tenant text, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey._authorize_admin();
+	t := apikey._authorize_tenant(tenant);
+	PERFORM apikey._add_environment(t, name, tag);
+END
+$$;
+
+COMMENT ON FUNCTION apikey.create_environment(text, text, text) IS
+	'add an environment (e.g. staging, tag stg) to a tenant, with its public key';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_policy(tenant text, default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text DEFAULT 'ak')
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey._authorize_admin();
+	t := apikey._authorize_tenant(tenant);
+	PERFORM apikey._check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	UPDATE apikey.tenants AS x
+	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
+	       max_key_lifetime = set_key_policy.max_key_lifetime,
+	       key_prefix = set_key_policy.key_prefix
+	 WHERE x.tenant_id = t.tenant_id;
+	PERFORM apikey._audit('policy_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime),
+		                   'key_prefix', key_prefix));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_policy(text, interval, interval, text) IS
+	'set a tenant''s default and maximum key lifetime (NULL: none) and key prefix, for keys created or rolled from now on';
+
+CREATE OR REPLACE FUNCTION apikey.public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	e apikey.environments := apikey._environment(apikey._authorize_tenant(tenant), environment);
+BEGIN
+	PERFORM apikey._authorize(tenant, e.name, NULL, NULL);
+	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
+	         WHERE p.tenant_id = e.tenant_id AND p.environment = e.name);
+END
+$$;
+
+COMMENT ON FUNCTION apikey.public_key(text, text) IS
+	'the public key of a tenant environment (pk_<tag>_...): safe to expose, identifies the tenant, grants nothing';
+
+CREATE OR REPLACE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	e apikey.environments := apikey._environment(t, environment);
+	result text;
+BEGIN
+	PERFORM apikey._authorize(t.slug, e.name, NULL, NULL);
+	result := apikey._new_public_key(e.tenant_id, e.name, e.tag);
+	PERFORM apikey._audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', e.name));
+	RETURN result;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.regenerate_public_key(text, text) IS
+	'replace the public key of a tenant environment; the old one stops identifying';
+
+CREATE OR REPLACE FUNCTION apikey.identify(public_key text)
+	RETURNS TABLE (tenant text, environment text)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+	SELECT t.slug, p.environment
+	  FROM apikey.public_keys AS p JOIN apikey.tenants AS t USING (tenant_id)
+	 WHERE p.public_key = identify.public_key
+$$;
+
+COMMENT ON FUNCTION apikey.identify(text) IS
+	'the tenant and environment a public key identifies (no rows when unknown)';
+
+CREATE OR REPLACE FUNCTION apikey._generate_key(prefix text, tag text, for_key apikey.key_id DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT key_hash bytea, OUT hint text)
+	AS 'MODULE_PATHNAME', 'generate_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._generate_key(text, text, apikey.key_id) IS
+	'internal: new key text (or a new secret for for_key), its SHA-256 and hint';
+
+CREATE OR REPLACE FUNCTION apikey._generate_public_key(tag text,
+		OUT key_id apikey.key_id, OUT public_key text)
+	AS 'MODULE_PATHNAME', 'generate_public_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._generate_public_key(text) IS 'internal: new public key text';
+
+CREATE OR REPLACE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
+	LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	k apikey.keys;
+BEGIN
+	PERFORM apikey._authorized_tenant(coalesce(apikey.current_tenant(), ''));
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x
+	 WHERE x.key_id = _authorize_key.key_id
+	   AND (apikey.current_tenant_id() IS NULL OR x.tenant_id = apikey.current_tenant_id())
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey._authorize(k.tenant, k.environment, k.scopes,
+		CASE WHEN k.resource IS NOT NULL THEN ARRAY[k.resource] END);
+	RETURN k;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._authorize_key(apikey.key_id) IS
+	'internal: the key row, locked, if the caller may manage it; 42704 when there is none it may see, 42501 when it may not act on it';
+
+CREATE OR REPLACE FUNCTION apikey._expiry(slug text, expires_in interval, default_lifetime interval,
+		max_lifetime interval) RETURNS timestamptz
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	lifetime interval := coalesce(expires_in, default_lifetime);
+BEGIN
+	PERFORM apikey._check_lifetime('expires_in', lifetime);
+	-- compared as times: a month is not 30 days when added
+	IF max_lifetime IS NOT NULL AND (lifetime IS NULL OR now() + lifetime > now() + max_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within %', slug, max_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN now() + lifetime;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._expiry(text, interval, interval, interval) IS
+	'internal: expiry of a new key under the tenant''s lifetime policy';
+
+CREATE OR REPLACE FUNCTION apikey.create_key(tenant text, environment text, name text,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	tenant_slug text := apikey._authorized_tenant(tenant);
+	key_scopes text[] := apikey._normalized_scopes(scopes);
+	t record;
+	g record;
+BEGIN
+	name := apikey._checked_label('key name', name, 200, true);
+	description := apikey._checked_label('description', description, 1000, false);
+	resource := apikey._checked_resource(resource);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.key_prefix, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, key_scopes,
+		CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END);
+	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
+		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
+	END IF;
+	LOOP
+		g := apikey._generate_key(t.key_prefix, t.tag);
+		WITH k AS (
+			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+			                         name, description, scopes, resource, expires_at, created_by)
+			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
+			        name, description, key_scopes, resource, expires_at, apikey._caller()::text)
+			ON CONFLICT DO NOTHING
+			RETURNING 1)
+		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
+		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
+		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                          'resource', resource, 'expires_at', expires_at)
+		  FROM k;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	key_id := g.key_id;
+	api_key := g.api_key;
+	hint := g.hint;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text) IS
+	'create a named key; api_key is the full key text, shown this once and never stored';
+
+CREATE OR REPLACE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	name := apikey._checked_label('key name', name, 200, true);
+	UPDATE apikey.keys AS x SET name = rename_key.name WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('renamed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.name, 'to', name));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.rename_key(apikey.key_id, text) IS 'rename a key (its label)';
+
+CREATE OR REPLACE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	description := apikey._checked_label('description', description, 1000, false);
+	UPDATE apikey.keys AS x SET description = describe_key.description WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('described', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.description, 'to', description));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
+
+CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	reason := apikey._checked_label('reason', reason, 1000, false);
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'key % is already revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('reason', reason));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text) IS
+	'disable a key from the next verification on; reversible with reactivate_key';
+
+CREATE OR REPLACE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	IF k.revoked_at IS NULL THEN
+		RAISE EXCEPTION 'key % is not revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE apikey.keys AS x SET revoked_at = NULL, revoked_reason = NULL WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('reactivated', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('revoked_at', k.revoked_at, 'reason', k.revoked_reason));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.reactivate_key(apikey.key_id) IS 'enable a revoked key again';
+
+CREATE OR REPLACE FUNCTION apikey.delete_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
+	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
+	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
+	'delete a key permanently (irreversible); the audit trail keeps its history';
+
+CREATE OR REPLACE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0')
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	t apikey.tenants;
+	e apikey.environments;
+	g record;
+	grace_end timestamptz;
+BEGIN
+	IF grace IS NULL OR grace < '0' OR grace > '30 days' THEN
+		RAISE EXCEPTION 'grace must be between 0 and 30 days' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'key % is revoked', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Reactivate it first, or create a new key.';
+	END IF;
+	IF k.expires_at <= now() THEN
+		RAISE EXCEPTION 'key % has expired', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Extend it with set_key_expiry first, or create a new key.';
+	END IF;
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	e := apikey._environment(t, k.environment);
+	IF grace > '0' THEN
+		grace_end := now() + grace;
+	END IF;
+	g := apikey._generate_key(t.key_prefix, e.tag, k.key_id);
+	UPDATE apikey.keys AS x
+	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
+	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
+	       previous_hash_expires_at = grace_end
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
+		                   'previous_hint', k.hint, 'hint', g.hint));
+	RETURN g.api_key;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.roll_key(apikey.key_id, interval) IS
+	'new secret for the same key (id, name, scopes, environment kept); the previous secret keeps working for the grace period (at most 30 days); returns the new key text, shown once';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamptz)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	t apikey.tenants;
+BEGIN
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', t.slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE apikey.keys AS x SET expires_at = set_key_expiry.expires_at WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('expiry_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.expires_at, 'to', expires_at));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_expiry(apikey.key_id, timestamptz) IS
+	'set when a key expires (NULL: never, unless the tenant''s policy requires expiry; a past time expires it now)';
+
+CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
+SELECT k.key_id,
+       k.tenant,
+       k.environment,
+       k.name,
+       k.description,
+       k.hint,
+       k.scopes,
+       k.resource,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS status,
+       k.created_at,
+       k.created_by,
+       k.expires_at,
+       k.revoked_at,
+       k.revoked_reason,
+       k.rolled_at,
+       CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
+            THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
+       u.last_used_at,
+       k.tenant_id
+  FROM apikey.keys AS k
+  LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+
+COMMENT ON VIEW apikey.key_list IS
+	'API keys for humans: name, hint, scopes, status (active, revoked, expired), dates; never a hash or a secret';
+
+CREATE OR REPLACE VIEW apikey.audit_log WITH (security_barrier) AS
+SELECT a.event_id,
+       a.at,
+       a.action,
+       a.tenant,
+       a.key_id,
+       a.actor_role,
+       a.actor_key_id,
+       a.details,
+       a.tenant_id
+  FROM apikey.audit AS a
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE a.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+
+COMMENT ON VIEW apikey.audit_log IS
+	'who did what to which tenant or key, and when; survives the deletion of keys';
+
+CREATE OR REPLACE FUNCTION apikey._check_role(role regrole) RETURNS void
+	LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.oid OPERATOR(pg_catalog.=) role) THEN
+		RAISE EXCEPTION 'role with OID % does not exist', role::oid USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._check_role(regrole) IS 'internal: raise unless the role exists';
+
+CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey._check_role(role);
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.verify(text, text, text, text),
+		apikey.authenticate(text, text),
+		apikey.identify(text),
+		apikey.create_key(text, text, text, text, text[], interval, text),
+		apikey.rename_key(apikey.key_id, text),
+		apikey.describe_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text),
+		apikey.reactivate_key(apikey.key_id),
+		apikey.delete_key(apikey.key_id),
+		apikey.roll_key(apikey.key_id, interval),
+		apikey.set_key_expiry(apikey.key_id, timestamptz),
+		apikey.public_key(text, text),
+		apikey.regenerate_public_key(text, text)
+		TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
+END
+$$;
+
+COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
+	'let a role (the application''s) verify and authenticate keys; it manages keys only of the tenant of an authenticated apikey:admin key';
+
+CREATE OR REPLACE FUNCTION apikey.grant_admin(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey.grant_verifier(role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.create_tenant(text, text, text[], text, interval, interval),
+		apikey.create_environment(text, text, text),
+		apikey.set_key_policy(text, interval, interval, text),
+		apikey.usage_tracking()
+		TO %s', role);
+END
+$$;
+
+COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
+	'let a role manage every tenant and key (psql administration); whoever may execute create_tenant is an administrator';
+
+-- What 0.3.0 no longer has: the pending last use (key_list shows the
+-- written time), the old name of is_admin, the grantable check (now part of
+-- _authorize), and the column that moved to apikey.key_usage.
+DROP FUNCTION apikey._pending_last_used(apikey.key_id);
+DROP FUNCTION apikey._is_admin();
+DROP FUNCTION apikey._check_grantable(text[], text);
+ALTER TABLE apikey.keys DROP COLUMN last_used_at;
+
+-- Privileges as a fresh install has them: internal functions for the owner
+-- only, usage_tracking() for administrators only.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA apikey FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	apikey.key_id_in(cstring), apikey.key_id_out(apikey.key_id),
+	apikey.key_id_recv(internal), apikey.key_id_send(apikey.key_id),
+	apikey.key_id_eq(apikey.key_id, apikey.key_id), apikey.key_id_ne(apikey.key_id, apikey.key_id),
+	apikey.key_id_lt(apikey.key_id, apikey.key_id), apikey.key_id_le(apikey.key_id, apikey.key_id),
+	apikey.key_id_gt(apikey.key_id, apikey.key_id), apikey.key_id_ge(apikey.key_id, apikey.key_id),
+	apikey.key_id_cmp(apikey.key_id, apikey.key_id), apikey.key_id_sortsupport(internal),
+	apikey.key_id_hash(apikey.key_id), apikey.key_id_hash_extended(apikey.key_id, bigint),
+	apikey.looks_like_key(text),
+	apikey.current_tenant(), apikey.current_tenant_id(), apikey.current_key_id(),
+	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
+	apikey.has_scope(text), apikey.can_access(text, text),
+	apikey.is_admin()
+	TO PUBLIC;
+REVOKE ALL ON apikey.key_usage FROM PUBLIC;
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	-- verifiers that are not administrators lose usage_tracking()
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.usage_tracking()'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND NOT pg_catalog.has_function_privilege(a.grantee,
+		       'apikey.create_tenant(text, text, text[], text, interval, interval)', 'EXECUTE')
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION apikey.usage_tracking() FROM %s', r);
+	END LOOP;
+END
+$$;
