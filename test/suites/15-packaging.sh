@@ -28,10 +28,15 @@ else
 fi
 
 "$PY" "$REPO/test/packaging/check_dist.py" "$zip" >"$work/checks" 2>&1
+rc=$?
 cat "$work/checks"
 passed=$((passed + $(grep -c '^ok ' "$work/checks")))
 failed=$((failed + $(grep -c '^FAIL ' "$work/checks")))
-grep -Eq '^(ok|FAIL) ' "$work/checks" || bad "check_dist.py checked nothing"
+if ! grep -Eq '^(ok|FAIL) ' "$work/checks"; then
+	bad "check_dist.py checked nothing"
+elif [ $rc -ne 0 ] && ! grep -q '^FAIL ' "$work/checks"; then
+	bad "check_dist.py stopped (exit $rc)"
+fi
 
 # the unpacked archive alone is enough to build the extension
 mkdir "$work/unpacked"
