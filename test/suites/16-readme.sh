@@ -9,6 +9,12 @@
 #    per-request SQL runs as web_app with bind parameters, directly and
 #    through pgbouncer: each tenant's key sees its own orders and no other's
 #    (requests.py).
+#  - "Using it from an application": the PostgREST pre-request function,
+#    called as PostgREST calls it, raises PGRST with the documented JSON
+#    and the HTTP status of each verification status (postgrest.sql); the
+#    README's status -> HTTP table agrees with test/http/server.py, with
+#    what 26-http.sh expects, with the README's Python example and with the
+#    PostgREST function (check_http.py).
 #  - The demo (test/demo.sh): it completes (its queries after the first
 #    section run as a key administrator and as the application, not as a
 #    superuser, so it queries nothing an administrator could not), and its
@@ -58,7 +64,8 @@ tally "$work/demo.checks" check_demo.py $?
 
 echo "--- Setting up an application database"
 block() { "$PY" "$REPO/test/readme/blocks.py" "$REPO/README.md" "$1" >"$work/$1.txt" || bad "README block $1"; }
-for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write; do block $b; done
+for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write \
+	postgrest; do block $b; done
 chown postgres: "$work"/*.txt
 setup() {
 	export PGPORT
@@ -146,7 +153,35 @@ PYEOF
 		--direct "host=127.0.0.1 port=$PGPORT dbname=appdb user=web_app" "${bouncer[@]}" \
 		>"$work/requests.checks" 2>&1
 	tally "$work/requests.checks" requests.py $?
+
+	echo "--- Using it from an application: PostgREST"
+	# keys in every state, for the pre-request function
+	keyid() { cluster_psql -q -At -d appdb -c "SELECT key_id FROM apikey.verify('$1')"; }
+	revoked=$(newkey "'acme', 'production', 'revoked', scopes => '{orders:read}'")
+	expired=$(newkey "'acme', 'production', 'expired', scopes => '{orders:read}'")
+	deleted=$(newkey "'acme', 'production', 'deleted', scopes => '{orders:read}'")
+	cluster_psql -q -U alice -d appdb >/dev/null <<-SQL
+		SELECT apikey.revoke_key('$(keyid "$revoked")', 'test');
+		SELECT apikey.set_key_expiry('$(keyid "$expired")', now() - interval '1 minute');
+		SELECT apikey.delete_key('$(keyid "$deleted")');
+	SQL
+	if cluster_psql -q -d appdb -f "$work/postgrest.txt" >"$work/postgrest.out" 2>&1; then
+		ok "the PostgREST block runs as a superuser"
+		keys=$("$PY" -c 'import json, sys; print(" ".join("-v %s=%s" % kv for kv in json.load(open(sys.argv[1])).items()))' "$work/keys.json")
+		# shellcheck disable=SC2086  # keys: -v name=value pairs of base62 text
+		cluster_psql -q -U web_app -d appdb $keys -v revoked="$revoked" -v expired="$expired" \
+			-v deleted="$deleted" -v public_key="$(cluster_psql -q -At -U alice -d appdb \
+				-c "SELECT apikey.public_key('acme', 'production')")" \
+			-f "$REPO/test/readme/postgrest.sql" >"$work/postgrest.checks" 2>&1
+		tally "$work/postgrest.checks" postgrest.sql $?
+	else
+		bad "the PostgREST block: $(cat "$work/postgrest.out")"
+	fi
 fi
+
+echo "--- Using it from an application: the HTTP answers"
+"$PY" "$REPO/test/readme/check_http.py" "$REPO" >"$work/http.checks" 2>&1
+tally "$work/http.checks" check_http.py $?
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
