@@ -67,22 +67,31 @@ block() { "$PY" "$REPO/test/readme/blocks.py" "$REPO/README.md" "$1" >"$work/$1.
 for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write \
 	postgrest; do block $b; done
 chown postgres: "$work"/*.txt
+# run_block WHAT OUTPUT PSQL-ARGS...: a README block that must run cleanly
+run_block() {
+	local what=$1 out=$2
+	shift 2
+	if cluster_psql -q "$@" >"$out" 2>&1; then
+		ok "$what"
+	else
+		bad "$what: $(cat "$out")"
+		return 1
+	fi
+}
 setup() {
 	export PGPORT
 	PGPORT=$(free_port)
 	cluster_start "$work/pg" "listen_addresses=127.0.0.1" >"$work/cluster.log" 2>&1 ||
 		{ bad "the cluster did not start: $(tail -3 "$work/cluster.log")"; return 1; }
-	cluster_psql -q -c 'CREATE DATABASE appdb' || return 1
-	cluster_psql -q -d appdb -f "$work/setup-roles.txt" >"$work/roles.out" 2>&1 &&
-		ok "block 1, the roles, runs as a superuser" ||
-		{ bad "block 1, the roles: $(cat "$work/roles.out")"; return 1; }
-	cluster_psql -q -d appdb -f "$work/setup-table.txt" >"$work/table.out" 2>&1 &&
-		ok "block 2, the table and its policies, runs as a superuser" ||
-		{ bad "block 2, the table: $(cat "$work/table.out")"; return 1; }
-	cluster_psql -q -At -U alice -d appdb -f "$work/setup-first-key.txt" >"$work/first-key.out" 2>&1 &&
-		grep -Eq '^ak_live_[0-9A-Za-z]+$' "$work/first-key.out" &&
-		ok "block 3, a tenant and its first key, runs as alice (a member of key_admins)" ||
-		{ bad "block 3, the first key as alice: $(grep -v '^ak_' "$work/first-key.out")"; return 1; }
+	cluster_psql -q -c 'CREATE DATABASE appdb' || { bad "CREATE DATABASE appdb"; return 1; }
+	run_block "block 1, the roles, runs as a superuser" "$work/roles.out" \
+		-d appdb -f "$work/setup-roles.txt" || return 1
+	run_block "block 2, the table and its policies, runs as a superuser" "$work/table.out" \
+		-d appdb -f "$work/setup-table.txt" || return 1
+	run_block "block 3, a tenant and its first key, runs as alice (a member of key_admins)" \
+		"$work/first-key.out" -At -U alice -d appdb -f "$work/setup-first-key.txt" || return 1
+	grep -Eq '^ak_live_[0-9A-Za-z]+$' "$work/first-key.out" ||
+		{ bad "block 3 printed no production key"; return 1; }
 }
 mkdir -p "$work/pg" && chown postgres: "$work/pg"
 if setup; then
