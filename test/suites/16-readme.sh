@@ -53,7 +53,7 @@ tally() {
 	fi
 }
 
-echo "--- the demo"
+echo "# the demo"
 if bash "$REPO/test/demo.sh" >"$work/demo.out" 2>&1; then
 	ok "test/demo.sh runs to the end"
 else
@@ -62,7 +62,7 @@ fi
 "$PY" "$REPO/test/readme/check_demo.py" "$work/demo.out" >"$work/demo.checks" 2>&1
 tally "$work/demo.checks" check_demo.py $?
 
-echo "--- Setting up an application database"
+echo "# Setting up an application database"
 block() { "$PY" "$REPO/test/readme/blocks.py" "$REPO/README.md" "$1" >"$work/$1.txt" || bad "README block $1"; }
 for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write \
 	postgrest; do block $b; done
@@ -163,7 +163,7 @@ PYEOF
 		>"$work/requests.checks" 2>&1
 	tally "$work/requests.checks" requests.py $?
 
-	echo "--- Using it from an application: PostgREST"
+	echo "# Using it from an application: PostgREST"
 	# keys in every state, for the pre-request function
 	keyid() { cluster_psql -q -At -d appdb -c "SELECT key_id FROM apikey.verify('$1')"; }
 	revoked=$(newkey "'acme', 'production', 'revoked', scopes => '{orders:read}'")
@@ -188,7 +188,7 @@ PYEOF
 	fi
 fi
 
-echo "--- Using it from an application: the HTTP answers"
+echo "# Using it from an application: the HTTP answers"
 "$PY" "$REPO/test/readme/check_http.py" "$REPO" >"$work/http.checks" 2>&1
 tally "$work/http.checks" check_http.py $?
 
