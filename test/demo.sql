@@ -12,11 +12,11 @@ CREATE FUNCTION pg_temp.in_words(i interval) RETURNS text
 	AS $$ SELECT ltrim(i::text, '@ ') $$;
 
 \echo
-\echo '== 0. Roles, made once by a superuser: key_admin manages keys, web_app is the'
+\echo '== 0. Roles, made once by a superuser: key_admins manages keys, web_app is the'
 \echo '      application; and the application''s table, one row per order of every'
 \echo '      tenant, with a row-level-security policy: a tenant sees its own rows'
-CREATE ROLE key_admin;
-SELECT apikey.grant_admin('key_admin') \gset
+CREATE ROLE key_admins;
+SELECT apikey.grant_admin('key_admins') \gset
 CREATE ROLE web_app;
 SELECT apikey.grant_verifier('web_app') \gset
 CREATE SCHEMA app;
@@ -34,7 +34,7 @@ CREATE POLICY orders_write ON app.orders FOR INSERT
 	            AND (SELECT apikey.has_scope('orders:write')));
 GRANT USAGE ON SCHEMA app TO web_app;
 GRANT SELECT, INSERT ON app.orders TO web_app;
-SET ROLE key_admin;
+SET ROLE key_admins;
 SELECT current_user AS role \gset
 \echo 'From here on, as' :role '(not a superuser)'
 
@@ -112,7 +112,7 @@ SELECT apikey.current_tenant() AS tenant, order_id, item FROM app.orders ORDER B
 COMMIT;
 \echo 'After COMMIT the identity is gone; without authenticate, no rows:'
 SELECT apikey.current_tenant() AS tenant, count(*) AS orders_visible FROM app.orders;
-SET ROLE key_admin;
+SET ROLE key_admins;
 
 \echo
 \echo '== 6. Revoke (with a reason), then reactivate'
