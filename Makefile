@@ -30,6 +30,16 @@ include $(PGXS)
 bench:
 	bash test/bench/bench.sh
 
+# The release archive for PGXN, $(DIST_DIR)/apikey-<version>.zip: the files
+# of the last commit (git archive), so nothing built or left by a test run.
+DIST_DIR ?= dist
+.PHONY: dist
+dist:
+	@git diff --quiet HEAD -- || echo "make dist: uncommitted changes are not in the archive" >&2
+	mkdir -p $(DIST_DIR)
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ \
+		--output $(DIST_DIR)/$(EXTENSION)-$(EXTVERSION).zip HEAD
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	{ printf '%s\n' "-- apikey $(EXTVERSION): generated from sql/apikey/*.sql by make; edit those." \
 	    '\echo Use "CREATE EXTENSION apikey" to load this file. \quit'; \

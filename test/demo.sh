@@ -22,3 +22,5 @@ run_as_pg pg_ctl -D "$work/data" -l "$work/log" -w \
 run_as_pg psql -h "$work" -U postgres -X -q -c 'CREATE EXTENSION apikey' postgres
 cp "$REPO/test/demo.sql" "$work/demo.sql"
 run_as_pg psql -h "$work" -U postgres -X -q -f "$work/demo.sql" postgres
+echo
+echo "(the statements behind this output: test/demo.sql)"

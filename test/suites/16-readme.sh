@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# What the README tells a new user to run works as it says.
+#  - "Setting up an application database": its blocks, extracted from
+#    README.md by their <!-- tested: NAME --> markers (test/readme/blocks.py),
+#    run as they stand on a throwaway cluster: the roles, the table and its
+#    policies, the first key as the administrator alice; the list of what
+#    each grant allows matches the catalog (check_rights.py); pgbouncer runs
+#    with the README's configuration (only ports and paths replaced); the
+#    per-request SQL runs as web_app with bind parameters, directly and
+#    through pgbouncer: each tenant's key sees its own orders and no other's
+#    (requests.py).
+#  - "Using it from an application": the PostgREST pre-request function,
+#    called as PostgREST calls it, raises PGRST with the documented JSON
+#    and the HTTP status of each verification status (postgrest.sql); the
+#    README's status -> HTTP table agrees with test/http/server.py, with
+#    what 26-http.sh expects, with the README's Python example and with the
+#    PostgREST function (check_http.py).
+#  - The demo (test/demo.sh): it completes (its queries after the first
+#    section run as a key administrator and as the application, not as a
+#    superuser, so it queries nothing an administrator could not), and its
+#    output reads well: 80 columns, no empty one-cell results, intervals in
+#    words, identify, expiry, revoke and an RLS query per tenant
+#    (test/readme/check_demo.py).
+set -uo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+. "$REPO/test/hostile/cluster.sh"
+
+PY=/usr/bin/python3
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+work=$(scratch_dir readme)
+bouncer_pid=
+cleanup() {
+	[ -n "$bouncer_pid" ] && kill "$bouncer_pid" 2>/dev/null
+	cluster_stop
+	[ "${failed:-1}" -eq 0 ] && rm -rf "$work"
+}
+trap cleanup EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+# tally OUTPUT NAME RC: count the ok/FAIL lines a helper printed; a helper
+# that failed (RC) without saying FAIL, or checked nothing, is a failure
+tally() {
+	cat "$1"
+	passed=$((passed + $(grep -c '^ok ' "$1")))
+	failed=$((failed + $(grep -c '^FAIL ' "$1")))
+	if ! grep -Eq '^(ok|FAIL) ' "$1"; then
+		bad "$2 checked nothing"
+	elif [ "$3" -ne 0 ] && ! grep -q '^FAIL ' "$1"; then
+		bad "$2 stopped (exit $3)"
+	fi
+}
+
+echo "# the demo"
+if bash "$REPO/test/demo.sh" >"$work/demo.out" 2>&1; then
+	ok "test/demo.sh runs to the end"
+else
+	bad "test/demo.sh failed: $(grep -E 'ERROR|FATAL' "$work/demo.out" | head -3)"
+fi
+"$PY" "$REPO/test/readme/check_demo.py" "$work/demo.out" >"$work/demo.checks" 2>&1
+tally "$work/demo.checks" check_demo.py $?
+
+echo "# Setting up an application database"
+block() { "$PY" "$REPO/test/readme/blocks.py" "$REPO/README.md" "$1" >"$work/$1.txt" || bad "README block $1"; }
+for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write \
+	postgrest; do block $b; done
+chown postgres: "$work"/*.txt
+# run_block WHAT OUTPUT PSQL-ARGS...: a README block that must run cleanly
+run_block() {
+	local what=$1 out=$2
+	shift 2
+	if cluster_psql -q "$@" >"$out" 2>&1; then
+		ok "$what"
+	else
+		bad "$what: $(cat "$out")"
+		return 1
+	fi
+}
+setup() {
+	export PGPORT
+	PGPORT=$(free_port)
+	cluster_start "$work/pg" "listen_addresses=127.0.0.1" >"$work/cluster.log" 2>&1 ||
+		{ bad "the cluster did not start: $(tail -3 "$work/cluster.log")"; return 1; }
+	cluster_psql -q -c 'CREATE DATABASE appdb' || { bad "CREATE DATABASE appdb"; return 1; }
+	run_block "block 1, the roles, runs as a superuser" "$work/roles.out" \
+		-d appdb -f "$work/setup-roles.txt" || return 1
+	run_block "block 2, the table and its policies, runs as a superuser" "$work/table.out" \
+		-d appdb -f "$work/setup-table.txt" || return 1
+	run_block "block 3, a tenant and its first key, runs as alice (a member of key_admins)" \
+		"$work/first-key.out" -At -U alice -d appdb -f "$work/setup-first-key.txt" || return 1
+	grep -Eq '^ak_live_[0-9A-Za-z]+$' "$work/first-key.out" ||
+		{ bad "block 3 printed no production key"; return 1; }
+}
+mkdir -p "$work/pg" && chown postgres: "$work/pg"
+if setup; then
+	# more keys for the requests (the test's own, not the README's)
+	newkey() { cluster_psql -q -At -U alice -d appdb -c "SELECT api_key FROM apikey.create_key($1)"; }
+	cluster_psql -q -U alice -d appdb -c "SELECT apikey.create_tenant('globex')" >/dev/null
+	"$PY" - "$work/keys.json" <<PYEOF
+import json, sys
+json.dump({"acme": "$(grep '^ak_live_' "$work/first-key.out")",
+           "globex": "$(newkey "'globex', 'production', 'backend', scopes => '{orders:read,orders:write}'")",
+           "acme_preview": "$(newkey "'acme', 'preview', 'preview', scopes => '{orders:read,orders:write}'")",
+           "acme_read_only": "$(newkey "'acme', 'production', 'reader', scopes => '{orders:read}'")"},
+          open(sys.argv[1], "w"))
+PYEOF
+	chmod 600 "$work/keys.json"
+
+	# what each grant allows, from the catalog
+	cluster_psql -At -d appdb -F ' ' >"$work/catalog.txt" <<-'SQL'
+		SELECT 'verifier', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
+		   AND has_function_privilege('web_app', p.oid, 'EXECUTE')
+		   AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
+		UNION ALL
+		SELECT 'verifier', c.relname FROM pg_class AS c
+		 WHERE c.relnamespace = 'apikey'::regnamespace
+		   AND has_table_privilege('web_app', c.oid, 'SELECT')
+		UNION ALL
+		SELECT 'admin', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
+		   AND has_function_privilege('alice', p.oid, 'EXECUTE')
+		   AND NOT has_function_privilege('web_app', p.oid, 'EXECUTE')
+		UNION ALL
+		SELECT 'public', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
+		   AND has_function_privilege('public', p.oid, 'EXECUTE')
+	SQL
+	"$PY" "$REPO/test/readme/check_rights.py" "$REPO/README.md" "$work/catalog.txt" >"$work/rights.checks" 2>&1
+	tally "$work/rights.checks" check_rights.py $?
+
+	# pgbouncer with the README's configuration: only its ports and paths
+	# are replaced, and a log, a pid file and one server connection added
+	# (two clients then share it only if the pooling is per transaction)
+	bport=$(free_port)
+	password=$(sed -n "s/^CREATE ROLE web_app LOGIN PASSWORD '\([^']*\)'.*/\1/p" "$work/setup-roles.txt")
+	printf '"web_app" "%s"\n' "$password" >"$work/userlist.txt"
+	sed -e "s/ port=5432 / port=$PGPORT /" -e "s/^listen_port = 6432$/listen_port = $bport/" \
+		-e "s|^auth_file = /etc/pgbouncer/userlist.txt$|auth_file = $work/userlist.txt|" \
+		"$work/pgbouncer.txt" >"$work/pgbouncer.ini"
+	printf '%s\n' "unix_socket_dir =" "logfile = $work/pgbouncer.log" \
+		"pidfile = $work/pgbouncer.pid" "default_pool_size = 1" "query_wait_timeout = 10" \
+		>>"$work/pgbouncer.ini"
+	chown postgres: "$work"/pgbouncer.ini "$work"/userlist.txt
+	if [ -z "$password" ] || grep -Eq '5432|6432|/etc/' "$work/pgbouncer.ini"; then
+		bad "the README's pgbouncer block or web_app's password changed shape: $(cat "$work/pgbouncer.ini")"
+	elif run_as_pg pgbouncer -d "$work/pgbouncer.ini" >"$work/pgbouncer.out" 2>&1; then
+		for _ in $(seq 50); do [ -s "$work/pgbouncer.pid" ] && break; sleep 0.1; done
+		bouncer_pid=$(cat "$work/pgbouncer.pid" 2>/dev/null)
+		ok "pgbouncer starts with the README's configuration"
+	else
+		bad "pgbouncer did not start: $(cat "$work/pgbouncer.out")"
+	fi
+
+	bouncer=()
+	[ -n "$bouncer_pid" ] &&
+		bouncer=(--bouncer "host=127.0.0.1 port=$bport dbname=appdb user=web_app password='$password'")
+	"$PY" "$REPO/test/readme/requests.py" --readme "$REPO/README.md" --keys "$work/keys.json" \
+		--super "host=127.0.0.1 port=$PGPORT dbname=appdb user=postgres" \
+		--direct "host=127.0.0.1 port=$PGPORT dbname=appdb user=web_app" "${bouncer[@]}" \
+		>"$work/requests.checks" 2>&1
+	tally "$work/requests.checks" requests.py $?
+
+	echo "# Using it from an application: PostgREST"
+	# keys in every state, for the pre-request function
+	keyid() { cluster_psql -q -At -d appdb -c "SELECT key_id FROM apikey.verify('$1')"; }
+	revoked=$(newkey "'acme', 'production', 'revoked', scopes => '{orders:read}'")
+	expired=$(newkey "'acme', 'production', 'expired', scopes => '{orders:read}'")
+	deleted=$(newkey "'acme', 'production', 'deleted', scopes => '{orders:read}'")
+	cluster_psql -q -U alice -d appdb >/dev/null <<-SQL
+		SELECT apikey.revoke_key('$(keyid "$revoked")', 'test');
+		SELECT apikey.set_key_expiry('$(keyid "$expired")', now() - interval '1 minute');
+		SELECT apikey.delete_key('$(keyid "$deleted")');
+	SQL
+	if cluster_psql -q -d appdb -f "$work/postgrest.txt" >"$work/postgrest.out" 2>&1; then
+		ok "the PostgREST block runs as a superuser"
+		keys=$("$PY" -c 'import json, sys; print(" ".join("-v %s=%s" % kv for kv in json.load(open(sys.argv[1])).items()))' "$work/keys.json")
+		# shellcheck disable=SC2086  # keys: -v name=value pairs of base62 text
+		cluster_psql -q -U web_app -d appdb $keys -v revoked="$revoked" -v expired="$expired" \
+			-v deleted="$deleted" -v public_key="$(cluster_psql -q -At -U alice -d appdb \
+				-c "SELECT apikey.public_key('acme', 'production')")" \
+			-f "$REPO/test/readme/postgrest.sql" >"$work/postgrest.checks" 2>&1
+		tally "$work/postgrest.checks" postgrest.sql $?
+	else
+		bad "the PostgREST block: $(cat "$work/postgrest.out")"
+	fi
+fi
+
+echo "# Using it from an application: the HTTP answers"
+"$PY" "$REPO/test/readme/check_http.py" "$REPO" >"$work/http.checks" 2>&1
+tally "$work/http.checks" check_http.py $?
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
