@@ -18,7 +18,7 @@ trap cleanup EXIT
 
 run_as_pg initdb -D "$work/data" -A trust -U postgres >/dev/null
 run_as_pg pg_ctl -D "$work/data" -l "$work/log" -w \
-	-o "-c listen_addresses='' -c unix_socket_directories='$work'" start >/dev/null
+	-o "-c listen_addresses='' -c unix_socket_directories='$work' -c shared_preload_libraries=apikey" start >/dev/null
 run_as_pg psql -h "$work" -U postgres -X -q -c 'CREATE EXTENSION apikey' postgres
 cp "$REPO/test/demo.sql" "$work/demo.sql"
 run_as_pg psql -h "$work" -U postgres -X -q -f "$work/demo.sql" postgres

@@ -96,7 +96,7 @@ DO $$
 BEGIN
 	IF apikey.usage_tracking() LIKE 'off%' THEN
 		RAISE WARNING 'apikey: last_used_at is not tracked in this server'
-			USING HINT = 'Add apikey to shared_preload_libraries and restart to keep it (without a write per verification).';
+			USING HINT = 'Add apikey to shared_preload_libraries and restart.';
 	END IF;
 END
 $$;
