@@ -38,6 +38,47 @@ INSERT INTO apikey.key_usage (key_id, last_used_at)
 SELECT k.key_id, k.last_used_at FROM apikey.keys AS k WHERE k.last_used_at IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
 
+-- The verification result gains owner, meta, remaining, retry_after and
+-- resources; a named rate limit is a type of its own.
+ALTER TYPE apikey.verification
+	ADD ATTRIBUTE owner text,
+	ADD ATTRIBUTE meta jsonb,
+	ADD ATTRIBUTE remaining bigint,
+	ADD ATTRIBUTE retry_after interval,
+	ADD ATTRIBUTE resources text[];
+CREATE TYPE apikey.rate_limit AS (
+	name         text,
+	max_requests integer,
+	per          interval
+);
+COMMENT ON TYPE apikey.rate_limit IS 'a named rate limit of a key or a tenant: max_requests per interval';
+
+-- Keys gain what 0.3.0 knows of them; the one resource becomes a list.
+ALTER TABLE apikey.keys
+	ADD COLUMN effective_scopes   text[] NOT NULL DEFAULT '{}',
+	ADD COLUMN resources          text[],
+	ADD COLUMN owner              text,
+	ADD COLUMN meta               jsonb,
+	ADD COLUMN key_roles          text[] NOT NULL DEFAULT '{}',
+	ADD COLUMN allowed_ips        cidr[],
+	ADD COLUMN rate_limits        apikey.rate_limit[],
+	ADD COLUMN tenant_rate_limits apikey.rate_limit[],
+	ADD COLUMN has_credits        boolean NOT NULL DEFAULT false,
+	ADD COLUMN imported           boolean NOT NULL DEFAULT false;
+UPDATE apikey.keys SET effective_scopes = scopes,
+	resources = CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+
+CREATE TABLE apikey.credits (
+	key_id        apikey.key_id PRIMARY KEY,
+	remaining     bigint NOT NULL,
+	refill_amount bigint,
+	refill_every  interval,
+	refilled_at   timestamptz
+);
+COMMENT ON TABLE apikey.credits IS
+	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
+SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
+
 -- Every function and view as in 0.3.0 (sql/apikey/*.sql), replaced in place.
 
 CREATE OR REPLACE FUNCTION apikey.key_id_in(cstring) RETURNS apikey.key_id
@@ -117,18 +158,20 @@ COMMENT ON FUNCTION apikey.looks_like_key(text) IS
 	'does the text have the form and checksum of an apikey key (private or public)? No table access';
 
 CREATE OR REPLACE FUNCTION apikey.verify(api_key text, environment text DEFAULT NULL,
-		scope text DEFAULT NULL, resource text DEFAULT NULL)
+		scope text DEFAULT NULL, resource text DEFAULT NULL,
+		cost integer DEFAULT 1, client_ip inet DEFAULT NULL)
 	RETURNS apikey.verification
-	AS 'MODULE_PATHNAME', 'verify' LANGUAGE C STABLE PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'verify' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION apikey.verify(text, text, text, text) IS
-	'check an API key: status valid, malformed, not_found, revoked, expired, wrong_environment, insufficient_scope, wrong_resource or public_key; read-only';
+COMMENT ON FUNCTION apikey.verify(text, text, text, text, integer, inet) IS
+	'check an API key: status valid, malformed, not_found, revoked, expired, wrong_environment, insufficient_scope, wrong_resource, public_key, ip_not_allowed, rate_limited or usage_exceeded; writes nothing unless the key has credits';
 
-CREATE OR REPLACE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL,
+		cost integer DEFAULT 1, client_ip inet DEFAULT NULL)
 	RETURNS apikey.verification
 	AS 'MODULE_PATHNAME', 'authenticate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION apikey.authenticate(text, text) IS
+COMMENT ON FUNCTION apikey.authenticate(text, text, integer, inet) IS
 	'verify an API key (in the environment of apikey.environment) and make it the identity of this transaction; raises SQLSTATE 28000 when it is not valid';
 
 CREATE OR REPLACE FUNCTION apikey.current_tenant() RETURNS text
@@ -165,7 +208,7 @@ CREATE OR REPLACE FUNCTION apikey.current_resource() RETURNS text
 	AS 'MODULE_PATHNAME', 'current_resource' LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION apikey.current_resource() IS
-	'resource the authenticated key is restricted to, or NULL';
+	'resource the authenticated key is restricted to when it is restricted to exactly one, or NULL';
 
 CREATE OR REPLACE FUNCTION apikey.has_scope(scope text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'has_scope' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
@@ -177,7 +220,7 @@ CREATE OR REPLACE FUNCTION apikey.can_access(resource text, scope text) RETURNS 
 	AS 'MODULE_PATHNAME', 'can_access' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION apikey.can_access(text, text) IS
-	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resource only';
+	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resources only ("type:*" covers every id of the type)';
 
 CREATE OR REPLACE FUNCTION apikey.is_admin() RETURNS boolean
 	AS 'MODULE_PATHNAME', 'is_admin' LANGUAGE C STABLE PARALLEL RESTRICTED;
@@ -608,8 +651,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(k.tenant, k.environment, k.scopes,
-		CASE WHEN k.resource IS NOT NULL THEN ARRAY[k.resource] END);
+	PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 	RETURN k;
 END
 $$;
@@ -677,9 +719,12 @@ BEGIN
 		g := apikey._generate_key(t.key_prefix, t.tag);
 		WITH k AS (
 			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
-			                         name, description, scopes, resource, expires_at, created_by)
+			                         name, description, scopes, effective_scopes, resources,
+			                         expires_at, created_by)
 			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
-			        name, description, key_scopes, resource, expires_at, apikey._caller()::text)
+			        name, description, key_scopes, key_scopes,
+			        CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END,
+			        expires_at, apikey._caller()::text)
 			ON CONFLICT DO NOTHING
 			RETURNING 1)
 		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
@@ -779,6 +824,7 @@ DECLARE
 BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
+	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -860,7 +906,7 @@ SELECT k.key_id,
        k.description,
        k.hint,
        k.scopes,
-       k.resource,
+       CASE WHEN pg_catalog.cardinality(k.resources) OPERATOR(pg_catalog.=) 1 THEN k.resources[1] END AS resource,
        CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
             WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
             ELSE 'active' END AS status,
@@ -873,9 +919,22 @@ SELECT k.key_id,
        CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
             THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
        u.last_used_at,
-       k.tenant_id
+       k.tenant_id,
+       k.owner,
+       k.meta,
+       k.key_roles,
+       k.effective_scopes,
+       k.resources,
+       k.allowed_ips,
+       k.rate_limits,
+       k.tenant_rate_limits,
+       c.remaining,
+       c.refill_amount,
+       c.refill_every,
+       k.imported
   FROM apikey.keys AS k
   LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+  LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;
@@ -924,8 +983,8 @@ BEGIN
 	PERFORM apikey._check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
-		apikey.verify(text, text, text, text),
-		apikey.authenticate(text, text),
+		apikey.verify(text, text, text, text, integer, inet),
+		apikey.authenticate(text, text, integer, inet),
 		apikey.identify(text),
 		apikey.create_key(text, text, text, text, text[], interval, text),
 		apikey.rename_key(apikey.key_id, text),
@@ -969,7 +1028,28 @@ COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
 DROP FUNCTION apikey._pending_last_used(apikey.key_id);
 DROP FUNCTION apikey._is_admin();
 DROP FUNCTION apikey._check_grantable(text[], text);
-ALTER TABLE apikey.keys DROP COLUMN last_used_at;
+ALTER TABLE apikey.keys DROP COLUMN last_used_at, DROP COLUMN resource;
+
+-- verify and authenticate take cost and client_ip: whoever could call the
+-- old ones may call the new ones.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.verify(text, text, text, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.verify(text, text, text, text, integer, inet),
+			apikey.authenticate(text, text, integer, inet) TO %s', r);
+	END LOOP;
+END
+$$;
+DROP FUNCTION apikey.verify(text, text, text, text);
+DROP FUNCTION apikey.authenticate(text, text);
 
 -- Privileges as a fresh install has them: internal functions for the owner
 -- only, usage_tracking() for administrators only.
@@ -988,7 +1068,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey.has_scope(text), apikey.can_access(text, text),
 	apikey.is_admin()
 	TO PUBLIC;
-REVOKE ALL ON apikey.key_usage FROM PUBLIC;
+REVOKE ALL ON apikey.key_usage, apikey.credits FROM PUBLIC;
 DO $$
 DECLARE
 	r pg_catalog.regrole;

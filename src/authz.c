@@ -31,6 +31,7 @@
 #include "identity.h"
 #include "keytext.h"
 #include "scopes.h"
+#include "verify.h"
 
 static const char admin_scope[] = "apikey:admin";
 
@@ -132,7 +133,7 @@ resources_covered(const Identity *id, ArrayType *resources)
 	bool	   *nulls;
 	int			n;
 
-	if (id->resource == NULL)
+	if (id->resources == NULL)
 		return true;
 	/* an unrestricted key reaches more than a restricted administrator */
 	if (resources == NULL)
@@ -141,14 +142,8 @@ resources_covered(const Identity *id, ArrayType *resources)
 	if (n == 0)
 		return false;
 	for (int i = 0; i < n; i++)
-	{
-		text	   *r = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
-
-		if (r == NULL ||
-			!ak_resource_covers(VARDATA_ANY(id->resource), VARSIZE_ANY_EXHDR(id->resource),
-								VARDATA_ANY(r), VARSIZE_ANY_EXHDR(r)))
+		if (nulls[i] || !resources_cover(id->resources, DatumGetTextPP(elems[i])))
 			return false;
-	}
 	return true;
 }
 

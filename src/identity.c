@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -42,8 +43,12 @@ identity_clear(Identity *id)
 	pfree(id->tenant);
 	pfree(id->environment);
 	pfree(id->scopes);
-	if (id->resource)
-		pfree(id->resource);
+	if (id->resources)
+		pfree(id->resources);
+	if (id->owner)
+		pfree(id->owner);
+	if (id->meta)
+		pfree(id->meta);
 }
 
 /*
@@ -70,12 +75,14 @@ identity_set(const VerifyResult *result)
 		id->subid = subid;
 		identity = id;
 	}
-	id->key_id = result->key_id;
-	id->tenant_id = result->tenant_id;
-	id->tenant = copy_varlena(TopMemoryContext, result->tenant);
-	id->environment = copy_varlena(TopMemoryContext, result->environment);
-	id->scopes = copy_varlena(TopMemoryContext, result->scopes);
-	id->resource = copy_varlena(TopMemoryContext, result->resource);
+	id->key_id = result->key.key_id;
+	id->tenant_id = result->key.tenant_id;
+	id->tenant = copy_varlena(TopMemoryContext, result->key.tenant);
+	id->environment = copy_varlena(TopMemoryContext, result->key.environment);
+	id->scopes = copy_varlena(TopMemoryContext, result->key.scopes);
+	id->resources = copy_varlena(TopMemoryContext, result->key.resources);
+	id->owner = copy_varlena(TopMemoryContext, result->key.owner);
+	id->meta = copy_varlena(TopMemoryContext, result->key.meta);
 }
 
 const Identity *
@@ -150,7 +157,8 @@ identity_init(void)
 }
 
 /*
- * authenticate(api_key, scope default null) -> verification row
+ * authenticate(api_key, scope default null, cost default 1, client_ip default null)
+ *		-> verification row
  * Verify in the environment of apikey.environment and, when valid, make the
  * key the identity of the current transaction; otherwise raise an error.
  */
@@ -158,10 +166,11 @@ PG_FUNCTION_INFO_V1(authenticate);
 Datum
 authenticate(PG_FUNCTION_ARGS)
 {
+	VerifyRequest request;
 	VerifyResult result;
 
-	verify_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0), NULL,
-			   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), NULL, &result);
+	verify_request_from_args(fcinfo, 0, -1, 1, -1, 2, 3, &request);
+	verify_key(&request, &result);
 	/*
 	 * The statement, and the statement of a calling function (CONTEXT), may
 	 * hold the key: keep both out of the server log.
@@ -227,14 +236,27 @@ current_scopes(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(copy_varlena(CurrentMemoryContext, identity->scopes));
 }
 
-/* current_resource() -> the resource the key is restricted to, or NULL */
+/*
+ * current_resource() -> the resource the key is restricted to, when it is
+ * restricted to exactly one; NULL otherwise (current_resources() lists them)
+ */
 PG_FUNCTION_INFO_V1(current_resource);
 Datum
 current_resource(PG_FUNCTION_ARGS)
 {
-	if (identity == NULL || identity->resource == NULL)
+	int			index;
+	bool		isnull;
+	Datum		d;
+
+	if (identity == NULL || identity->resources == NULL ||
+		ArrayGetNItems(ARR_NDIM(identity->resources), ARR_DIMS(identity->resources)) != 1)
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->resource));
+	index = ARR_LBOUND(identity->resources)[0];
+	d = array_get_element(PointerGetDatum(identity->resources), 1, &index,
+						  -1, -1, false, TYPALIGN_INT, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, DatumGetPointer(d)));
 }
 
 static bool
@@ -254,7 +276,8 @@ has_scope(PG_FUNCTION_ARGS)
 
 /*
  * can_access(resource, scope) -> may the authenticated key use scope on
- * resource?  A key restricted to a resource reaches that one only.
+ * resource?  A key restricted to resources reaches those only ("type:*"
+ * covers every id of the type).
  */
 PG_FUNCTION_INFO_V1(can_access);
 Datum
@@ -264,10 +287,6 @@ can_access(PG_FUNCTION_ARGS)
 
 	if (!identity_has_scope(PG_GETARG_TEXT_PP(1)))
 		PG_RETURN_BOOL(false);
-	if (identity->resource == NULL)
-		PG_RETURN_BOOL(true);
-	PG_RETURN_BOOL(VARSIZE_ANY_EXHDR(resource) == VARSIZE_ANY_EXHDR(identity->resource) &&
-				   memcmp(VARDATA_ANY(resource), VARDATA_ANY(identity->resource),
-						  VARSIZE_ANY_EXHDR(resource)) == 0);
+	PG_RETURN_BOOL(identity->resources == NULL ||
+				   resources_cover(identity->resources, resource));
 }
-

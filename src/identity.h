@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "utils/array.h"
+#include "utils/jsonb.h"
 
 typedef struct Identity
 {
@@ -18,7 +19,9 @@ typedef struct Identity
 	text	   *tenant;
 	text	   *environment;
 	ArrayType  *scopes;
-	text	   *resource;		/* NULL when the key is unrestricted */
+	ArrayType  *resources;		/* NULL when the key is unrestricted */
+	text	   *owner;			/* NULL when none */
+	Jsonb	   *meta;			/* NULL when none */
 } Identity;
 
 /* The transaction's identity, or NULL when it did not authenticate. */

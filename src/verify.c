@@ -20,10 +20,12 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "storage/bufmgr.h"
 #include "storage/proc.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "utils/arrayaccess.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -51,7 +53,12 @@ static const char *const status_names[] = {
 	[VS_INSUFFICIENT_SCOPE] = "insufficient_scope",
 	[VS_WRONG_RESOURCE] = "wrong_resource",
 	[VS_PUBLIC_KEY] = "public_key",
+	[VS_IP_NOT_ALLOWED] = "ip_not_allowed",
+	[VS_RATE_LIMITED] = "rate_limited",
+	[VS_USAGE_EXCEEDED] = "usage_exceeded",
 };
+StaticAssertDecl(lengthof(status_names) == NUM_VERIFY_STATUSES,
+				 "every status has a name");
 
 const char *
 verify_status_name(VerifyStatus status)
@@ -78,7 +85,12 @@ status_text(VerifyStatus status)
 	return texts[status];
 }
 
-/* The columns of apikey.keys that verification reads. */
+/*
+ * The columns of apikey.keys that verification reads.  The optional ones
+ * are those a database not yet updated to this version lacks (the library
+ * is shared by every version): they read as NULL, and scopes and resources
+ * fall back to what the older version had.
+ */
 typedef enum KeyColumn
 {
 	COL_KEY_ID,
@@ -89,11 +101,22 @@ typedef enum KeyColumn
 	COL_PREVIOUS_HASH,
 	COL_PREVIOUS_HASH_EXPIRES_AT,
 	COL_SCOPES,
-	COL_RESOURCE,
 	COL_EXPIRES_AT,
 	COL_REVOKED_AT,
+	/* optional: */
+	COL_EFFECTIVE_SCOPES,
+	COL_RESOURCES,
+	COL_RESOURCE,				/* before 0.3.0: one resource */
+	COL_OWNER,
+	COL_META,
+	COL_ALLOWED_IPS,
+	COL_RATE_LIMITS,
+	COL_TENANT_RATE_LIMITS,
+	COL_HAS_CREDITS,
 	NUM_KEY_COLUMNS
 } KeyColumn;
+
+#define FIRST_OPTIONAL_COLUMN COL_EFFECTIVE_SCOPES
 
 static const char *const key_column_names[NUM_KEY_COLUMNS] = {
 	[COL_KEY_ID] = "key_id",
@@ -104,9 +127,17 @@ static const char *const key_column_names[NUM_KEY_COLUMNS] = {
 	[COL_PREVIOUS_HASH] = "previous_hash",
 	[COL_PREVIOUS_HASH_EXPIRES_AT] = "previous_hash_expires_at",
 	[COL_SCOPES] = "scopes",
-	[COL_RESOURCE] = "resource",
 	[COL_EXPIRES_AT] = "expires_at",
 	[COL_REVOKED_AT] = "revoked_at",
+	[COL_EFFECTIVE_SCOPES] = "effective_scopes",
+	[COL_RESOURCES] = "resources",
+	[COL_RESOURCE] = "resource",
+	[COL_OWNER] = "owner",
+	[COL_META] = "meta",
+	[COL_ALLOWED_IPS] = "allowed_ips",
+	[COL_RATE_LIMITS] = "rate_limits",
+	[COL_TENANT_RATE_LIMITS] = "tenant_rate_limits",
+	[COL_HAS_CREDITS] = "has_credits",
 };
 
 /*
@@ -256,7 +287,7 @@ catalog_load(void)
 	for (int i = 0; i < NUM_KEY_COLUMNS; i++)
 	{
 		catalog.attnum[i] = get_attnum(catalog.keys_relid, key_column_names[i]);
-		if (catalog.attnum[i] == InvalidAttrNumber)
+		if (catalog.attnum[i] == InvalidAttrNumber && i < FIRST_OPTIONAL_COLUMN)
 			catalog_missing(psprintf("column apikey.keys.%s", key_column_names[i]));
 	}
 
@@ -319,22 +350,58 @@ secret_matches(TupleTableSlot *slot, const uint8 *hash, TimestampTz now)
 		slot_hash_equal(slot, COL_PREVIOUS_HASH, hash);
 }
 
-/* Copy out what the caller gets back about a key whose secret was proven. */
-static void
-read_key(TupleTableSlot *slot, uint64 key_id, VerifyResult *result)
+/* A column's value, or NULL when it is NULL or the table lacks it. */
+static inline void *
+slot_varlena_copy(TupleTableSlot *slot, KeyColumn col)
 {
 	bool		isnull;
 	Datum		d;
 
-	result->proven = true;
-	result->key_id = key_id;
-	result->tenant_id = DatumGetInt64(slot_getattr(slot, catalog.attnum[COL_TENANT_ID], &isnull));
-	result->tenant = DatumGetTextPCopy(slot_getattr(slot, catalog.attnum[COL_TENANT], &isnull));
-	result->environment = DatumGetTextPCopy(slot_getattr(slot, catalog.attnum[COL_ENVIRONMENT], &isnull));
-	result->scopes = DatumGetArrayTypePCopy(slot_getattr(slot, catalog.attnum[COL_SCOPES], &isnull));
-	d = slot_getattr(slot, catalog.attnum[COL_RESOURCE], &isnull);
-	result->resource = isnull ? NULL : DatumGetTextPCopy(d);
-	result->has_expiry = slot_timestamp(slot, COL_EXPIRES_AT, &result->expires_at);
+	if (catalog.attnum[col] == InvalidAttrNumber)
+		return NULL;
+	d = slot_getattr(slot, catalog.attnum[col], &isnull);
+	return isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
+}
+
+/* Copy out the state of a key whose secret was proven. */
+static void
+read_key_state(TupleTableSlot *slot, uint64 key_id, KeyState *key)
+{
+	bool		isnull;
+	Datum		d;
+
+	key->key_id = key_id;
+	key->tenant_id = DatumGetInt64(slot_getattr(slot, catalog.attnum[COL_TENANT_ID], &isnull));
+	key->tenant = slot_varlena_copy(slot, COL_TENANT);
+	key->environment = slot_varlena_copy(slot, COL_ENVIRONMENT);
+	key->scopes = slot_varlena_copy(slot, COL_EFFECTIVE_SCOPES);
+	if (key->scopes == NULL)
+		key->scopes = slot_varlena_copy(slot, COL_SCOPES);
+	key->resources = slot_varlena_copy(slot, COL_RESOURCES);
+	if (key->resources == NULL && catalog.attnum[COL_RESOURCES] == InvalidAttrNumber)
+	{
+		text	   *resource = slot_varlena_copy(slot, COL_RESOURCE);
+
+		if (resource != NULL)
+		{
+			Datum		elem = PointerGetDatum(resource);
+
+			key->resources = construct_array(&elem, 1, TEXTOID, -1, false, TYPALIGN_INT);
+		}
+	}
+	key->owner = slot_varlena_copy(slot, COL_OWNER);
+	key->meta = slot_varlena_copy(slot, COL_META);
+	key->allowed_ips = slot_varlena_copy(slot, COL_ALLOWED_IPS);
+	key->rate_limits = slot_varlena_copy(slot, COL_RATE_LIMITS);
+	key->tenant_rate_limits = slot_varlena_copy(slot, COL_TENANT_RATE_LIMITS);
+	key->has_credits = false;
+	if (catalog.attnum[COL_HAS_CREDITS] != InvalidAttrNumber)
+	{
+		d = slot_getattr(slot, catalog.attnum[COL_HAS_CREDITS], &isnull);
+		key->has_credits = !isnull && DatumGetBool(d);
+	}
+	key->revoked = !slot_attisnull(slot, catalog.attnum[COL_REVOKED_AT]);
+	key->has_expiry = slot_timestamp(slot, COL_EXPIRES_AT, &key->expires_at);
 }
 
 /*
@@ -403,12 +470,11 @@ fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *
 }
 
 /*
- * Fetch the key's row by id and, when the hash matches, read it into result.
+ * Fetch the key's row by id and, when the hash matches, read its state.
  * Returns whether the secret was proven.
  */
 static bool
-probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
-		  VerifyResult *result, bool *revoked)
+probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
 {
 	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	Relation	heap;
@@ -446,8 +512,7 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 	if (found && secret_matches(slot, hash, now))
 	{
 		proven = true;
-		read_key(slot, key_id, result);
-		*revoked = !slot_attisnull(slot, catalog.attnum[COL_REVOKED_AT]);
+		read_key_state(slot, key_id, key);
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
@@ -455,49 +520,127 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now,
 	return proven;
 }
 
-/* The one place a verification status is decided. */
-static VerifyStatus
-decide_status(const VerifyResult *key, bool revoked, TimestampTz now,
-			  const char *environment, size_t environment_len, text *scope,
-			  text *resource)
+bool
+resources_cover(ArrayType *resources, text *resource)
 {
-	if (revoked)
+	array_iter	it;
+	int			n = ArrayGetNItems(ARR_NDIM(resources), ARR_DIMS(resources));
+
+	array_iter_setup(&it, (AnyArrayType *) resources);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		d = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
+		text	   *granted;
+
+		if (isnull)
+			continue;
+		granted = DatumGetTextPP(d);
+		if (ak_resource_covers(VARDATA_ANY(granted), VARSIZE_ANY_EXHDR(granted),
+							   VARDATA_ANY(resource), VARSIZE_ANY_EXHDR(resource)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The address of this connection's client, looked up once per backend;
+ * NULL over a Unix socket.
+ */
+static inet *
+connection_address(void)
+{
+	static bool looked_up = false;
+	static inet *address = NULL;
+
+	if (!looked_up)
+	{
+		LOCAL_FCINFO(fcinfo, 0);
+		Datum		d;
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+		d = inet_client_addr(fcinfo);
+		if (!fcinfo->isnull)
+		{
+			inet	   *a = DatumGetInetPP(d);
+
+			address = MemoryContextAlloc(TopMemoryContext, VARSIZE(a));
+			memcpy(address, a, VARSIZE(a));
+		}
+		looked_up = true;
+	}
+	return address;
+}
+
+/* Is the address within one of the allowed networks? */
+static bool
+ip_allowed(ArrayType *allowed_ips, inet *address)
+{
+	array_iter	it;
+	int			n = ArrayGetNItems(ARR_NDIM(allowed_ips), ARR_DIMS(allowed_ips));
+
+	if (address == NULL)
+		return false;
+	array_iter_setup(&it, (AnyArrayType *) allowed_ips);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		network = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
+
+		if (!isnull &&
+			DatumGetBool(DirectFunctionCall2(network_supeq, network, InetPGetDatum(address))))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The one place a verification status is decided, for a key whose secret
+ * was proven: its states first, then what the request asks of it.
+ */
+static VerifyStatus
+decide_status(const KeyState *key, const VerifyRequest *request, TimestampTz now,
+			  const char *environment, size_t environment_len)
+{
+	if (key->revoked)
 		return VS_REVOKED;
 	if (key->has_expiry && key->expires_at <= now)
 		return VS_EXPIRED;
 	if (environment != NULL && !text_is(key->environment, environment, environment_len))
 		return VS_WRONG_ENVIRONMENT;
-	if (scope != NULL &&
-		!scopes_cover(key->scopes, VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope)))
+	if (request->scope != NULL &&
+		!scopes_cover(key->scopes, VARDATA_ANY(request->scope), VARSIZE_ANY_EXHDR(request->scope)))
 		return VS_INSUFFICIENT_SCOPE;
-	if (resource != NULL && key->resource != NULL &&
-		!text_is(key->resource, VARDATA_ANY(resource), VARSIZE_ANY_EXHDR(resource)))
+	if (request->resource != NULL && key->resources != NULL &&
+		!resources_cover(key->resources, request->resource))
 		return VS_WRONG_RESOURCE;
+	if (key->allowed_ips != NULL &&
+		!ip_allowed(key->allowed_ips,
+					request->client_ip ? request->client_ip : connection_address()))
+		return VS_IP_NOT_ALLOWED;
 	return VS_VALID;
 }
 
 void
-verify_key(text *api_key, text *environment, text *scope, text *resource,
-		   VerifyResult *result)
+verify_key(const VerifyRequest *request, VerifyResult *result)
 {
 	AkParsed	parsed;
 	uint8		hash[KEY_HASH_LEN];
 	TimestampTz now = GetCurrentStatementStartTimestamp();
-	bool		revoked = false;
 	const char *env = NULL;
 	size_t		env_len = 0;
 	const char *text_ptr;
 	size_t		text_len;
 
 	memset(result, 0, sizeof(*result));
-	if (api_key == NULL)
+	if (request->api_key == NULL)
 	{
 		result->status = VS_MALFORMED;
 		return;
 	}
 	key_text_guard_begin();
-	text_ptr = VARDATA_ANY(api_key);
-	text_len = VARSIZE_ANY_EXHDR(api_key);
+	text_ptr = VARDATA_ANY(request->api_key);
+	text_len = VARSIZE_ANY_EXHDR(request->api_key);
 	switch (ak_parse(text_ptr, text_len, &parsed))
 	{
 		case AK_MALFORMED:
@@ -513,33 +656,60 @@ verify_key(text *api_key, text *environment, text *scope, text *resource,
 	}
 
 	key_hash_compute(text_ptr, text_len, hash);
-	if (!probe_key(parsed.key_id, hash, now, result, &revoked))
-	{
-		explicit_bzero(hash, sizeof(hash));
-		result->status = VS_NOT_FOUND;
-		key_text_guard_end();
-		return;
-	}
+	result->proven = probe_key(parsed.key_id, hash, now, &result->key);
 	explicit_bzero(hash, sizeof(hash));
 	key_text_guard_end();
+	if (!result->proven)
+	{
+		result->status = VS_NOT_FOUND;
+		return;
+	}
 
 	/* without an environment argument, apikey.environment (compared in place) */
-	if (environment != NULL)
+	if (request->environment != NULL)
 	{
-		env = VARDATA_ANY(environment);
-		env_len = VARSIZE_ANY_EXHDR(environment);
+		env = VARDATA_ANY(request->environment);
+		env_len = VARSIZE_ANY_EXHDR(request->environment);
 	}
 	else if (apikey_default_environment != NULL && apikey_default_environment[0] != '\0')
 	{
 		env = apikey_default_environment;
 		env_len = strlen(apikey_default_environment);
 	}
-	result->status = decide_status(result, revoked, now, env, env_len, scope, resource);
+	result->status = decide_status(&result->key, request, now, env, env_len);
 	if (result->status == VS_VALID)
-		usage_record(result->key_id, now);
+		usage_record(result->key.key_id, now);
 }
 
-/* Result columns of apikey.verify, in order. */
+void
+verify_request_from_args(FunctionCallInfo fcinfo, int api_key_arg,
+						 int environment_arg, int scope_arg, int resource_arg,
+						 int cost_arg, int client_ip_arg, VerifyRequest *request)
+{
+#define OPTIONAL_ARG(n) ((n) >= 0 && (n) < PG_NARGS() && !PG_ARGISNULL(n))
+	request->api_key = OPTIONAL_ARG(api_key_arg) ? PG_GETARG_TEXT_PP(api_key_arg) : NULL;
+	request->environment = OPTIONAL_ARG(environment_arg) ? PG_GETARG_TEXT_PP(environment_arg) : NULL;
+	request->scope = OPTIONAL_ARG(scope_arg) ? PG_GETARG_TEXT_PP(scope_arg) : NULL;
+	request->resource = OPTIONAL_ARG(resource_arg) ? PG_GETARG_TEXT_PP(resource_arg) : NULL;
+	request->client_ip = OPTIONAL_ARG(client_ip_arg) ? PG_GETARG_INET_PP(client_ip_arg) : NULL;
+	request->cost = 1;
+	if (cost_arg >= 0 && cost_arg < PG_NARGS())
+	{
+		if (PG_ARGISNULL(cost_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("cost must not be null")));
+		request->cost = PG_GETARG_INT32(cost_arg);
+		if (request->cost < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cost must not be negative"),
+					 errdetail("A verification takes cost units from the key's rate limits and credits; 0 takes none.")));
+	}
+#undef OPTIONAL_ARG
+}
+
+/* Result columns of apikey.verify, in order (older versions have the first nine). */
 enum
 {
 	OUT_VALID,
@@ -551,6 +721,11 @@ enum
 	OUT_RESOURCE,
 	OUT_EXPIRES_AT,
 	OUT_TENANT_ID,
+	OUT_OWNER,
+	OUT_META,
+	OUT_REMAINING,
+	OUT_RETRY_AFTER,
+	OUT_RESOURCES,
 	NUM_OUT
 };
 
@@ -558,9 +733,12 @@ Datum
 verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 {
 	TupleDesc	tupdesc = call_result_tupdesc(fcinfo);
+	const KeyState *key = &result->key;
 	Datum		values[NUM_OUT];
 	bool		nulls[NUM_OUT];
+	Interval	retry_after;
 
+	Assert(tupdesc->natts <= NUM_OUT);
 	memset(nulls, true, sizeof(nulls));
 	values[OUT_VALID] = BoolGetDatum(result->status == VS_VALID);
 	nulls[OUT_VALID] = false;
@@ -568,42 +746,74 @@ verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 	nulls[OUT_STATUS] = false;
 	if (result->proven)
 	{
-		values[OUT_KEY_ID] = KeyIdGetDatum(result->key_id);
-		values[OUT_TENANT] = PointerGetDatum(result->tenant);
-		values[OUT_ENVIRONMENT] = PointerGetDatum(result->environment);
-		values[OUT_SCOPES] = PointerGetDatum(result->scopes);
-		values[OUT_TENANT_ID] = Int64GetDatum(result->tenant_id);
+		values[OUT_KEY_ID] = KeyIdGetDatum(key->key_id);
+		values[OUT_TENANT] = PointerGetDatum(key->tenant);
+		values[OUT_ENVIRONMENT] = PointerGetDatum(key->environment);
+		values[OUT_SCOPES] = PointerGetDatum(key->scopes);
+		values[OUT_TENANT_ID] = Int64GetDatum(key->tenant_id);
 		nulls[OUT_KEY_ID] = nulls[OUT_TENANT] = nulls[OUT_ENVIRONMENT] =
 			nulls[OUT_SCOPES] = nulls[OUT_TENANT_ID] = false;
-		if (result->resource != NULL)
+		if (key->resources != NULL)
 		{
-			values[OUT_RESOURCE] = PointerGetDatum(result->resource);
-			nulls[OUT_RESOURCE] = false;
+			values[OUT_RESOURCES] = PointerGetDatum(key->resources);
+			nulls[OUT_RESOURCES] = false;
+			/* the one resource of a key restricted to one */
+			if (ArrayGetNItems(ARR_NDIM(key->resources), ARR_DIMS(key->resources)) == 1)
+			{
+				int			index = ARR_LBOUND(key->resources)[0];
+
+				values[OUT_RESOURCE] = array_get_element(PointerGetDatum(key->resources), 1,
+														 &index, -1, -1, false, TYPALIGN_INT,
+														 &nulls[OUT_RESOURCE]);
+			}
 		}
-		if (result->has_expiry)
+		if (key->has_expiry)
 		{
-			values[OUT_EXPIRES_AT] = TimestampTzGetDatum(result->expires_at);
+			values[OUT_EXPIRES_AT] = TimestampTzGetDatum(key->expires_at);
 			nulls[OUT_EXPIRES_AT] = false;
 		}
+		if (key->owner != NULL)
+		{
+			values[OUT_OWNER] = PointerGetDatum(key->owner);
+			nulls[OUT_OWNER] = false;
+		}
+		if (key->meta != NULL)
+		{
+			values[OUT_META] = PointerGetDatum(key->meta);
+			nulls[OUT_META] = false;
+		}
+		if (result->has_remaining)
+		{
+			values[OUT_REMAINING] = Int64GetDatum(result->remaining);
+			nulls[OUT_REMAINING] = false;
+		}
+	}
+	if (result->has_retry_after)
+	{
+		memset(&retry_after, 0, sizeof(retry_after));
+		retry_after.time = result->retry_after_us;
+		values[OUT_RETRY_AFTER] = IntervalPGetDatum(&retry_after);
+		nulls[OUT_RETRY_AFTER] = false;
 	}
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
 /*
- * verify(api_key, environment, scope, resource)
+ * verify(api_key, environment, scope, resource, cost, client_ip)
  *		-> (valid, status, key_id, tenant, environment, scopes, resource,
- *			expires_at, tenant_id)
+ *			expires_at, tenant_id, owner, meta, remaining, retry_after,
+ *			resources)
+ * Databases not yet updated call it with the first four arguments and get
+ * the first nine columns.
  */
 PG_FUNCTION_INFO_V1(verify);
 Datum
 verify(PG_FUNCTION_ARGS)
 {
+	VerifyRequest request;
 	VerifyResult result;
 
-	verify_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
-			   PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
-			   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
-			   PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3),
-			   &result);
+	verify_request_from_args(fcinfo, 0, 1, 2, 3, 4, 5, &request);
+	verify_key(&request, &result);
 	PG_RETURN_DATUM(verify_result_datum(fcinfo, &result));
 }

@@ -9,8 +9,11 @@
 
 #include "fmgr.h"
 #include "utils/array.h"
+#include "utils/inet.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+/* In the order the checks apply (see decide_status). */
 typedef enum VerifyStatus
 {
 	VS_VALID = 0,
@@ -21,37 +24,77 @@ typedef enum VerifyStatus
 	VS_WRONG_ENVIRONMENT,
 	VS_INSUFFICIENT_SCOPE,
 	VS_WRONG_RESOURCE,
-	VS_PUBLIC_KEY
+	VS_PUBLIC_KEY,
+	VS_IP_NOT_ALLOWED,
+	VS_RATE_LIMITED,
+	VS_USAGE_EXCEEDED,
+	NUM_VERIFY_STATUSES
 } VerifyStatus;
 
 /*
- * What a verification learned.  The key's fields are filled in only once
- * its secret has been proven (proven = true); otherwise they are unset.
+ * What verification knows of a key once its secret is proven: the columns
+ * of its row that decide a status or are returned.  Pointers are to data
+ * that lives at least as long as the current call.
+ */
+typedef struct KeyState
+{
+	uint64		key_id;
+	int64		tenant_id;
+	text	   *tenant;
+	text	   *environment;
+	ArrayType  *scopes;			/* its own and its roles' */
+	ArrayType  *resources;		/* NULL: unrestricted */
+	text	   *owner;			/* NULL: none */
+	Jsonb	   *meta;			/* NULL: none */
+	ArrayType  *allowed_ips;	/* cidr[]; NULL: from anywhere */
+	ArrayType  *rate_limits;	/* apikey.rate_limit[] of the key; NULL: none */
+	ArrayType  *tenant_rate_limits; /* ... shared by the tenant's keys */
+	bool		has_credits;	/* usage-limited (apikey.credits) */
+	bool		revoked;
+	bool		has_expiry;
+	TimestampTz expires_at;
+} KeyState;
+
+/* What a verification asks. */
+typedef struct VerifyRequest
+{
+	text	   *api_key;		/* NULL: malformed */
+	text	   *environment;	/* NULL: apikey.environment, if set */
+	text	   *scope;			/* NULL: not checked */
+	text	   *resource;		/* NULL: not checked */
+	int32		cost;			/* units taken from limits and credits */
+	inet	   *client_ip;		/* NULL: the connection's address */
+} VerifyRequest;
+
+/*
+ * What a verification learned.  key is filled in only once the key's
+ * secret has been proven (proven = true).
  */
 typedef struct VerifyResult
 {
 	VerifyStatus status;
 	bool		proven;
-	uint64		key_id;
-	int64		tenant_id;
-	text	   *tenant;
-	text	   *environment;
-	ArrayType  *scopes;
-	text	   *resource;		/* NULL when the key is not restricted */
-	bool		has_expiry;
-	TimestampTz expires_at;
+	KeyState	key;
+	bool		has_remaining;	/* credits left after this verification */
+	int64		remaining;
+	bool		has_retry_after;	/* when a rate-limited request would pass */
+	int64		retry_after_us;
 } VerifyResult;
 
 /* The setting apikey.environment (empty when unset). */
 extern char *apikey_default_environment;
 
-/*
- * Verify api_key.  environment, scope and resource may be NULL (not
- * checked); a NULL environment falls back to apikey.environment.
- */
-extern void verify_key(text *api_key, text *environment, text *scope,
-					   text *resource, VerifyResult *result);
+extern void verify_key(const VerifyRequest *request, VerifyResult *result);
 extern const char *verify_status_name(VerifyStatus status);
+
+/* The request of a verify(api_key, environment, scope, resource, cost, client_ip) call. */
+extern void verify_request_from_args(FunctionCallInfo fcinfo, int api_key_arg,
+									 int environment_arg, int scope_arg,
+									 int resource_arg, int cost_arg,
+									 int client_ip_arg, VerifyRequest *request);
+
+/* Does any of the resources (patterns such as "collection:*") cover resource? */
+extern bool resources_cover(ArrayType *resources, text *resource);
 
 /* The result row of verify and authenticate. */
 extern Datum verify_result_datum(FunctionCallInfo fcinfo,

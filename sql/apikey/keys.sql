@@ -27,14 +27,24 @@ CREATE TABLE apikey.keys (
 	tenant                   text NOT NULL,
 	environment              text NOT NULL,
 	scopes                   text[] NOT NULL DEFAULT '{}',
-	resource                 text,
 	name                     text NOT NULL,
 	description              text,
 	hint                     text NOT NULL,
 	created_at               timestamptz NOT NULL DEFAULT now(),
 	created_by               text NOT NULL,
 	revoked_reason           text,
-	rolled_at                timestamptz
+	rolled_at                timestamptz,
+	-- version 0.3.0
+	effective_scopes         text[] NOT NULL DEFAULT '{}',  -- scopes and those of key_roles
+	resources                text[],                        -- NULL: unrestricted
+	owner                    text,
+	meta                     jsonb,
+	key_roles                text[] NOT NULL DEFAULT '{}',
+	allowed_ips              cidr[],                        -- NULL: from anywhere
+	rate_limits              apikey.rate_limit[],
+	tenant_rate_limits       apikey.rate_limit[],           -- the tenant's, kept with each key
+	has_credits              boolean NOT NULL DEFAULT false,
+	imported                 boolean NOT NULL DEFAULT false
 );
 CREATE INDEX keys_tenant_environment ON apikey.keys (tenant_id, environment);
 COMMENT ON TABLE apikey.keys IS
@@ -50,6 +60,19 @@ CREATE TABLE apikey.key_usage (
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE apikey.key_usage IS
 	'when each key was last used (written in the background, within apikey.usage_precision)';
+
+-- Credits of usage-limited keys (apikey.keys.has_credits), charged by
+-- verification in the caller's transaction.  Keys without credits have no
+-- row here and are never written to.
+CREATE TABLE apikey.credits (
+	key_id        apikey.key_id PRIMARY KEY,
+	remaining     bigint NOT NULL,
+	refill_amount bigint,
+	refill_every  interval,
+	refilled_at   timestamptz
+);
+COMMENT ON TABLE apikey.credits IS
+	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
 
 -- The key, locked, if the caller may manage it: every function that acts
 -- on a key starts here.  The caller's right to manage keys at all is
@@ -73,8 +96,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(k.tenant, k.environment, k.scopes,
-		CASE WHEN k.resource IS NOT NULL THEN ARRAY[k.resource] END);
+	PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 	RETURN k;
 END
 $$;
@@ -144,9 +166,12 @@ BEGIN
 		g := apikey._generate_key(t.key_prefix, t.tag);
 		WITH k AS (
 			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
-			                         name, description, scopes, resource, expires_at, created_by)
+			                         name, description, scopes, effective_scopes, resources,
+			                         expires_at, created_by)
 			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
-			        name, description, key_scopes, resource, expires_at, apikey._caller()::text)
+			        name, description, key_scopes, key_scopes,
+			        CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END,
+			        expires_at, apikey._caller()::text)
 			ON CONFLICT DO NOTHING
 			RETURNING 1)
 		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
@@ -241,6 +266,7 @@ DECLARE
 BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
+	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END

@@ -8,6 +8,7 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.environments', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.public_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -33,8 +34,8 @@ BEGIN
 	PERFORM apikey._check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
-		apikey.verify(text, text, text, text),
-		apikey.authenticate(text, text),
+		apikey.verify(text, text, text, text, integer, inet),
+		apikey.authenticate(text, text, integer, inet),
 		apikey.identify(text),
 		apikey.create_key(text, text, text, text, text[], interval, text),
 		apikey.rename_key(apikey.key_id, text),

@@ -165,6 +165,19 @@ CREATE TYPE apikey.verification AS (
 	scopes      text[],
 	resource    text,
 	expires_at  timestamptz,
-	tenant_id   bigint
+	tenant_id   bigint,
+	owner       text,
+	meta        jsonb,
+	remaining   bigint,
+	retry_after interval,
+	resources   text[]
 );
 COMMENT ON TYPE apikey.verification IS 'result of apikey.verify and apikey.authenticate; the key''s fields are set only once its secret was proven';
+
+-- A named rate limit: at most max_requests per interval.
+CREATE TYPE apikey.rate_limit AS (
+	name         text,
+	max_requests integer,
+	per          interval
+);
+COMMENT ON TYPE apikey.rate_limit IS 'a named rate limit of a key or a tenant: max_requests per interval';

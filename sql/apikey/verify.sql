@@ -6,16 +6,18 @@ COMMENT ON FUNCTION apikey.looks_like_key(text) IS
 	'does the text have the form and checksum of an apikey key (private or public)? No table access';
 
 CREATE FUNCTION apikey.verify(api_key text, environment text DEFAULT NULL,
-		scope text DEFAULT NULL, resource text DEFAULT NULL)
+		scope text DEFAULT NULL, resource text DEFAULT NULL,
+		cost integer DEFAULT 1, client_ip inet DEFAULT NULL)
 	RETURNS apikey.verification
-	AS 'MODULE_PATHNAME', 'verify' LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION apikey.verify(text, text, text, text) IS
-	'check an API key: status valid, malformed, not_found, revoked, expired, wrong_environment, insufficient_scope, wrong_resource or public_key; read-only';
+	AS 'MODULE_PATHNAME', 'verify' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey.verify(text, text, text, text, integer, inet) IS
+	'check an API key: status valid, malformed, not_found, revoked, expired, wrong_environment, insufficient_scope, wrong_resource, public_key, ip_not_allowed, rate_limited or usage_exceeded; writes nothing unless the key has credits';
 
-CREATE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL)
+CREATE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL,
+		cost integer DEFAULT 1, client_ip inet DEFAULT NULL)
 	RETURNS apikey.verification
 	AS 'MODULE_PATHNAME', 'authenticate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey.authenticate(text, text) IS
+COMMENT ON FUNCTION apikey.authenticate(text, text, integer, inet) IS
 	'verify an API key (in the environment of apikey.environment) and make it the identity of this transaction; raises SQLSTATE 28000 when it is not valid';
 
 -- The identity: backend memory of this transaction only.  PARALLEL
@@ -48,7 +50,7 @@ COMMENT ON FUNCTION apikey.current_scopes() IS
 CREATE FUNCTION apikey.current_resource() RETURNS text
 	AS 'MODULE_PATHNAME', 'current_resource' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey.current_resource() IS
-	'resource the authenticated key is restricted to, or NULL';
+	'resource the authenticated key is restricted to when it is restricted to exactly one, or NULL';
 
 CREATE FUNCTION apikey.has_scope(scope text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'has_scope' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
@@ -58,7 +60,7 @@ COMMENT ON FUNCTION apikey.has_scope(text) IS
 CREATE FUNCTION apikey.can_access(resource text, scope text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'can_access' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey.can_access(text, text) IS
-	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resource only';
+	'may the authenticated key use the scope on the resource? A resource-restricted key reaches its own resources only ("type:*" covers every id of the type)';
 
 -- Who may manage which keys (authz.c).
 CREATE FUNCTION apikey.is_admin() RETURNS boolean

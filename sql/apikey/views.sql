@@ -10,7 +10,7 @@ SELECT k.key_id,
        k.description,
        k.hint,
        k.scopes,
-       k.resource,
+       CASE WHEN pg_catalog.cardinality(k.resources) OPERATOR(pg_catalog.=) 1 THEN k.resources[1] END AS resource,
        CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
             WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
             ELSE 'active' END AS status,
@@ -23,9 +23,22 @@ SELECT k.key_id,
        CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
             THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
        u.last_used_at,
-       k.tenant_id
+       k.tenant_id,
+       k.owner,
+       k.meta,
+       k.key_roles,
+       k.effective_scopes,
+       k.resources,
+       k.allowed_ips,
+       k.rate_limits,
+       k.tenant_rate_limits,
+       c.remaining,
+       c.refill_amount,
+       c.refill_every,
+       k.imported
   FROM apikey.keys AS k
   LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+  LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;

@@ -237,7 +237,7 @@ my $fresh_behaviour = $node->safe_psql('fresh', $behaviour);
 $node->safe_psql('postgres', 'CREATE DATABASE control');
 $node->safe_psql('control', q{
 	CREATE EXTENSION apikey;
-	ALTER FUNCTION apikey.verify(text, text, text, text) COST 7;
+	ALTER FUNCTION apikey.looks_like_key(text) COST 7;
 	COMMENT ON COLUMN apikey.keys.name IS 'changed';
 	ALTER TABLE apikey.keys ADD COLUMN extra integer;
 	GRANT SELECT ON apikey.keys TO PUBLIC;
