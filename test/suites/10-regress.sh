@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # pg_regress on a temporary instance: sql/*.sql against expected/*.out, in
-# the order of test/regress.schedule.
+# the order of test/regress.schedule.  A sql/*.sql missing from the
+# schedule is a failure.
+# timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 

@@ -3,6 +3,7 @@
 # the example RLS schema: many clients, alternating tenants, over two server
 # connections; no client may see another tenant's identity or rows, and a
 # transaction that does not authenticate sees none (test/pgbouncer/clients.py).
+# timeout: 180
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 

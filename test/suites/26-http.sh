@@ -3,6 +3,7 @@
 # psycopg2) in front of a throwaway cluster with the example RLS schema,
 # driven with curl.  Status codes for good and bad keys, scopes, resources,
 # and tenant isolation; key texts must not appear in the server's log.
+# timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 

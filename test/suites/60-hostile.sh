@@ -10,6 +10,7 @@
 # log must show no crash.  Tests: one per pass (no crash, no XX000), one
 # for "every error is a clear user error" (no syntax error or the like from
 # the extension's own SQL), one for the server log.
+# timeout: 300
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$REPO/test/hostile/cluster.sh"

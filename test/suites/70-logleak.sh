@@ -6,6 +6,7 @@
 # with key text as bind parameters, then searches the server log for every
 # key text, secret and 12-character piece of a secret.  It also shows (not
 # as tests) what literals and log_statement = all would reveal.
+# timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$REPO/test/hostile/cluster.sh"
