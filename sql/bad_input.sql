@@ -4,14 +4,19 @@
 SELECT apikey.create_tenant('bad') > 0 AS created;
 SELECT key_id, api_key FROM apikey.create_key('bad', 'production', 'k') \gset
 
+-- <key> in a statement stands for the real key above, so that validation
+-- is reached rather than "does not exist"; its random id is shown as <key>
 CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	k constant text := current_setting('bad.key_id');
 BEGIN
-	EXECUTE stmt;
+	EXECUTE replace(stmt, '<key>', k);
 	RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ' ' || SQLERRM;
+	RETURN SQLSTATE || ' ' || replace(SQLERRM, k, '<key>');
 END
 $$;
+SELECT set_config('bad.key_id', :'key_id', false) IS NOT NULL AS key_id_set;
 
 SELECT stmt, pg_temp.try(stmt) AS result FROM unnest(ARRAY[
 	-- NULLs
@@ -23,7 +28,7 @@ SELECT stmt, pg_temp.try(stmt) AS result FROM unnest(ARRAY[
 	$$SELECT apikey.create_key('bad', NULL, 'x')$$,
 	$$SELECT apikey.create_key('bad', 'production', NULL)$$,
 	$$SELECT apikey.rename_key(NULL, 'x')$$,
-	$$SELECT apikey.rename_key('00000000000', NULL)$$,
+	$$SELECT apikey.rename_key('<key>', NULL)$$,
 	$$SELECT apikey.revoke_key(NULL)$$,
 	$$SELECT apikey.roll_key(NULL)$$,
 	$$SELECT apikey.public_key(NULL, NULL)$$,
@@ -41,7 +46,7 @@ SELECT stmt, pg_temp.try(stmt) AS result FROM unnest(ARRAY[
 	$$SELECT apikey.create_key('bad', 'production', 'x', expires_in => '101 years')$$,
 	$$SELECT apikey.create_key('bad', 'production', 'x', expires_in => '178000000 years')$$,
 	$$SELECT apikey.create_tenant('x', max_key_lifetime => '-5 minutes')$$,
-	$$SELECT apikey.roll_key('00000000000', '-1 second')$$,
+	$$SELECT apikey.roll_key('<key>', '-1 second')$$,
 	-- over-long and odd text
 	$$SELECT apikey.create_tenant(repeat('a', 64))$$,
 	$$SELECT apikey.create_tenant('x', repeat('n', 201))$$,
@@ -51,7 +56,7 @@ SELECT stmt, pg_temp.try(stmt) AS result FROM unnest(ARRAY[
 	$$SELECT apikey.create_key('bad', 'production', 'x', repeat('d', 1001))$$,
 	$$SELECT apikey.create_key('bad', 'production', E'tab\there')$$,
 	$$SELECT apikey.create_key('bad', 'production', '   ')$$,
-	$$SELECT apikey.revoke_key('00000000000', repeat('r', 1001))$$,
+	$$SELECT apikey.revoke_key('<key>', repeat('r', 1001))$$,
 	-- scopes and resources
 	$$SELECT apikey.create_key('bad', 'production', 'x', scopes => array_fill('a'::text, ARRAY[100000]))$$,
 	$$SELECT apikey.create_key('bad', 'production', 'x', scopes => '{{a,b},{c,d}}')$$,
@@ -94,4 +99,6 @@ SELECT apikey.looks_like_key(NULL) IS NULL AS strict, apikey.looks_like_key(repe
 
 -- nothing was half-written by any failure above
 SELECT count(*) AS keys FROM apikey.keys WHERE tenant = 'bad';
+SELECT name, status, revoked_reason, rolled_at IS NULL AS never_rolled
+  FROM apikey.key_list WHERE key_id = :'key_id';
 SELECT count(*) AS tenants_named_x FROM apikey.tenants WHERE slug = 'x';
