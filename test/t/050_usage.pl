@@ -28,7 +28,7 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
 	INSERT INTO test_keys
 		SELECT label, key_id, api_key
-		  FROM unnest('{used,unused,deleted}'::text[]) AS label,
+		  FROM unnest('{used,unused,deleted,witness}'::text[]) AS label,
 		       apikey.create_key('acme', 'production', label);
 });
 like($node->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/^on: flushed every 3600 s/,
@@ -57,7 +57,7 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(name || ':' || (last_used_at IS NOT NULL)::text, ',' ORDER BY name)
 	  FROM apikey.key_list}),
-	'deleted:true,unused:false,used:true',
+	'deleted:true,unused:false,used:true,witness:false',
 	'key_list shows the uses at once, from shared memory');
 is($node->safe_psql('postgres', q{
 	SELECT last_used_at > now() - interval '1 minute' FROM apikey.key_list WHERE name = 'used'}),
@@ -91,25 +91,41 @@ for (my $i = 0; $i < 300 && !$drained; $i++)
 }
 ok($drained, 'nothing left pending, the deleted key included');
 
-# a writer never waits on an administrator's lock: the locked key stays pending
-$node->safe_psql('postgres', q{
-	SELECT status FROM apikey.verify((SELECT api_key FROM test_keys WHERE label = 'unused'))});
+# a writer never waits on an administrator's lock.  The administrator locks
+# the row of 'unused' first; then 'unused' and 'witness' are used in one
+# statement, so both uses reach shared memory at the same commit and the
+# first flush round after it meets both.  The round that writes the witness
+# has met the locked row: that row must stay unwritten and pending, and at
+# no moment may any backend (the writer included) wait on a lock.  A writer
+# that waited would never write the witness while the lock is held.
 my $admin = $node->background_psql('postgres');
 $admin->query_safe(q{BEGIN; SELECT apikey.rename_key((SELECT key_id FROM test_keys WHERE label = 'unused'), 'held')});
-sleep 3;
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM test_keys, apikey.verify(api_key) v WHERE label IN ('unused', 'witness') AND v.valid}),
+	'2', 'the locked key and the witness are used once the lock is held');
+my ($witness_written, $waiters_seen, $polls) = (0, 0, 0);
+for (; $polls < 600 && !$witness_written; $polls++)
+{
+	my ($w, $waiting) = split /\|/, $node->safe_psql('postgres', q{
+		SELECT (SELECT k.last_used_at IS NOT NULL FROM apikey.keys k JOIN test_keys t USING (key_id)
+		         WHERE t.label = 'witness'),
+		       (SELECT count(*) FROM pg_locks WHERE NOT granted)
+		     + (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock')});
+	$witness_written = $w eq 't';
+	$waiters_seen += $waiting;
+	usleep(100_000) unless $witness_written;
+}
+ok($witness_written, "a flush round ran while the row was locked (the witness was written)");
+is($waiters_seen, 0, "no backend waited on a lock at any of $polls polls (pg_locks, wait_event_type)");
 is($node->safe_psql('postgres', q{SELECT last_used_at IS NULL FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'unused'}),
 	't', 'a row locked by an administrator is skipped, not waited for');
 like($node->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/ 1 keys pending/,
 	'and kept pending');
 $admin->query_safe('COMMIT');
 $admin->quit;
-my $caught_up = 0;
-for (my $i = 0; $i < 300 && !$caught_up; $i++)
-{
-	$caught_up = $node->safe_psql('postgres', q{SELECT last_used_at IS NOT NULL FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'unused'}) eq 't';
-	usleep(100_000) unless $caught_up;
-}
-ok($caught_up, 'written once the lock is gone');
+ok($node->poll_query_until('postgres', q{
+	SELECT last_used_at IS NOT NULL FROM apikey.keys k JOIN test_keys t USING (key_id) WHERE t.label = 'unused'}),
+	'written once the lock is gone');
 
 # on a standby: verification works, writes nothing, and key_list shows the use
 $node->backup('backup');
