@@ -7,10 +7,18 @@ SELECT * FROM apikey.create_key('shop', 'production', 'Shopify integration',
 
 -- the key text: <prefix>_<tag>_<11-char key id><27-char secret><6-char checksum>
 SELECT :'api_key' ~ '^ak_live_[0-9A-Za-z]{44}$' AS format,
-       length(:'api_key') <= 64 AS at_most_64,
+       length(:'api_key') <= 62 AS at_most_62,
        substr(:'api_key', 9, 11) = :'key_id' AS key_id_leads_the_body,
        :'hint' = 'ak_live_…' || right(:'api_key', 4) AS hint_is_prefix_tag_last4,
        apikey.looks_like_key(:'api_key') AS looks_like_key;
+
+-- the longest key text there can be: an 8-character prefix and an
+-- 8-character tag make 62 characters
+SELECT apikey.create_tenant('keys-longest', key_prefix => 'abcdefgh',
+       environments => '{production:abcdefgh}') > 0 AS created;
+SELECT length(api_key) AS longest, length(api_key) <= 62 AS at_most_62,
+       apikey.looks_like_key(api_key) AS looks_like_key
+  FROM apikey.create_key('keys-longest', 'production', 'longest');
 
 SELECT expires_at IS NULL AS never_expires FROM apikey.key_list WHERE key_id = :'key_id';
 
