@@ -54,6 +54,13 @@ SELECT environment, count(*) FROM apikey.key_list WHERE tenant = 'shop'
 -- preview keys carry the test tag
 SELECT (apikey.create_key('shop', 'preview', 'CI')).api_key ~ '^ak_test_' AS preview_tag;
 
+-- at most 64 scopes per key
+SELECT key_id AS scopes64_id FROM apikey.create_key('shop', 'production', '64 scopes',
+       scopes => ARRAY(SELECT 's' || i || ':read' FROM generate_series(1, 64) i)) \gset
+SELECT cardinality(scopes) AS scopes FROM apikey.key_list WHERE key_id = :'scopes64_id';
+SELECT apikey.create_key('shop', 'production', '65 scopes',
+       scopes => ARRAY(SELECT 's' || i || ':read' FROM generate_series(1, 65) i));
+
 -- scopes are validated, deduplicated and sorted
 SELECT (apikey.create_key('shop', 'production', 'sorted', scopes => '{b:read,a:*,b:read}')).key_id AS sorted_id \gset
 SELECT scopes FROM apikey.key_list WHERE key_id = :'sorted_id';

@@ -12,6 +12,18 @@ SELECT apikey.create_environment('globex', 'preview', 'test');
 SELECT e.name, e.tag FROM apikey.environments e JOIN apikey.tenants t USING (tenant_id)
  WHERE t.slug = 'globex' ORDER BY e.name;
 
+-- an environment named without a tag is tagged by its name (production
+-- and preview excepted: live and test)
+SELECT apikey.create_tenant('tenants-tags', environments => '{production,preview,staging,qa}') > 0 AS created;
+SELECT e.name, e.tag FROM apikey.environments e JOIN apikey.tenants t USING (tenant_id)
+ WHERE t.slug = 'tenants-tags' ORDER BY e.name;
+
+-- environment names are 1 to 32 characters
+SELECT apikey.create_environment('tenants-tags', repeat('e', 32), 'e32');
+SELECT apikey.create_environment('tenants-tags', repeat('e', 33), 'e33');
+SELECT length(e.name) AS longest_name FROM apikey.environments e JOIN apikey.tenants t USING (tenant_id)
+ WHERE t.slug = 'tenants-tags' AND e.tag = 'e32';
+
 -- defaults of the tenant policy
 SELECT slug, name, key_prefix, default_key_lifetime, max_key_lifetime, created_by
   FROM apikey.tenants ORDER BY slug;
