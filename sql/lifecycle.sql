@@ -58,8 +58,9 @@ ROLLBACK;
 SELECT status FROM apikey.verify(:'api_key');
 
 -- expiry: set, extend, remove; a past time expires the key now
-SELECT apikey.set_key_expiry(:'key_id', now() + interval '1 day');
-SELECT status, expires_at - now() BETWEEN '23 hours' AND '24 hours' AS about_a_day_left
+SELECT now() + interval '1 day' AS in_a_day \gset
+SELECT apikey.set_key_expiry(:'key_id', :'in_a_day');
+SELECT status, expires_at = :'in_a_day' AS expires_when_set
   FROM apikey.key_list WHERE key_id = :'key_id';
 SELECT status FROM apikey.verify(:'api_key');
 SELECT apikey.set_key_expiry(:'key_id', now() - interval '1 second');
