@@ -32,6 +32,16 @@ SELECT status FROM apikey.authenticate(:'key_a');
 ROLLBACK;
 SELECT apikey.current_tenant();
 
+-- and with PREPARE TRANSACTION: the prepared transaction is no longer this
+-- session's, and whoever commits it later gets no identity from it
+BEGIN;
+SELECT status FROM apikey.authenticate(:'key_a');
+PREPARE TRANSACTION 'apikey_authenticate';
+SELECT apikey.current_tenant() AS after_prepare, apikey.current_key_id() AS key_id,
+       apikey.has_scope('orders:read') AS has_scope;
+COMMIT PREPARED 'apikey_authenticate';
+SELECT apikey.current_tenant() AS after_commit_prepared;
+
 -- outside a transaction block it lasts for its own statement only
 SELECT (apikey.authenticate(:'key_a')).status;
 SELECT apikey.current_tenant();

@@ -7,10 +7,18 @@ SELECT * FROM apikey.create_key('shop', 'production', 'Shopify integration',
 
 -- the key text: <prefix>_<tag>_<11-char key id><27-char secret><6-char checksum>
 SELECT :'api_key' ~ '^ak_live_[0-9A-Za-z]{44}$' AS format,
-       length(:'api_key') <= 64 AS at_most_64,
+       length(:'api_key') <= 62 AS at_most_62,
        substr(:'api_key', 9, 11) = :'key_id' AS key_id_leads_the_body,
        :'hint' = 'ak_live_…' || right(:'api_key', 4) AS hint_is_prefix_tag_last4,
        apikey.looks_like_key(:'api_key') AS looks_like_key;
+
+-- the longest key text there can be: an 8-character prefix and an
+-- 8-character tag make 62 characters
+SELECT apikey.create_tenant('keys-longest', key_prefix => 'abcdefgh',
+       environments => '{production:abcdefgh}') > 0 AS created;
+SELECT length(api_key) AS longest, length(api_key) <= 62 AS at_most_62,
+       apikey.looks_like_key(api_key) AS looks_like_key
+  FROM apikey.create_key('keys-longest', 'production', 'longest');
 
 SELECT expires_at IS NULL AS never_expires FROM apikey.key_list WHERE key_id = :'key_id';
 
@@ -46,6 +54,13 @@ SELECT environment, count(*) FROM apikey.key_list WHERE tenant = 'shop'
 -- preview keys carry the test tag
 SELECT (apikey.create_key('shop', 'preview', 'CI')).api_key ~ '^ak_test_' AS preview_tag;
 
+-- at most 64 scopes per key
+SELECT key_id AS scopes64_id FROM apikey.create_key('shop', 'production', '64 scopes',
+       scopes => ARRAY(SELECT 's' || i || ':read' FROM generate_series(1, 64) i)) \gset
+SELECT cardinality(scopes) AS scopes FROM apikey.key_list WHERE key_id = :'scopes64_id';
+SELECT apikey.create_key('shop', 'production', '65 scopes',
+       scopes => ARRAY(SELECT 's' || i || ':read' FROM generate_series(1, 65) i));
+
 -- scopes are validated, deduplicated and sorted
 SELECT (apikey.create_key('shop', 'production', 'sorted', scopes => '{b:read,a:*,b:read}')).key_id AS sorted_id \gset
 SELECT scopes FROM apikey.key_list WHERE key_id = :'sorted_id';
@@ -76,7 +91,7 @@ SELECT action, tenant, actor_role, details->>'name' AS name
   FROM apikey.audit_log WHERE key_id = :'key_id';
 
 -- errors leave nothing behind
-SELECT count(*) AS keys_before FROM apikey.keys \gset
+SELECT count(*) AS keys_before FROM apikey.keys WHERE tenant IN ('shop', 'nosuch') \gset
 SELECT apikey.create_key('shop', 'production', '');
 SELECT apikey.create_key('shop', 'production', NULL);
 SELECT apikey.create_key('shop', 'nosuch', 'x');
@@ -89,4 +104,4 @@ SELECT apikey.create_key('shop', 'production', 'x', resource => 'no-colon');
 SELECT apikey.create_key('shop', 'production', repeat('n', 201));
 SELECT apikey.create_key('shop', 'production', 'x', repeat('d', 1001));
 SELECT apikey.create_key('shop', 'production', E'line\nbreak');
-SELECT count(*) = :keys_before AS nothing_half_written FROM apikey.keys;
+SELECT count(*) = :keys_before AS nothing_half_written FROM apikey.keys WHERE tenant IN ('shop', 'nosuch');

@@ -32,7 +32,7 @@ SELECT key_hash = digest(:'new_key', 'sha256') AS pgcrypto_agrees, previous_hash
 SELECT apikey.roll_key(:'key_id', '1 hour') AS newer_key \gset
 SELECT status FROM apikey.verify(:'new_key');
 SELECT status FROM apikey.verify(:'newer_key');
-SELECT previous_secret_expires_at - now() BETWEEN '59 minutes' AND '1 hour' AS about_an_hour_of_grace
+SELECT previous_secret_expires_at - rolled_at AS grace
   FROM apikey.key_list WHERE key_id = :'key_id';
 SELECT previous_hash = digest(:'new_key', 'sha256') AS previous_is_pgcrypto_digest
   FROM apikey.keys WHERE key_id = :'key_id';

@@ -1,4 +1,6 @@
 -- Tenants and environments: the first thing an administrator creates.
+-- Like every regression file, this one creates its own tenants and looks
+-- only at them, so it passes in any database and in any order.
 \set SHOW_CONTEXT never
 SELECT apikey.create_tenant('acme', 'Acme Inc') > 0 AS created;
 
@@ -12,9 +14,21 @@ SELECT apikey.create_environment('globex', 'preview', 'test');
 SELECT e.name, e.tag FROM apikey.environments e JOIN apikey.tenants t USING (tenant_id)
  WHERE t.slug = 'globex' ORDER BY e.name;
 
+-- an environment named without a tag is tagged by its name (production
+-- and preview excepted: live and test)
+SELECT apikey.create_tenant('tenants-tags', environments => '{production,preview,staging,qa}') > 0 AS created;
+SELECT e.name, e.tag FROM apikey.environments e JOIN apikey.tenants t USING (tenant_id)
+ WHERE t.slug = 'tenants-tags' ORDER BY e.name;
+
+-- environment names are 1 to 32 characters
+SELECT apikey.create_environment('tenants-tags', repeat('e', 32), 'e32');
+SELECT apikey.create_environment('tenants-tags', repeat('e', 33), 'e33');
+SELECT length(e.name) AS longest_name FROM apikey.environments e JOIN apikey.tenants t USING (tenant_id)
+ WHERE t.slug = 'tenants-tags' AND e.tag = 'e32';
+
 -- defaults of the tenant policy
 SELECT slug, name, key_prefix, default_key_lifetime, max_key_lifetime, created_by
-  FROM apikey.tenants ORDER BY slug;
+  FROM apikey.tenants WHERE slug IN ('acme', 'globex', 'tenants-tags') ORDER BY slug;
 
 -- a tenant with its own prefix and lifetime policy
 SELECT apikey.create_tenant('initech', NULL, key_prefix => 'ini',
@@ -55,8 +69,9 @@ SELECT apikey.create_environment('acme', 'staging', 'staging01');
 SELECT apikey.public_key('acme', 'nosuch');
 SELECT apikey.public_key('nosuch', 'production');
 -- nothing was half-created by the failures above
-SELECT count(*) AS tenants FROM apikey.tenants;
+SELECT slug FROM apikey.tenants
+ WHERE slug IN ('acme', 'globex', 'initech', 'tenants-tags', 'hooli', 'nosuch') ORDER BY slug;
 
 -- the audit trail records tenant-level changes
 SELECT action, tenant, details->>'environment' AS environment
-  FROM apikey.audit_log ORDER BY event_id;
+  FROM apikey.audit_log WHERE tenant IN ('acme', 'globex', 'initech', 'tenants-tags') ORDER BY event_id;

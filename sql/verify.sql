@@ -33,6 +33,25 @@ SELECT r AS resource, (apikey.verify(:'key_c', scope => 'collections:read', reso
 SELECT status, resource FROM apikey.verify(:'key_c');
 SELECT status FROM apikey.verify(:'key_a', resource => 'collection:43');
 
+-- the order of the checks, on one key that fails several at once: revoked,
+-- expired, wrong_environment, insufficient_scope, wrong_resource (an
+-- application answers 401 for the first three and 403 for the last two)
+SELECT api_key AS key_o, key_id AS id_o FROM apikey.create_key('verify-a', 'production', 'order of checks',
+       scopes => '{orders:read}', resource => 'collection:42') \gset
+CREATE TEMP TABLE asks (ask int, environment text, scope text, resource text);
+INSERT INTO asks VALUES
+  (1, 'preview',    'orders:write', 'collection:43'),
+  (2, 'production', 'orders:write', 'collection:43'),
+  (3, 'production', 'orders:read',  'collection:43'),
+  (4, 'production', 'orders:read',  'collection:42'),
+  (5, 'preview',    NULL,           NULL);
+SELECT ask, a.environment, a.scope, a.resource, v.status
+  FROM asks a, apikey.verify(:'key_o', a.environment, a.scope, a.resource) v ORDER BY ask;
+SELECT apikey.set_key_expiry(:'id_o', now() - interval '1 second');
+SELECT ask, v.status FROM asks a, apikey.verify(:'key_o', a.environment, a.scope, a.resource) v ORDER BY ask;
+SELECT apikey.revoke_key(:'id_o');
+SELECT ask, v.status FROM asks a, apikey.verify(:'key_o', a.environment, a.scope, a.resource) v ORDER BY ask;
+
 -- malformed: rejected by format and checksum, before any table is touched
 SELECT k AS input, (apikey.verify(k)).status, apikey.looks_like_key(k) AS looks_like_key
   FROM unnest('{"",hello,ak_live_,ak_live_short}'::text[]) AS k;

@@ -40,26 +40,39 @@ scratch_dir() {
 
 # regress_suite NAME DIR SCHEDULE [FILE...]: pg_regress on a temporary
 # instance over DIR/sql/*.sql and DIR/expected/*.out in the order of
-# SCHEDULE (FILEs are copied beside the inputs); prints the diffs of
-# failures and closes with "N passed, M failed".
+# SCHEDULE (FILEs are copied beside the inputs; the file REGRESS_CONF names,
+# if any, is added to the instance's postgresql.conf); prints the diffs of
+# failures and closes with "N passed, M failed".  A test file that the
+# schedule does not name is a failure: it would otherwise never run.  The
+# extension's own scripts (sql/apikey--*.sql) are not test files.
 regress_suite() {
-	local name=$1 dir=$2 schedule=$3 work rc n_ok n_bad
+	local name=$1 dir=$2 schedule=$3 work rc n_ok n_bad n_missing=0 f t conf=()
 	shift 3
 	work=$(scratch_dir "$name")
 	cp -r "$dir/sql" "$dir/expected" "$work/"
 	cp "$schedule" "$work/schedule"
 	[ $# -gt 0 ] && cp "$@" "$work/sql/"
+	[ -n "${REGRESS_CONF:-}" ] && conf=(--temp-config="$REGRESS_CONF")
 	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
 	run_as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
-		--temp-instance="$work/instance" --bindir="$PGBIN" \
+		--temp-instance="$work/instance" --bindir="$PGBIN" "${conf[@]}" \
 		--inputdir="$work" --outputdir="$work" \
 		--load-extension=pgcrypto --load-extension=apikey \
 		--dbname="apikey_$name" --schedule="$work/schedule" | tee "$work/summary"
 	rc=${PIPESTATUS[0]}
 	[ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+	for f in "$dir"/sql/*.sql; do
+		t=$(basename "$f" .sql)
+		case "$t" in apikey--*) continue ;; esac
+		if ! grep -Eq "^test: (.* )?$t( |\$)" "$schedule"; then
+			echo "test $t (sql/$t.sql) is not in $(basename "$schedule")"
+			n_missing=$((n_missing + 1))
+		fi
+	done
 	n_ok=$(grep -Ec '^(test | +)[a-z_0-9]+ +\.\.\. ok' "$work/summary")
 	n_bad=$(grep -Ec '^(test | +)[a-z_0-9]+ +\.\.\. FAILED' "$work/summary")
 	[ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
-	[ $rc -eq 0 ] && rm -rf "$work"
+	n_bad=$((n_bad + n_missing))
+	[ $rc -eq 0 ] && [ $n_missing -eq 0 ] && rm -rf "$work"
 	echo "$n_ok passed, $n_bad failed"
 }

@@ -14,6 +14,12 @@ Phases, each fenced in the log by a RAISE LOG marker:
   params_log_all_maxlen0
                     log_statement = all with log_parameter_max_length = 0
                                                                        [test]
+  literals_key_id   key text written into the SQL text of a failing
+                    authenticate, or where a key id belongs (cast,
+                    management functions): apikey keeps these
+                    statements out of the log                          [test]
+  control_hashes    the stored hash of every key, logged on purpose in
+                    hex and base64                                  [control]
   literals          key text written into the SQL text (what psql, or
                     psycopg2's client-side interpolation, sends)       [shown]
   params_on_error_all
@@ -21,10 +27,17 @@ Phases, each fenced in the log by a RAISE LOG marker:
                     = -1 (bind values logged with errors)              [shown]
   params_log_all    log_statement = all, bind parameters               [shown]
   literals_log_all  log_statement = all, literals                      [shown]
-A [test] phase fails when any key text, any 27-character secret or any
-12-character piece of one appears in its part of the log; [shown] phases
-only report what leaks, for the README.  Prints "N passed, M failed".
+A [test] phase fails when any key text, any 27-character secret, any
+12-character piece of one, or the SHA-256 of a key text (the stored hash,
+in hex or base64) appears in its part of the log; [shown] phases only
+report what leaks, for the README.  Two positive controls prove that the
+search finds what is there: literals_log_all must find every key text and
+every secret (so an empty or wrong slice of the log cannot pass), and
+control_hashes every stored hash in both encodings (so the hash needles are
+the stored hashes).  Prints "N passed, M failed".
 """
+import base64
+import hashlib
 import os
 import random
 import re
@@ -122,6 +135,16 @@ def main():
                 needles.add(s[i:i + 12])
     # the public key is not a secret; only whole private key texts and secrets matter
     needles.discard(pk)
+    # the stored hash: SHA-256 of the whole key text, as hex (bytea output)
+    # and base64 (standard and URL-safe, with or without padding)
+    hash_needles = {}
+    for k in keys.values():
+        d = hashlib.sha256(k.strip().encode()).digest()
+        hash_needles[k.strip()] = {d.hex(), d.hex().upper(),
+                                   base64.b64encode(d).decode().rstrip("="),
+                                   base64.urlsafe_b64encode(d).decode().rstrip("=")}
+    for hs in hash_needles.values():
+        needles |= hs
 
     key_id_oid = int(c.query("SELECT 'apikey.key_id'::regtype::oid")[0][0])
     private = list(keys.values())
@@ -167,6 +190,23 @@ def main():
                     "SELECT apikey.roll_key(key_id) FROM apikey.keys WHERE revoked_at IS NOT NULL"]:
             run(sql, [])
 
+    def key_id_and_authenticate(run):
+        """Key text in the SQL text of a failing authenticate or where a key
+        id belongs: apikey keeps these statements out of the log."""
+        for k in private:
+            run("SELECT * FROM apikey.authenticate($1, 'nope:scope')", [k])
+            run("SELECT $1::apikey.key_id", [k])
+            run("SELECT apikey.revoke_key($1)", [k])
+            run("SELECT apikey.rename_key($1, 'x')", [k])
+            run("SELECT apikey.delete_key($1)", [k])
+            run("SELECT $1::apikey.key_id", [secret_of(k.strip()) or k])
+            run("SELECT $1::apikey.key_id", [k.strip().split("_", 2)[-1][:38]])
+
+    def log_stored_hashes(run):
+        """Control: the stored hashes, logged on purpose."""
+        run("DO $$BEGIN RAISE LOG 'stored hashes: %', (SELECT string_agg(encode(key_hash, 'hex')"
+            " || ' ' || translate(encode(key_hash, 'base64'), E'\\n', ''), ' ') FROM apikey.keys); END$$", [])
+
     def wrong_arguments(run):
         """Key text passed by mistake in other arguments."""
         for k in [keys["active"], keys["not_found"]]:
@@ -202,6 +242,8 @@ def main():
         ("params_wrong_arg", True, [], wrong_arguments, by_params),
         ("params_log_all_maxlen0", True,
          ["SET log_statement = 'all'", "SET log_parameter_max_length = 0"], failure_paths, by_params),
+        ("literals_key_id", True, [], key_id_and_authenticate, by_literals),
+        ("control_hashes", False, [], log_stored_hashes, by_params),
         ("literals", False, [], failure_paths, by_literals),
         ("params_on_error_all", False, ["SET log_parameter_max_length_on_error = -1"],
          failure_paths, by_params),
@@ -259,8 +301,40 @@ def main():
                         break
             else:
                 passed += 1
-                print(f"ok: {name}: no key text or secret fragment in the log")
-    print(f"{len(needles)} needles (key texts, secrets, 12-character secret pieces) searched for")
+                print(f"ok: {name}: no key text, secret fragment or hash in the log")
+        if name == "literals_log_all":
+            # positive control: with log_statement = all every literal is
+            # logged, so every key text and secret must be found
+            texts = {k.strip() for k in private}
+            secrets = {secret_of(t) for t in texts} - {None}
+            missing = [n for n in texts | secrets if n not in part]
+            if missing:
+                failed += 1
+                print(f"FAILED: control: {len(missing)} of {len(texts)} key texts and {len(secrets)} "
+                      f"secrets missing where log_statement = all logged them")
+            else:
+                passed += 1
+                print(f"ok: control: all {len(texts)} key texts and {len(secrets)} secrets found "
+                      f"where log_statement = all logged them")
+        elif name == "control_hashes":
+            # positive control: the stored hashes, logged on purpose, are
+            # found by the hash needles of the keys that exist
+            existing = [keys[label] for label in ("active", "plain", "revoked", "expired",
+                                                   "rolled_new", "preview", "other_tenant")]
+            hexes = [hashlib.sha256(k.encode()).hexdigest() for k in existing]
+            b64s = [base64.b64encode(hashlib.sha256(k.encode()).digest()).decode().rstrip("=")
+                    for k in existing]
+            missing = [h for h in hexes + b64s if h not in part]
+            if missing:
+                failed += 1
+                print(f"FAILED: control: {len(missing)} of {len(hexes) + len(b64s)} stored hashes "
+                      f"(hex and base64) not found where they were logged")
+            else:
+                passed += 1
+                print(f"ok: control: the {len(existing)} stored hashes found in hex and base64 "
+                      f"where they were logged")
+    print(f"{len(needles)} needles (key texts, secrets, 12-character secret pieces, hashes in hex"
+          f" and base64) searched for")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -363,6 +363,31 @@ CREATE TABLE hostile.results (
 	PRIMARY KEY (pass, call_id)
 );
 
+-- The name of an SQLSTATE class, for the suite's summary.
+CREATE FUNCTION hostile.class_name(class text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE class
+		WHEN '08' THEN 'connection exception'
+		WHEN '0A' THEN 'feature not supported'
+		WHEN '21' THEN 'cardinality violation'
+		WHEN '22' THEN 'data exception'
+		WHEN '23' THEN 'integrity constraint violation'
+		WHEN '25' THEN 'invalid transaction state'
+		WHEN '28' THEN 'invalid authorization'
+		WHEN '2B' THEN 'dependent objects still exist'
+		WHEN '39' THEN 'external routine invocation'
+		WHEN '40' THEN 'transaction rollback'
+		WHEN '42' THEN 'syntax error or access rule violation'
+		WHEN '53' THEN 'insufficient resources'
+		WHEN '54' THEN 'program limit exceeded'
+		WHEN '55' THEN 'object not in prerequisite state'
+		WHEN '57' THEN 'operator intervention'
+		WHEN '58' THEN 'system error'
+		WHEN 'P0' THEN 'PL/pgSQL error'
+		WHEN 'XX' THEN 'internal error'
+		WHEN 'CR' THEN 'crash'
+		ELSE 'class ' || class END
+$$;
+
 -- Run the calls from from_id on, each in a subtransaction rolled back
 -- afterwards (every call sees the same fixture), committing its result, so
 -- that after a backend crash the driver knows which call it was.

@@ -17,13 +17,17 @@ as a query parameter, never formatted into SQL, and never logged.
 Errors: no key, or a key that is malformed, unknown, revoked, expired or of
 another environment: 401.  A valid key without the scope, or restricted to
 another resource: 403.  The connection sets apikey.environment, so keys of
-other environments are wrong_environment.
+other environments are wrong_environment.  All --pool-size connections busy
+for --pool-wait seconds, or the database unreachable: 503 with Retry-After
+(a request is answered, never dropped).
 
 Usage: server.py --dsn DSN [--port 0] [--environment production]
+                 [--pool-size 8] [--pool-wait 5] [--pid-file FILE]
 Prints "listening on <port>" once ready.
 """
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -65,6 +69,8 @@ def authenticate(cur, conn, api_key, scope):
 class Handler(BaseHTTPRequestHandler):
     server_version = "apikey-example/1"
     pool = None
+    slots = None            # one per pooled connection
+    pool_wait = 5.0         # seconds a request waits for a free connection
 
     def log_message(self, fmt, *args):
         # method, path and status only: never headers (the key is one)
@@ -77,6 +83,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if code == 401:
             self.send_header("WWW-Authenticate", 'ApiKey header="X-API-Key"')
+        if code == 503:
+            self.send_header("Retry-After", "1")
         self.end_headers()
         self.wfile.write(data)
 
@@ -84,8 +92,15 @@ class Handler(BaseHTTPRequestHandler):
         api_key = self.headers.get("X-API-Key")
         if not api_key:
             return self.reply(401, {"error": "missing_api_key"})
-        conn = self.pool.getconn()
+        # wait a little for a free connection, then say so: never drop the request
+        if not self.slots.acquire(timeout=self.pool_wait):
+            return self.reply(503, {"error": "busy"})
+        conn = None
         try:
+            try:
+                conn = self.pool.getconn()
+            except psycopg2.Error:          # pool exhausted, or no database
+                return self.reply(503, {"error": "unavailable"})
             with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 authenticate(cur, conn, api_key, scope)
                 code, body = work(cur)
@@ -102,11 +117,14 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.reply(500, {"error": "internal"})
         except Exception:
-            conn.rollback()
+            if conn is not None:
+                conn.rollback()
             self.reply(500, {"error": "internal"})
         finally:
-            conn.rollback()                 # nothing survives the request
-            self.pool.putconn(conn)
+            if conn is not None:
+                conn.rollback()             # nothing survives the request
+                self.pool.putconn(conn)
+            self.slots.release()
 
     def do_GET(self):
         if self.path == "/orders":
@@ -154,10 +172,18 @@ def main():
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--environment", default="production")
+    ap.add_argument("--pool-size", type=int, default=8)
+    ap.add_argument("--pool-wait", type=float, default=5.0)
+    ap.add_argument("--pid-file")
     args = ap.parse_args()
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write("%d\n" % os.getpid())
     # the environment this deployment serves, for every verification
     Handler.pool = psycopg2.pool.ThreadedConnectionPool(
-        1, 8, args.dsn, options="-c apikey.environment=%s" % args.environment)
+        1, args.pool_size, args.dsn, options="-c apikey.environment=%s" % args.environment)
+    Handler.slots = threading.BoundedSemaphore(args.pool_size)
+    Handler.pool_wait = args.pool_wait
     httpd = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("listening on %d" % httpd.server_address[1], flush=True)
     try:

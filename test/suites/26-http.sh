@@ -2,23 +2,30 @@
 # A real HTTP client path: test/http/server.py (Python http.server and
 # psycopg2) in front of a throwaway cluster with the example RLS schema,
 # driven with curl.  Status codes for good and bad keys, scopes, resources,
-# and tenant isolation; key texts must not appear in the server's log.
+# and tenant isolation; 20 concurrent requests all answered 200; 503, not a
+# dropped connection, when every pooled connection stays busy; key texts
+# must not appear in the server's log.
+# timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
 PY=/usr/bin/python3	# the Debian python, which has python3-psycopg2
 work=$(scratch_dir http)
 pg_started=
-server_pid=
+server_pids=()
+locker_pid=
 cleanup() {
-	if [ -n "$server_pid" ]; then
-		# server_pid may be runuser's, which does not pass the signal on
-		pkill -TERM -f "server.py --dsn host=$work " 2>/dev/null
-		kill "$server_pid" 2>/dev/null
-		wait "$server_pid" 2>/dev/null
-	fi
+	local p
+	# the servers' own pids (from their pid files): runuser would not pass
+	# a signal on
+	for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${server_pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	done
+	[ -n "$locker_pid" ] && kill "$locker_pid" 2>/dev/null
 	[ -n "$pg_started" ] && run_as_pg pg_ctl -D "$work/data" -m immediate stop >/dev/null 2>&1
-	server_pid=
+	server_pids=()
+	locker_pid=
 	pg_started=
 }
 trap cleanup EXIT
@@ -54,12 +61,21 @@ sql -c "SELECT apikey.delete_key('$(idof "$deleted")')" >/dev/null || fail "key 
 # a well-formed key of the right shape that was never issued: the deleted
 # one is exactly that now
 
-run_as_pg "$PY" "$REPO/test/http/server.py" --dsn "host=$work port=$pgport user=app_api dbname=apikey" \
-	>"$work/server.out" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 100); do grep -q '^listening on' "$work/server.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$work/server.out")
-[ -n "$port" ] || fail "server did not start: $(cat "$work/server.log")"
+# start_server NAME [server.py options...]: sets port; the server's log is
+# $work/NAME.log
+start_server() {
+	local name=$1 pid
+	shift
+	run_as_pg "$PY" "$REPO/test/http/server.py" --dsn "host=$work port=$pgport user=app_api dbname=apikey" \
+		--pid-file "$work/$name.pid" "$@" >"$work/$name.out" 2>"$work/$name.log" &
+	port=
+	for _ in $(seq 100); do grep -q '^listening on' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+	pid=$(cat "$work/$name.pid" 2>/dev/null)
+	[ -n "$pid" ] && server_pids+=("$pid")
+	port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$work/$name.out")
+	[ -n "$port" ] || fail "server $name did not start: $(cat "$work/$name.log")"
+}
+start_server server
 base="http://127.0.0.1:$port"
 
 passed=0
@@ -68,6 +84,7 @@ failed=0
 check() {
 	local name=$1 want=$2 re=$3 code body
 	shift 3
+	rm -f "$work/body"
 	code=$(curl -s -m 10 -o "$work/body" -w '%{http_code}' "$@")
 	body=$(cat "$work/body" 2>/dev/null)
 	if [ "$code" = "$want" ] && [[ "$body" =~ $re ]]; then
@@ -134,24 +151,73 @@ check "other tenant's collection is empty, not an error" 200 '"orders": \[\]' \
 	-H "X-API-Key: $acme_rw" "$base/collections/3/orders"
 check "bad JSON" 400 '"error": "invalid_json"' -H "X-API-Key: $acme_rw" -d 'nope' "$base/orders"
 check "unknown path" 404 '"error": "not_found"' -H "X-API-Key: $acme_rw" "$base/keys"
-# concurrent requests of two tenants: each answer is its own tenant's
+# 20 concurrent requests of two tenants, more than the server's 8 pooled
+# connections: every one is answered 200 with its own tenant's orders
+curls=()
 for i in $(seq 20); do
 	if [ $((i % 2)) -eq 0 ]; then k=$acme_rw; t=acme; else k=$globex_rw; t=globex; fi
-	curl -s -m 10 -H "X-API-Key: $k" "$base/orders" -o "$work/par.$i.$t" &
+	curl -s -m 20 -H "X-API-Key: $k" "$base/orders" -o "$work/par.$i.$t" -w '%{http_code}' \
+		>"$work/code.$i.$t" &
+	curls+=($!)
 done
-wait $(jobs -p | grep -v "^$server_pid\$") 2>/dev/null
-bad=0
-for f in "$work"/par.*; do
-	t=${f##*.}; o=$([ "$t" = acme ] && echo globex || echo acme)
-	grep -q "\"tenant\": \"$t\"" "$f" && ! grep -q "$o" "$f" || bad=$((bad + 1))
+wait "${curls[@]}"
+n_answers=0 n_200=0 n_own=0
+for i in $(seq 20); do
+	if [ $((i % 2)) -eq 0 ]; then t=acme; o=globex; else t=globex; o=acme; fi
+	[ -s "$work/par.$i.$t" ] && n_answers=$((n_answers + 1))
+	[ "$(cat "$work/code.$i.$t" 2>/dev/null)" = 200 ] && n_200=$((n_200 + 1))
+	grep -q "\"tenant\": \"$t\"" "$work/par.$i.$t" 2>/dev/null && ! grep -q "$o" "$work/par.$i.$t" &&
+		n_own=$((n_own + 1))
 done
-if [ "$bad" -eq 0 ]; then passed=$((passed + 1)); echo "ok   20 concurrent requests, 2 tenants, isolated"
-else failed=$((failed + 1)); echo "FAIL $bad of 20 concurrent requests saw the wrong tenant"; fi
+if [ "$n_answers" -eq 20 ] && [ "$n_200" -eq 20 ] && [ "$n_own" -eq 20 ]; then
+	passed=$((passed + 1)); echo "ok   20 concurrent requests: 20 answers, 20 times 200, each its own tenant's"
+else
+	failed=$((failed + 1))
+	echo "FAIL 20 concurrent requests: $n_answers answers, $n_200 times 200, $n_own with their own tenant's orders only"
+	echo "     codes: $(cat "$work"/code.* 2>/dev/null | tr '\n' ' ')"
+fi
+
+# every pooled connection busy: a server with one connection, which a request
+# holds while it waits on a lock; the next request gets 503, not a dropped
+# connection, and the first one finishes once the lock is gone
+sql -c "SELECT 1" >/dev/null
+run_as_pg env PGAPPNAME=http_locker psql -X -q -At -h "$work" -p "$pgport" -U postgres -d apikey \
+	-c "BEGIN; LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)" >/dev/null 2>&1 &
+locker_pid=$!
+waitfor() { # SQL that becomes true within 10 s
+	for _ in $(seq 100); do [ "$(sql -c "$1")" = t ] && return 0; sleep 0.1; done
+	return 1
+}
+waitfor "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	WHERE a.application_name = 'http_locker' AND l.relation = 'app.orders'::regclass AND l.granted)" ||
+	fail "the lock on app.orders was not taken"
+start_server busy --pool-size 1 --pool-wait 0.5
+busy="http://127.0.0.1:$port"
+curl -s -m 30 -H "X-API-Key: $acme_rw" "$busy/orders" -o "$work/held.body" -w '%{http_code}' >"$work/held.code" &
+held=$!
+if waitfor "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE usename = 'app_api' AND wait_event_type = 'Lock')"; then
+	check "pool exhausted: 503, not a dropped connection" 503 '"error": "busy"' -D "$work/headers" \
+		-H "X-API-Key: $acme_rw" "$busy/orders"
+	if grep -qi '^Retry-After: ' "$work/headers"; then passed=$((passed + 1)); echo "ok   503 carries Retry-After"
+	else failed=$((failed + 1)); echo "FAIL 503 carries Retry-After"; fi
+else
+	failed=$((failed + 1)); echo "FAIL the request holding the only connection never waited on the lock"
+fi
+sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'http_locker'" >/dev/null
+wait "$locker_pid" 2>/dev/null
+locker_pid=
+wait "$held"
+if [ "$(cat "$work/held.code")" = 200 ] && grep -q '"tenant": "acme"' "$work/held.body"; then
+	passed=$((passed + 1)); echo "ok   the request that held the connection is answered 200 once the lock is gone"
+else
+	failed=$((failed + 1)); echo "FAIL the request that held the connection: $(cat "$work/held.code")"
+fi
+check "the connection is free again: 200" 200 '"tenant": "acme"' -H "X-API-Key: $acme_rw" "$busy/orders"
 
 # the application never logs a key, nor does PostgreSQL (with its default
 # log_min_error_statement = error, a rejected authenticate must not log its
 # STATEMENT, which holds the key)
-for log in server.log postgres.log; do
+for log in server.log busy.log postgres.log; do
 	leaks=0
 	for k in "$acme_rw" "$acme_ro" "$acme_c2" "$globex_rw" "$acme_preview" "$revoked" "$expired" "$deleted"; do
 		grep -qF -- "${k:8}" "$work/$log" && leaks=$((leaks + 1))

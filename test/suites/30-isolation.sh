@@ -2,6 +2,7 @@
 # pg_isolation_regress on a temporary instance: concurrent sessions against
 # the extension, test/isolation/specs/*.spec against expected/*.out, in the
 # order of test/isolation/isolation_schedule.  Counts specs.
+# timeout: 180
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 

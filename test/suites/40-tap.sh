@@ -3,6 +3,7 @@
 # test/t/*.pl, each on throwaway clusters (hot standby, crash recovery,
 # dump and restore, upgrade path).  Counts test files; the assertions are
 # reported on the line before.
+# timeout: 420
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -23,8 +24,9 @@ n_files=${#tests[@]}
 # failed files are those prove's "Test Summary Report" lists
 n_bad=$(sed -n '/^Test Summary Report/,$p' "$work/prove.out" | grep -Ec '\.pl +\(Wstat')
 n_asserts=$(grep -Ec '^ *ok [0-9]+' "$work/prove.out")
-n_asserts_bad=$(grep -Ec '^ *not ok [0-9]+' "$work/prove.out")
-echo "assertions: $n_asserts passed, $n_asserts_bad failed"
+n_asserts_bad=$(grep -E '^ *not ok [0-9]+' "$work/prove.out" | grep -vc '# TODO')
+n_todo=$(grep -E '^ *not ok [0-9]+' "$work/prove.out" | grep -c '# TODO')
+echo "assertions: $n_asserts passed, $n_asserts_bad failed, $n_todo known to fail (TODO, listed above)"
 [ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
 n_ok=$((n_files - n_bad))
 [ $rc -eq 0 ] && [ "$n_bad" -eq 0 ] && rm -rf "$work"

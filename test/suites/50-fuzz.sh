@@ -3,6 +3,7 @@
 # scopes, resources) built with ASan and UBSan, each run briefly from the
 # committed corpus (test/fuzz/corpus).  FUZZ_SECONDS per harness, default
 # 10 (four harnesses: about 40 s).  One test per harness.
+# timeout: 300
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 

@@ -10,6 +10,7 @@
 # log must show no crash.  Tests: one per pass (no crash, no XX000), one
 # for "every error is a clear user error" (no syntax error or the like from
 # the extension's own SQL), one for the server log.
+# timeout: 300
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$REPO/test/hostile/cluster.sh"
@@ -23,7 +24,9 @@ cp "$REPO/test/hostile/setup.sql" "$work/"
 cluster_psql -q -f "$work/setup.sql" >"$work/setup.out" || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 start_time=$(cluster_psql -Atc 'SELECT pg_postmaster_start_time()')
 ncalls=$(cluster_psql -Atc 'SELECT count(*) FROM hostile.calls')
-echo "functions called: $(cluster_psql -Atc "SELECT count(*) || ': ' || string_agg(fn, ' ' ORDER BY fn) FROM hostile.fns")"
+cluster_psql -Atc "SELECT format('functions called: %s (%s internal)', count(*), count(*) FILTER (WHERE fn LIKE 'apikey.\\_%'))
+	FROM hostile.fns"
+cluster_psql -Atc "SELECT string_agg(fn, ' ' ORDER BY fn) FROM hostile.fns" | fold -s -w 100 | sed 's/^/    /'
 
 passed=0
 failed=0
@@ -47,17 +50,18 @@ for pass in superuser tenant_admin app; do
 		from=$((next + 1))
 		[ $crashes -ge 20 ] && { echo "too many crashes, giving up on pass $pass"; break; }
 	done
-	cluster_psql -P footer=off -c "
-		SELECT '$pass' AS pass, count(*) AS calls,
-		       count(*) FILTER (WHERE sqlstate = '00000') AS ok,
-		       count(*) FILTER (WHERE sqlstate <> '00000') AS errors,
-		       round(sum(ms) / 1000, 1) AS seconds, max(ms) AS slowest_ms
+	# what the pass proved, in numbers: calls, results, errors by class
+	cluster_psql -Atc "
+		SELECT format('pass %s: %s calls in %s s (slowest %s ms): %s results, %s errors',
+		              '$pass', count(*), round(sum(ms) / 1000, 1), round(max(ms), 1),
+		              count(*) FILTER (WHERE sqlstate = '00000'),
+		              count(*) FILTER (WHERE sqlstate <> '00000'))
 		  FROM hostile.results WHERE pass = '$pass'"
-	cluster_psql -P footer=off -c "
-		SELECT left(sqlstate, 2) AS class, sqlstate, count(*) AS calls,
-		       min(message) AS example
-		  FROM hostile.results WHERE pass = '$pass'
-		 GROUP BY 1, 2 ORDER BY 1, 2" | cut -c 1-160
+	cluster_psql -Atc "
+		SELECT '    errors by class: ' || coalesce(string_agg(format('%s %s %s', class, hostile.class_name(class), n),
+		                                                       ', ' ORDER BY class), 'none')
+		  FROM (SELECT left(sqlstate, 2) AS class, count(*) AS n FROM hostile.results
+		         WHERE pass = '$pass' AND sqlstate <> '00000' GROUP BY 1) AS c"
 	bad=$(cluster_psql -Atc "
 		SELECT count(*) FROM hostile.calls c LEFT JOIN hostile.results r
 		    ON r.call_id = c.id AND r.pass = '$pass'
@@ -89,11 +93,9 @@ else
 	echo "FAILED: binary key_id and invalid encodings"
 fi
 
-cluster_psql -P footer=off -c "
-	SELECT left(sqlstate, 2) AS class, count(*) AS calls
-	  FROM hostile.results GROUP BY 1 ORDER BY 1"
 total=$(cluster_psql -Atc 'SELECT count(*) FROM hostile.results')
-echo "hostile calls: $total ($ncalls per pass, 3 passes)"
+n_internal=$(cluster_psql -Atc "SELECT count(*) FROM hostile.results WHERE sqlstate LIKE 'XX%' OR sqlstate LIKE '58%' OR sqlstate = 'CRASH'")
+echo "hostile calls: $total ($ncalls per pass, 3 passes), $n_internal internal errors or crashes"
 
 # errors that are not the caller's fault but the extension's own SQL going
 # wrong (a syntax error in a generated statement, an undefined column ...)

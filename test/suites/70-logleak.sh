@@ -3,9 +3,14 @@
 # and log_min_error_statement = error; test/hostile/logleak.py runs the
 # failure paths (malformed keys, bad checksums, not_found, revoked, expired,
 # failed authenticate, key text pasted as a key_id, failing management calls)
-# with key text as bind parameters, then searches the server log for every
-# key text, secret and 12-character piece of a secret.  It also shows (not
-# as tests) what literals and log_statement = all would reveal.
+# with key text as bind parameters, and key text written into failing
+# authenticate calls and key id input, then searches the server log for
+# every key text, secret, 12-character piece of a secret and stored hash
+# (hex and base64).  Positive controls: where log_statement = all logs
+# literals, every key text and secret is found; stored hashes logged on
+# purpose are found.  It also shows (not as tests) what literals and
+# log_statement = all would reveal.
+# timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$REPO/test/hostile/cluster.sh"

@@ -5,6 +5,7 @@
 # may fail: pgbench aborts a client on any error.  Then: no errors, no
 # deadlock in the server log, and exactly one audit event per committed
 # create or roll and two per revoke + reactivate.
+# timeout: 240
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$REPO/test/hostile/cluster.sh"

@@ -5,7 +5,9 @@
 # the verification path would raise "cannot execute ... during recovery").
 # Revocations, rolls, reactivations and deletions on the primary are seen on
 # the standby once replayed.  On the primary, verifying assigns no
-# transaction id (it writes nothing, not even last_used_at).
+# transaction id and writes nothing, although last_used_at is tracked (the
+# library is preloaded on both nodes; uses are kept in shared memory, and
+# the writer that flushes them runs once an hour here).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -13,7 +15,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ApikeyTAP;
 
-my $primary = new_node('primary', allows_streaming => 1);
+my $primary = new_node('primary', allows_streaming => 1, conf => q{
+shared_preload_libraries = 'apikey'
+apikey.usage_flush_interval = 3600
+});
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION apikey;
 	SELECT apikey.create_tenant('acme');
@@ -125,7 +130,10 @@ is($standby->safe_psql('postgres', q{
 	SELECT status FROM apikey.authenticate((SELECT api_key FROM test_keys WHERE label = 'rolled'))}),
 	'valid', 'standby after replay: the rolled key authenticates with its new text');
 
-# on the primary: a transaction that only verifies never gets a transaction id
+# on the primary: a transaction that only verifies never gets a transaction
+# id, and its uses are tracked in memory, not written
+like($primary->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/^on: /,
+	'primary: last_used_at is tracked');
 is($primary->safe_psql('postgres', q{
 	BEGIN;
 	SELECT count(*) FROM test_keys, apikey.verify(api_key), generate_series(1, 100);
@@ -134,6 +142,8 @@ is($primary->safe_psql('postgres', q{
 	COMMIT;
 	SELECT count(*) FROM apikey.key_usage;
 }), "1200\nvalid\nt\n0", 'primary: verify and authenticate assign no transaction id and write nothing');
+like($primary->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/ 6 keys pending/,
+	'the 6 valid keys\' uses are tracked, in memory');
 
 # nothing on the standby tried to write
 my $log = slurp_file($standby->logfile);

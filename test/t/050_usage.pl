@@ -130,7 +130,8 @@ my $waited = 0;
 my $later_written = 0;
 for (my $i = 0; $i < 600 && !$later_written; $i++)
 {
-	$waited += $node->safe_psql('postgres', q{SELECT count(*) FROM pg_locks WHERE NOT granted});
+	$waited += $node->safe_psql('postgres', q{SELECT (SELECT count(*) FROM pg_locks WHERE NOT granted)
+		+ (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock')});
 	$later_written = $node->safe_psql('postgres',
 		q{SELECT count(*) = 1 FROM apikey.key_usage u JOIN test_keys t USING (key_id) WHERE t.label = 'later'}) eq 't';
 	usleep(50_000) unless $later_written;

@@ -13,13 +13,15 @@ use PostgreSQL::Test::Cluster;
 our @EXPORT = qw(new_node key_status);
 
 # A started node with settings for these tests: statements are not logged
-# (the cluster module logs them all by default).
+# (the cluster module logs them all by default).  conf => "..." adds more
+# settings; the other parameters go to init.
 sub new_node
 {
 	my ($name, %params) = @_;
+	my $conf = delete $params{conf} // '';
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%params);
-	$node->append_conf('postgresql.conf', "log_statement = none\n");
+	$node->append_conf('postgresql.conf', "log_statement = none\n$conf\n");
 	$node->start;
 	return $node;
 }
