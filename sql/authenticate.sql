@@ -117,3 +117,20 @@ SELECT status FROM apikey.authenticate(:'key_a');
 SELECT apikey.current_tenant();
 COMMIT;
 
+
+-- without apikey.environment, authenticate accepts any environment's keys
+-- and warned about it once in this session (at its first call above); a
+-- cautious operator makes it refuse instead
+SET apikey.require_environment = on;
+SELECT apikey.authenticate(:'key_a');
+SET apikey.environment = 'production';
+SELECT status FROM apikey.authenticate(:'key_a');
+SELECT apikey.authenticate(:'key_b');
+RESET apikey.environment;
+RESET apikey.require_environment;
+-- only a superuser (or ALTER ROLE by one) sets it
+CREATE ROLE regress_auth_plain;
+SET ROLE regress_auth_plain;
+SET apikey.require_environment = off;
+RESET ROLE;
+DROP ROLE regress_auth_plain;

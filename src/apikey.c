@@ -35,7 +35,7 @@ key_text_guard_end(void)
 static void
 hide_key_text(ErrorData *edata)
 {
-	if (handling_key_text && edata->elevel >= ERROR)
+	if (handling_key_text)
 	{
 		edata->hide_stmt = true;
 		edata->hide_ctx = true;
@@ -71,6 +71,14 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("apikey.require_environment",
+							 "authenticate() refuses to run while apikey.environment is not set.",
+							 "Off: it accepts keys of any environment then, and warns once per session.",
+							 &apikey_require_environment,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 	usage_init();
 	MarkGUCPrefixReserved("apikey");
 

@@ -17,8 +17,8 @@ extern void usage_init(void);
 extern void authz_init(void);
 
 /*
- * While key text is being handled, any error (ours or the server's, such as
- * a cancel) keeps its statement and context out of the server log, since
+ * While key text is being handled, any message (ours or the server's, such
+ * as a cancel) keeps its statement and context out of the server log, since
  * either may hold the key.
  */
 extern void key_text_guard_begin(void);

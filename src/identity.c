@@ -168,7 +168,30 @@ authenticate(PG_FUNCTION_ARGS)
 {
 	VerifyRequest request;
 	VerifyResult result;
+	static bool warned = false;
 
+	/*
+	 * Without apikey.environment, a preview key would authenticate in
+	 * production: refuse when the operator asks for it, warn otherwise.
+	 */
+	if (apikey_default_environment == NULL || apikey_default_environment[0] == '\0')
+	{
+		if (apikey_require_environment)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("apikey.environment is not set"),
+					 errdetail("apikey.require_environment is on: authenticate accepts keys of one environment only."),
+					 errhint("Set it for the application's role, e.g. ALTER ROLE web_app SET apikey.environment = 'production'."),
+					 errhidestmt(true), errhidecontext(true)));
+		if (!warned)
+		{
+			warned = true;
+			ereport(WARNING,
+					(errmsg("apikey.environment is not set: authenticate accepts keys of every environment"),
+					 errhint("Set it for the application's role, e.g. ALTER ROLE web_app SET apikey.environment = 'production'."),
+					 errhidestmt(true), errhidecontext(true)));
+		}
+	}
 	verify_request_from_args(fcinfo, 0, -1, 1, -1, 2, 3, &request);
 	verify_key(&request, &result);
 	/*

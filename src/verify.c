@@ -42,6 +42,7 @@
 #include "verify.h"
 
 char	   *apikey_default_environment = NULL;
+bool		apikey_require_environment = false;
 
 static const char *const status_names[] = {
 	[VS_VALID] = "valid",

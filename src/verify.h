@@ -84,6 +84,9 @@ typedef struct VerifyResult
 /* The setting apikey.environment (empty when unset). */
 extern char *apikey_default_environment;
 
+/* The setting apikey.require_environment. */
+extern bool apikey_require_environment;
+
 extern void verify_key(const VerifyRequest *request, VerifyResult *result);
 extern const char *verify_status_name(VerifyStatus status);
 

@@ -19,6 +19,7 @@ CREATE ROLE key_admins;
 SELECT apikey.grant_admin('key_admins') \gset
 CREATE ROLE web_app;
 SELECT apikey.grant_verifier('web_app') \gset
+ALTER ROLE web_app SET apikey.environment = 'production';
 CREATE SCHEMA app;
 CREATE TABLE app.orders (
 	order_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -91,6 +92,8 @@ SELECT api_key AS globex_key
   FROM apikey.create_key('globex', 'production', 'Backend',
                          scopes => '{orders:read,orders:write}') \gset
 SET ROLE web_app;
+-- what ALTER ROLE ... SET does at login, for this session that switched roles
+SET apikey.environment = 'production';
 SELECT current_user AS role \gset
 \echo 'Now as' :role '(the application): two requests that write orders'
 BEGIN;
