@@ -634,6 +634,12 @@ CREATE OR REPLACE FUNCTION apikey._generate_public_key(tag text,
 
 COMMENT ON FUNCTION apikey._generate_public_key(text) IS 'internal: new public key text';
 
+CREATE OR REPLACE FUNCTION apikey._key_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'key_changed' LANGUAGE C;
+
+COMMENT ON FUNCTION apikey._key_changed() IS
+	'internal: note the keys a transaction changes, for the cache of verified keys';
+
 CREATE OR REPLACE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
 	LANGUAGE plpgsql VOLATILE
 AS $$
@@ -1021,6 +1027,14 @@ $$;
 
 COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
 	'let a role manage every tenant and key (psql administration); whoever may execute create_tenant is an administrator';
+
+-- Every change to a key is noted for the cache of verified keys.
+CREATE TRIGGER keys_changed BEFORE UPDATE OR DELETE ON apikey.keys
+	FOR EACH ROW EXECUTE FUNCTION apikey._key_changed();
+CREATE TRIGGER keys_truncated BEFORE TRUNCATE ON apikey.keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._key_changed();
+ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_changed,
+	ENABLE ALWAYS TRIGGER keys_truncated;
 
 -- What 0.3.0 no longer has: the pending last use (key_list shows the
 -- written time), the old name of is_admin, the grantable check (now part of

@@ -21,6 +21,10 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "storage/bufmgr.h"
 #include "storage/proc.h"
 #include "executor/tuptable.h"
@@ -35,6 +39,8 @@
 #include "utils/snapmgr.h"
 
 #include "apikey.h"
+#include "keycache.h"
+#include "keychange.h"
 #include "keyhash.h"
 #include "keyid.h"
 #include "keytext.h"
@@ -148,6 +154,7 @@ static const char *const key_column_names[NUM_KEY_COLUMNS] = {
 typedef struct KeyCatalog
 {
 	bool		valid;
+	bool		changes_tracked;	/* the key table has its change trigger */
 	Oid			keys_relid;
 	Oid			pkey_relid;
 	FmgrInfo	eq_finfo;
@@ -191,23 +198,6 @@ locks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		locked_subid = parentSubid;
 }
 
-/*
- * Where each recently verified key's row was found (the root of its HOT
- * chain), so the next verification of the key can fetch the row directly
- * instead of descending the index.  A hint only: the row is fetched with the
- * statement's snapshot and must carry the key id, otherwise the index is
- * asked.  Forgotten when the table is rewritten (relcache invalidation).
- */
-typedef struct KeyLocation
-{
-	uint64		key_id;
-	ItemPointerData tid;
-} KeyLocation;
-
-static int	apikey_key_cache_size = 65536;
-static HTAB *locations = NULL;
-static bool locations_stale = false;
-
 static void
 catalog_invalidate(Datum arg, Oid relid)
 {
@@ -215,49 +205,17 @@ catalog_invalidate(Datum arg, Oid relid)
 		relid == catalog.pkey_relid)
 	{
 		catalog.valid = false;
-		locations_stale = true;
+		keycache_forget_all();
 	}
 }
 
 void
 verify_init(void)
 {
-	DefineCustomIntVariable("apikey.key_cache_size",
-							"Keys per backend whose row location verification remembers.",
-							"0 turns the cache off; each entry takes about 40 bytes.",
-							&apikey_key_cache_size,
-							65536, 0, 16777216,
-							PGC_USERSET, 0,
-							NULL, NULL, NULL);
+	keycache_init();
+	keychange_init();
 	CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
 	RegisterSubXactCallback(locks_subxact_callback, NULL);
-}
-
-static KeyLocation *
-location_lookup(uint64 key_id, HASHACTION action)
-{
-	/* forgotten when the table changes, or when the cache is turned off */
-	if ((locations_stale || apikey_key_cache_size == 0) && locations != NULL)
-	{
-		hash_destroy(locations);
-		locations = NULL;
-	}
-	locations_stale = false;
-	if (locations == NULL)
-	{
-		HASHCTL		info;
-
-		if (action != HASH_ENTER || apikey_key_cache_size == 0)
-			return NULL;
-		info.keysize = sizeof(uint64);
-		info.entrysize = sizeof(KeyLocation);
-		info.hcxt = TopMemoryContext;
-		locations = hash_create("apikey key locations", 1024, &info,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	if (action == HASH_ENTER && hash_get_num_entries(locations) >= apikey_key_cache_size)
-		return NULL;
-	return hash_search(locations, &key_id, action, NULL);
 }
 
 static void
@@ -267,6 +225,39 @@ catalog_missing(const char *what)
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
 			 errmsg("%s of extension apikey is missing", what),
 			 errhint("Run CREATE EXTENSION apikey in this database.")));
+}
+
+/*
+ * Does the key table note its changes for the cache of verified keys (the
+ * trigger calling apikey._key_changed, enabled always, for updates and
+ * deletes of rows and for TRUNCATE)?  Without it nothing may be reused.
+ */
+static bool
+changes_tracked(Oid keys_relid)
+{
+	List	   *name = list_make2(makeString("apikey"), makeString("_key_changed"));
+	Oid			fn = LookupFuncName(name, 0, NULL, true);
+	Relation	rel;
+	bool		rows = false;
+	bool		truncate = false;
+
+	if (!OidIsValid(fn))
+		return false;
+	rel = table_open(keys_relid, AccessShareLock);
+	for (int i = 0; rel->trigdesc != NULL && i < rel->trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &rel->trigdesc->triggers[i];
+
+		if (t->tgfoid != fn || t->tgenabled != TRIGGER_FIRES_ALWAYS)
+			continue;
+		if (TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
+			TRIGGER_FOR_DELETE(t->tgtype))
+			rows = true;
+		if (TRIGGER_FOR_TRUNCATE(t->tgtype))
+			truncate = true;
+	}
+	table_close(rel, AccessShareLock);
+	return rows && truncate;
 }
 
 static void
@@ -291,6 +282,8 @@ catalog_load(void)
 		if (catalog.attnum[i] == InvalidAttrNumber && i < FIRST_OPTIONAL_COLUMN)
 			catalog_missing(psprintf("column apikey.keys.%s", key_column_names[i]));
 	}
+
+	catalog.changes_tracked = changes_tracked(catalog.keys_relid);
 
 	index = index_open(catalog.pkey_relid, AccessShareLock);
 	eq_opr = get_opfamily_member(index->rd_opfamily[0], index->rd_opcintype[0],
@@ -443,9 +436,10 @@ fetch_at(Relation heap, ItemPointer tid, uint64 key_id, Snapshot snapshot,
 		DatumGetKeyId(slot_getattr(slot, catalog.attnum[COL_KEY_ID], &isnull)) == key_id;
 }
 
-/* The key's row through the primary key index; remembers where it was. */
+/* The key's row through the primary key index, and where it was (*tid). */
 static bool
-fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *slot)
+fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *slot,
+			   ItemPointer tid)
 {
 	Relation	index = open_locked(catalog.pkey_relid);
 	IndexScanDesc scan;
@@ -459,33 +453,90 @@ fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *
 	index_rescan(scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
-	{
-		KeyLocation *loc = location_lookup(key_id, HASH_ENTER);
-
-		if (loc != NULL)
-			loc->tid = scan->xs_heaptid;
-	}
+		*tid = scan->xs_heaptid;
 	index_endscan(scan);
 	index_close(index, NoLock);
 	return found;
 }
 
+/* A hash column of the row into out; false when NULL or malformed. */
+static inline bool
+slot_hash(TupleTableSlot *slot, KeyColumn col, uint8 *out)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, catalog.attnum[col], &isnull);
+	bytea	   *stored;
+
+	if (isnull)
+		return false;
+	stored = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(stored) != KEY_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(stored), KEY_HASH_LEN);
+	return true;
+}
+
 /*
- * Fetch the key's row by id and, when the hash matches, read its state.
- * Returns whether the secret was proven.
+ * Remember the key's current state: its row as the latest snapshot sees it
+ * (read after the change counters, which is what makes the state safe to
+ * reuse while they stand still).  A row that moved is not remembered now.
+ */
+static void
+remember_state(CachedKey *entry, Relation heap, TupleTableSlot *slot)
+{
+	KeyChangeStamp stamp;
+	Snapshot	latest;
+	ItemPointerData tid = entry->tid;
+	KeyState	state;
+	uint8		key_hash[KEY_HASH_LEN];
+	uint8		previous_hash[KEY_HASH_LEN];
+	TimestampTz previous_until = 0;
+	bool		has_previous;
+
+	if (IsInParallelMode())
+		return;
+	keychange_stamp(entry->key_id, &stamp);
+	latest = GetLatestSnapshot();
+	if (!fetch_at(heap, &tid, entry->key_id, latest, slot) ||
+		!slot_hash(slot, COL_KEY_HASH, key_hash))
+		return;
+	has_previous = slot_timestamp(slot, COL_PREVIOUS_HASH_EXPIRES_AT, &previous_until) &&
+		slot_hash(slot, COL_PREVIOUS_HASH, previous_hash);
+	read_key_state(slot, entry->key_id, &state);
+	keycache_set_state(entry, &state, key_hash, has_previous ? previous_hash : NULL,
+					   previous_until, &stamp);
+}
+
+/*
+ * Find the key's state by id and prove the secret (hash) against it:
+ * from the cache of verified keys when nothing changed the key since, else
+ * from its row (at its remembered location, or through the index).
+ * Returns whether the secret was proven; then key is filled in.
  */
 static bool
 probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
 {
-	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	Snapshot	snapshot;
 	Relation	heap;
 	TupleTableSlot *slot;
-	KeyLocation *loc;
+	CachedKey  *entry;
+	ItemPointerData tid;
+	bool		reuse = keychange_cache_allowed();
 	bool		found = false;
 	bool		proven = false;
 
+	/* see DDL on the key table even when no lock is taken below */
+	if (reuse)
+		AcceptInvalidationMessages();
 	if (!catalog.valid)
 		catalog_load();
+	reuse = reuse && catalog.changes_tracked;
+	entry = keycache_lookup(key_id, false);
+	if (reuse && entry != NULL && entry->has_state &&
+		keychange_unchanged(key_id, &entry->stamp))
+		return keycache_prove(entry, hash, now, key);
+
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	heap = open_locked(catalog.keys_relid);
 	if (!holds_locks())
 	{
@@ -497,23 +548,35 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
 	}
 	slot = table_slot_create(heap, NULL);
 
-	loc = location_lookup(key_id, HASH_FIND);
-	if (loc != NULL)
+	if (entry != NULL && ItemPointerIsValid(&entry->tid))
 	{
-		ItemPointerData tid = loc->tid;
-
+		tid = entry->tid;
 		found = ItemPointerGetBlockNumber(&tid) < locked_nblocks &&
 			fetch_at(heap, &tid, key_id, snapshot, slot);
 		if (!found)
-			location_lookup(key_id, HASH_REMOVE);
+		{
+			keycache_forget(key_id);
+			entry = NULL;
+		}
 	}
 	if (!found)
-		found = fetch_by_index(heap, key_id, snapshot, slot);
+		found = fetch_by_index(heap, key_id, snapshot, slot, &tid);
 
-	if (found && secret_matches(slot, hash, now))
+	if (found)
 	{
-		proven = true;
-		read_key_state(slot, key_id, key);
+		if (secret_matches(slot, hash, now))
+		{
+			proven = true;
+			read_key_state(slot, key_id, key);
+		}
+		if (entry == NULL)
+			entry = keycache_lookup(key_id, true);
+		if (entry != NULL)
+		{
+			entry->tid = tid;
+			if (reuse)
+				remember_state(entry, heap, slot);
+		}
 	}
 
 	ExecDropSingleTupleTableSlot(slot);

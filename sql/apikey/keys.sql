@@ -50,6 +50,20 @@ CREATE INDEX keys_tenant_environment ON apikey.keys (tenant_id, environment);
 COMMENT ON TABLE apikey.keys IS
 	'private keys: SHA-256 of the key text and a display hint, never the text itself';
 
+-- Every change to a key is noted, so that backends can keep reusing the
+-- state of keys they verified before until one of them changes
+-- (keychange.c); ALWAYS, so that changes applied by replication count too.
+CREATE FUNCTION apikey._key_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'key_changed' LANGUAGE C;
+COMMENT ON FUNCTION apikey._key_changed() IS
+	'internal: note the keys a transaction changes, for the cache of verified keys';
+CREATE TRIGGER keys_changed BEFORE UPDATE OR DELETE ON apikey.keys
+	FOR EACH ROW EXECUTE FUNCTION apikey._key_changed();
+CREATE TRIGGER keys_truncated BEFORE TRUNCATE ON apikey.keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._key_changed();
+ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_changed,
+	ENABLE ALWAYS TRIGGER keys_truncated;
+
 -- When each key was last used, written by the background writer (usage.c),
 -- never by verification.  A narrow table of its own, with room on each page
 -- for the next version of its rows, so that keeping it costs neither the

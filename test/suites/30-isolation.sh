@@ -8,12 +8,12 @@ set -uo pipefail
 
 work=$(scratch_dir isolation)
 cp -r "$REPO/test/isolation/specs" "$REPO/test/isolation/expected" \
-	"$REPO/test/isolation/isolation_schedule" "$work/"
+	"$REPO/test/isolation/isolation_schedule" "$REPO/test/isolation/isolation.conf" "$work/"
 chown -R --reference="$work" "$work"
 run_as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
 	--temp-instance="$work/instance" --bindir="$PGBIN" \
 	--inputdir="$work" --outputdir="$work" \
-	--dbname=apikey_isolation \
+	--dbname=apikey_isolation --temp-config="$work/isolation.conf" \
 	--schedule="$work/isolation_schedule" | tee "$work/summary"
 rc=${PIPESTATUS[0]}
 [ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"

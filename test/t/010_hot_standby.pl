@@ -101,6 +101,18 @@ is($standby->safe_psql('postgres', q{
 	SELECT apikey.looks_like_key((SELECT api_key FROM test_keys WHERE label = 'reader'));
 }), "acme/production\nt", 'standby: identify and looks_like_key');
 
+# a standby session that verified the keys before the changes (replay fires
+# no trigger and runs no commit callback: nothing it verified may be reused
+# from memory, each verification reads the replayed rows)
+my $session = $standby->background_psql('postgres');
+my $status_in_session = sub {
+	$session->query_safe(qq{SELECT status FROM apikey.verify((SELECT api_key FROM test_keys WHERE label = '$_[0]'))});
+};
+for my $label ('to revoke', 'to roll', 'to delete', 'to reactivate', 'reader')
+{
+	$status_in_session->($label) for 1 .. 2;
+}
+
 # changes on the primary reach the standby
 $primary->safe_psql('postgres', q{
 	SELECT apikey.revoke_key((SELECT key_id FROM test_keys WHERE label = 'to revoke'), 'leaked');
@@ -123,6 +135,13 @@ for my $label (sort keys %after)
 	is(key_status($standby, 'postgres', $label), $after{$label},
 		"standby after replay: $label key is $after{$label}");
 }
+for my $label (sort keys %after)
+{
+	next if $label eq 'rolled';
+	is($status_in_session->($label), $after{$label},
+		"standby after replay, in a session that verified it before: $label key is $after{$label}");
+}
+$session->quit;
 ($ret, $out, $err) = $standby->psql('postgres',
 	q{SELECT apikey.authenticate((SELECT api_key FROM test_keys WHERE label = 'to revoke'))});
 like($err, qr/API key rejected: revoked/, 'standby after replay: authenticate refuses the revoked key');

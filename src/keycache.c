@@ -1,0 +1,212 @@
+/*
+ * keycache.c
+ *		What a backend remembers of the keys it verified: where each key's
+ *		row was and, when shared memory allows it, the key's whole state.
+ *
+ * The location is a hint: the row is fetched there with the statement's
+ * snapshot and must still carry the key id, otherwise the index is asked.
+ * The state (hashes, scopes, ...) is used instead of the row only while
+ * keychange.c's counters say that no change to the key has committed since
+ * it was read; then a verification touches no table and takes no lock.
+ *
+ * Bounded by apikey.key_cache_size entries; a full cache forgets an
+ * arbitrary entry for each new one.  An entry takes about 200 bytes plus
+ * the key's state (its texts and arrays, typically 100 to 300 bytes; keys
+ * whose state exceeds STATE_MAX_BYTES keep their location only).
+ * Everything is forgotten when the key table is rewritten or dropped
+ * (relcache invalidation) and when the cache is turned off.
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "keycache.h"
+#include "keyhash.h"
+
+/* A key whose state takes more than this keeps only its location. */
+#define STATE_MAX_BYTES 2048
+
+int			apikey_key_cache_size = 65536;
+
+static MemoryContext cache_cxt = NULL;
+static HTAB *cache = NULL;
+static bool cache_stale = false;
+
+void
+keycache_init(void)
+{
+	DefineCustomIntVariable("apikey.key_cache_size",
+							"Keys per backend whose row location, and state, verification remembers.",
+							"0 turns the cache off; each key takes about 200 bytes plus its scopes and other texts.",
+							&apikey_key_cache_size,
+							65536, 0, 16777216,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+}
+
+void
+keycache_forget_all(void)
+{
+	cache_stale = true;
+}
+
+static void
+cache_reset(void)
+{
+	if (cache_cxt != NULL)
+		MemoryContextReset(cache_cxt);
+	cache = NULL;
+	cache_stale = false;
+}
+
+/* Forget one entry, to make room. */
+static void
+evict_one(void)
+{
+	HASH_SEQ_STATUS seq;
+	CachedKey  *victim;
+
+	hash_seq_init(&seq, cache);
+	victim = hash_seq_search(&seq);
+	if (victim == NULL)
+		return;
+	hash_seq_term(&seq);
+	if (victim->data != NULL)
+		pfree(victim->data);
+	hash_search(cache, &victim->key_id, HASH_REMOVE, NULL);
+}
+
+CachedKey *
+keycache_lookup(uint64 key_id, bool create)
+{
+	CachedKey  *entry;
+	bool		found;
+
+	if (cache_stale || apikey_key_cache_size == 0)
+		cache_reset();
+	if (apikey_key_cache_size == 0)
+		return NULL;
+	if (cache == NULL)
+	{
+		HASHCTL		info;
+
+		if (!create)
+			return NULL;
+		if (cache_cxt == NULL)
+			cache_cxt = AllocSetContextCreate(TopMemoryContext, "apikey key cache",
+											  ALLOCSET_DEFAULT_SIZES);
+		info.keysize = sizeof(uint64);
+		info.entrysize = sizeof(CachedKey);
+		info.hcxt = cache_cxt;
+		cache = hash_create("apikey key cache", 1024, &info,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (!create)
+		return hash_search(cache, &key_id, HASH_FIND, NULL);
+	entry = hash_search(cache, &key_id, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+	while (hash_get_num_entries(cache) >= apikey_key_cache_size)
+		evict_one();
+	entry = hash_search(cache, &key_id, HASH_ENTER, &found);
+	entry->has_state = false;
+	entry->data = NULL;
+	ItemPointerSetInvalid(&entry->tid);
+	return entry;
+}
+
+void
+keycache_forget(uint64 key_id)
+{
+	CachedKey  *entry;
+
+	if (cache == NULL || cache_stale)
+		return;
+	entry = hash_search(cache, &key_id, HASH_FIND, NULL);
+	if (entry == NULL)
+		return;
+	if (entry->data != NULL)
+		pfree(entry->data);
+	hash_search(cache, &key_id, HASH_REMOVE, NULL);
+}
+
+/* Size of a varlena in the state (0 for NULL), and where copying puts it. */
+static inline Size
+varlena_room(const void *ptr)
+{
+	return ptr == NULL ? 0 : MAXALIGN(VARSIZE_ANY(ptr));
+}
+
+static inline void *
+copy_into(char **cursor, const void *ptr)
+{
+	void	   *copy;
+
+	if (ptr == NULL)
+		return NULL;
+	copy = *cursor;
+	memcpy(copy, ptr, VARSIZE_ANY(ptr));
+	*cursor += MAXALIGN(VARSIZE_ANY(ptr));
+	return copy;
+}
+
+void
+keycache_set_state(CachedKey *entry, const KeyState *state, const uint8 *key_hash,
+				   const uint8 *previous_hash, TimestampTz previous_until,
+				   const KeyChangeStamp *stamp)
+{
+	Size		room;
+	char	   *cursor;
+
+	if (entry->data != NULL)
+		pfree(entry->data);
+	entry->data = NULL;
+	entry->has_state = false;
+
+	room = varlena_room(state->tenant) + varlena_room(state->environment) +
+		varlena_room(state->scopes) + varlena_room(state->resources) +
+		varlena_room(state->owner) + varlena_room(state->meta) +
+		varlena_room(state->allowed_ips) + varlena_room(state->rate_limits) +
+		varlena_room(state->tenant_rate_limits);
+	if (room > STATE_MAX_BYTES)
+		return;
+
+	entry->data = cursor = MemoryContextAlloc(cache_cxt, Max(room, 1));
+	entry->state = *state;
+	entry->state.tenant = copy_into(&cursor, state->tenant);
+	entry->state.environment = copy_into(&cursor, state->environment);
+	entry->state.scopes = copy_into(&cursor, state->scopes);
+	entry->state.resources = copy_into(&cursor, state->resources);
+	entry->state.owner = copy_into(&cursor, state->owner);
+	entry->state.meta = copy_into(&cursor, state->meta);
+	entry->state.allowed_ips = copy_into(&cursor, state->allowed_ips);
+	entry->state.rate_limits = copy_into(&cursor, state->rate_limits);
+	entry->state.tenant_rate_limits = copy_into(&cursor, state->tenant_rate_limits);
+	memcpy(entry->key_hash, key_hash, KEY_HASH_LEN);
+	entry->has_previous = previous_hash != NULL;
+	if (entry->has_previous)
+	{
+		memcpy(entry->previous_hash, previous_hash, KEY_HASH_LEN);
+		entry->previous_until = previous_until;
+	}
+	entry->stamp = *stamp;
+	entry->has_state = true;
+}
+
+/*
+ * Is hash the cached key's secret (or its previous one, within a roll's
+ * grace period)?  When it is, the key's state.  The state's pointers are
+ * into the cache: valid until the next verification.
+ */
+bool
+keycache_prove(const CachedKey *entry, const uint8 *hash, TimestampTz now, KeyState *key)
+{
+	if (!key_hash_equal(entry->key_hash, hash) &&
+		!(entry->has_previous && now < entry->previous_until &&
+		  key_hash_equal(entry->previous_hash, hash)))
+		return false;
+	*key = entry->state;
+	return true;
+}
