@@ -80,11 +80,11 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	usage_init();
-	MarkGUCPrefixReserved("apikey");
-
 	verify_init();
 	identity_init();
 	authz_init();
+	/* after every setting is defined: a value set before loading is kept */
+	MarkGUCPrefixReserved("apikey");
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = hide_key_text;

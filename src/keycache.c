@@ -9,8 +9,8 @@
  * keychange.c's counters say that no change to the key has committed since
  * it was read; then a verification touches no table and takes no lock.
  *
- * Bounded by apikey.key_cache_size entries; a full cache forgets an
- * arbitrary entry for each new one.  An entry takes about 200 bytes plus
+ * Bounded by apikey.key_cache_size entries; a full cache forgets one
+ * drawn at random for each new one.  An entry takes about 200 bytes plus
  * the key's state (its texts and arrays, typically 100 to 300 bytes; keys
  * whose state exceeds STATE_MAX_BYTES keep their location only).
  * Everything is forgotten when the key table is rewritten or dropped
@@ -33,6 +33,16 @@ int			apikey_key_cache_size = 65536;
 static MemoryContext cache_cxt = NULL;
 static HTAB *cache = NULL;
 static bool cache_stale = false;
+
+/*
+ * The remembered key ids, one per place (apikey.key_cache_size places): a
+ * full cache forgets the key of a place drawn at random, so that keys
+ * verified in a cycle longer than the cache still hit in proportion.
+ */
+static uint64 *places = NULL;
+static int	nplaces = 0;
+static int	places_used = 0;
+static uint64 draw_state = 0x9E3779B97F4A7C15;
 
 void
 keycache_init(void)
@@ -58,24 +68,21 @@ cache_reset(void)
 	if (cache_cxt != NULL)
 		MemoryContextReset(cache_cxt);
 	cache = NULL;
+	places = NULL;
 	cache_stale = false;
 }
 
-/* Forget one entry, to make room. */
+/* Forget the entry of a key, if remembered. */
 static void
-evict_one(void)
+forget(uint64 key_id)
 {
-	HASH_SEQ_STATUS seq;
-	CachedKey  *victim;
+	CachedKey  *entry = hash_search(cache, &key_id, HASH_FIND, NULL);
 
-	hash_seq_init(&seq, cache);
-	victim = hash_seq_search(&seq);
-	if (victim == NULL)
+	if (entry == NULL)
 		return;
-	hash_seq_term(&seq);
-	if (victim->data != NULL)
-		pfree(victim->data);
-	hash_search(cache, &victim->key_id, HASH_REMOVE, NULL);
+	if (entry->data != NULL)
+		pfree(entry->data);
+	hash_search(cache, &key_id, HASH_REMOVE, NULL);
 }
 
 CachedKey *
@@ -102,14 +109,35 @@ keycache_lookup(uint64 key_id, bool create)
 		info.hcxt = cache_cxt;
 		cache = hash_create("apikey key cache", 1024, &info,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		nplaces = apikey_key_cache_size;
+		places = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nplaces);
+		places_used = 0;
 	}
 	if (!create)
 		return hash_search(cache, &key_id, HASH_FIND, NULL);
 	entry = hash_search(cache, &key_id, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry;
-	while (hash_get_num_entries(cache) >= apikey_key_cache_size)
-		evict_one();
+	/* the size changed: start over at the new size */
+	if (nplaces != apikey_key_cache_size)
+	{
+		cache_reset();
+		return keycache_lookup(key_id, create);
+	}
+	if (places_used < nplaces)
+		places[places_used++] = key_id;
+	else
+	{
+		/* full: a place at random (xorshift64), its key forgotten */
+		int			place;
+
+		draw_state ^= draw_state << 13;
+		draw_state ^= draw_state >> 7;
+		draw_state ^= draw_state << 17;
+		place = (int) (draw_state % (uint64) nplaces);
+		forget(places[place]);
+		places[place] = key_id;
+	}
 	entry = hash_search(cache, &key_id, HASH_ENTER, &found);
 	entry->has_state = false;
 	entry->data = NULL;
@@ -120,16 +148,9 @@ keycache_lookup(uint64 key_id, bool create)
 void
 keycache_forget(uint64 key_id)
 {
-	CachedKey  *entry;
-
 	if (cache == NULL || cache_stale)
 		return;
-	entry = hash_search(cache, &key_id, HASH_FIND, NULL);
-	if (entry == NULL)
-		return;
-	if (entry->data != NULL)
-		pfree(entry->data);
-	hash_search(cache, &key_id, HASH_REMOVE, NULL);
+	forget(key_id);
 }
 
 /* Size of a varlena in the state (0 for NULL), and where copying puts it. */

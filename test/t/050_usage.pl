@@ -23,8 +23,11 @@ shared_preload_libraries = 'apikey'
 apikey.usage_flush_interval = 3600
 apikey.usage_precision = 0
 apikey.usage_max_keys = 1024
+apikey.key_cache_size = 1000
 });
 $node->start;
+is($node->safe_psql('postgres', 'SHOW apikey.key_cache_size'), '1000',
+	'settings given in the configuration are kept when the library loads');
 
 # poll until a query answers 't' (up to 60 s)
 sub wait_for
