@@ -26,6 +26,7 @@ extern void key_text_guard_end(void);
 
 /* Note a valid use of a key, for last_used_at (usage.c). */
 extern void usage_record(uint64 key_id, TimestampTz when);
+extern void usage_record_since(uint64 key_id, TimestampTz when, TimestampTz *last);
 
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);

@@ -18,6 +18,12 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -44,6 +50,89 @@ static int	nplaces = 0;
 static int	places_used = 0;
 static uint64 draw_state = 0x9E3779B97F4A7C15;
 
+/*
+ * Where rows were found, shared by every backend of the server: the same
+ * kind of hint, for keys this backend has not verified yet.  One place per
+ * key id modulo their number, written and read without a lock: a place
+ * torn by concurrent writers yields a location that fails the check every
+ * location gets (the row there must carry the key id).
+ */
+typedef struct SharedLocation
+{
+	pg_atomic_uint64 key_id;
+	pg_atomic_uint64 tid;		/* block and offset, packed */
+} SharedLocation;
+
+static int	shared_locations_size = 262144;
+static SharedLocation *shared_locations = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+locations_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocation) * shared_locations_size));
+}
+
+static void
+locations_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	if (shared_locations_size == 0)
+		return;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared_locations = ShmemInitStruct("apikey key locations",
+									   sizeof(SharedLocation) * shared_locations_size, &found);
+	if (!found)
+		for (int i = 0; i < shared_locations_size; i++)
+		{
+			pg_atomic_init_u64(&shared_locations[i].key_id, 0);
+			pg_atomic_init_u64(&shared_locations[i].tid, 0);
+		}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static inline uint64
+pack_tid(ItemPointer tid)
+{
+	return ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 16) |
+		ItemPointerGetOffsetNumberNoCheck(tid);
+}
+
+/* Where another backend found the key's row, if one noted it. */
+bool
+keycache_shared_location(uint64 key_id, ItemPointer tid)
+{
+	SharedLocation *place;
+	uint64		packed;
+
+	if (shared_locations == NULL || key_id == 0)
+		return false;
+	place = &shared_locations[key_id % shared_locations_size];
+	if (pg_atomic_read_u64(&place->key_id) != key_id)
+		return false;
+	packed = pg_atomic_read_u64(&place->tid);
+	ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
+	return ItemPointerIsValid(tid);
+}
+
+void
+keycache_share_location(uint64 key_id, ItemPointer tid)
+{
+	SharedLocation *place;
+
+	if (shared_locations == NULL || key_id == 0)
+		return;
+	place = &shared_locations[key_id % shared_locations_size];
+	pg_atomic_write_u64(&place->tid, pack_tid(tid));
+	pg_atomic_write_u64(&place->key_id, key_id);
+}
+
 void
 keycache_init(void)
 {
@@ -54,6 +143,19 @@ keycache_init(void)
 							65536, 0, 16777216,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("apikey.shared_key_locations",
+							"Keys whose row location every backend shares (shared memory; 0: none).",
+							"Each takes 16 bytes.",
+							&shared_locations_size,
+							262144, 0, 67108864,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = locations_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = locations_shmem_startup;
 }
 
 void
@@ -82,6 +184,8 @@ forget(uint64 key_id)
 		return;
 	if (entry->data != NULL)
 		pfree(entry->data);
+	if (entry->valid_result != NULL)
+		heap_freetuple(entry->valid_result);
 	hash_search(cache, &key_id, HASH_REMOVE, NULL);
 }
 
@@ -141,6 +245,8 @@ keycache_lookup(uint64 key_id, bool create)
 	entry = hash_search(cache, &key_id, HASH_ENTER, &found);
 	entry->has_state = false;
 	entry->data = NULL;
+	entry->valid_result = NULL;
+	entry->use_noted = 0;
 	ItemPointerSetInvalid(&entry->tid);
 	return entry;
 }
@@ -153,23 +259,28 @@ keycache_forget(uint64 key_id)
 	forget(key_id);
 }
 
-/* Size of a varlena in the state (0 for NULL), and where copying puts it. */
+/*
+ * Room for a varlena of the state (0 for NULL), copied with a 4-byte
+ * header whatever header it has (values straight from a row may have a
+ * short one; they are never compressed or external here).
+ */
 static inline Size
 varlena_room(const void *ptr)
 {
-	return ptr == NULL ? 0 : MAXALIGN(VARSIZE_ANY(ptr));
+	return ptr == NULL ? 0 : MAXALIGN(VARSIZE_ANY_EXHDR(ptr) + VARHDRSZ);
 }
 
 static inline void *
 copy_into(char **cursor, const void *ptr)
 {
-	void	   *copy;
+	char	   *copy;
 
 	if (ptr == NULL)
 		return NULL;
 	copy = *cursor;
-	memcpy(copy, ptr, VARSIZE_ANY(ptr));
-	*cursor += MAXALIGN(VARSIZE_ANY(ptr));
+	SET_VARSIZE(copy, VARSIZE_ANY_EXHDR(ptr) + VARHDRSZ);
+	memcpy(VARDATA(copy), VARDATA_ANY(ptr), VARSIZE_ANY_EXHDR(ptr));
+	*cursor += varlena_room(ptr);
 	return copy;
 }
 
@@ -183,7 +294,10 @@ keycache_set_state(CachedKey *entry, const KeyState *state, const uint8 *key_has
 
 	if (entry->data != NULL)
 		pfree(entry->data);
+	if (entry->valid_result != NULL)
+		heap_freetuple(entry->valid_result);
 	entry->data = NULL;
+	entry->valid_result = NULL;
 	entry->has_state = false;
 
 	room = varlena_room(state->tenant) + varlena_room(state->environment) +
@@ -214,6 +328,18 @@ keycache_set_state(CachedKey *entry, const KeyState *state, const uint8 *key_has
 	}
 	entry->stamp = *stamp;
 	entry->has_state = true;
+}
+
+/* Remember the result row of a plain valid verification of the key. */
+void
+keycache_set_valid_result(CachedKey *entry, HeapTuple tuple)
+{
+	MemoryContext old = MemoryContextSwitchTo(cache_cxt);
+
+	if (entry->valid_result != NULL)
+		heap_freetuple(entry->valid_result);
+	entry->valid_result = heap_copytuple(tuple);
+	MemoryContextSwitchTo(old);
 }
 
 /*

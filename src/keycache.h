@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
 #include "storage/itemptr.h"
 
 #include "keychange.h"
@@ -25,6 +26,8 @@ typedef struct CachedKey
 	TimestampTz previous_until;
 	KeyState	state;			/* its texts and arrays are in data */
 	char	   *data;
+	HeapTuple	valid_result;	/* the result row of a plain valid verification */
+	TimestampTz use_noted;		/* when this backend last noted a use (usage.c) */
 } CachedKey;
 
 extern int	apikey_key_cache_size;
@@ -38,5 +41,8 @@ extern void keycache_set_state(CachedKey *entry, const KeyState *state,
 							   TimestampTz previous_until, const KeyChangeStamp *stamp);
 extern bool keycache_prove(const CachedKey *entry, const uint8 *hash,
 						   TimestampTz now, KeyState *key);
+extern void keycache_set_valid_result(CachedKey *entry, HeapTuple tuple);
+extern bool keycache_shared_location(uint64 key_id, ItemPointer tid);
+extern void keycache_share_location(uint64 key_id, ItemPointer tid);
 
 #endif							/* APIKEY_KEYCACHE_H */

@@ -153,6 +153,21 @@ usage_xact_callback(XactEvent event, void *arg)
 		usage_drain();
 }
 
+/*
+ * Note a valid use of a key that this backend noted last at *last (0:
+ * never): not again within apikey.usage_precision, which the writer would
+ * not write anyway.
+ */
+void
+usage_record_since(uint64 key_id, TimestampTz when, TimestampTz *last)
+{
+	if (*last != 0 && when >= *last &&
+		when - *last < (TimestampTz) usage_precision * USECS_PER_SEC)
+		return;
+	*last = when;
+	usage_record(key_id, when);
+}
+
 /* Note a valid use of a key (the hot path: no lock, no allocation). */
 void
 usage_record(uint64 key_id, TimestampTz when)

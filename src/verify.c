@@ -344,37 +344,51 @@ secret_matches(TupleTableSlot *slot, const uint8 *hash, TimestampTz now)
 		slot_hash_equal(slot, COL_PREVIOUS_HASH, hash);
 }
 
-/* A column's value, or NULL when it is NULL or the table lacks it. */
+/*
+ * A column's value, or NULL when it is NULL or the table lacks it: a copy
+ * (copy), or the value in the row itself, detoasted only when compressed or
+ * stored out of line (valid while the slot holds the row; it may have a
+ * short header).
+ */
 static inline void *
-slot_varlena_copy(TupleTableSlot *slot, KeyColumn col)
+slot_varlena(TupleTableSlot *slot, KeyColumn col, bool copy)
 {
 	bool		isnull;
 	Datum		d;
+	struct varlena *v;
 
 	if (catalog.attnum[col] == InvalidAttrNumber)
 		return NULL;
 	d = slot_getattr(slot, catalog.attnum[col], &isnull);
-	return isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
+	if (isnull)
+		return NULL;
+	if (copy)
+		return PG_DETOAST_DATUM_COPY(d);
+	v = (struct varlena *) DatumGetPointer(d);
+	return VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v) ? PG_DETOAST_DATUM(d) : v;
 }
 
-/* Copy out the state of a key whose secret was proven. */
+/*
+ * Read the state of the key from its row: copies (copy), or the values in
+ * the row itself, for the cache of verified keys to copy (see slot_varlena).
+ */
 static void
-read_key_state(TupleTableSlot *slot, uint64 key_id, KeyState *key)
+read_key_state(TupleTableSlot *slot, uint64 key_id, KeyState *key, bool copy)
 {
 	bool		isnull;
 	Datum		d;
 
 	key->key_id = key_id;
 	key->tenant_id = DatumGetInt64(slot_getattr(slot, catalog.attnum[COL_TENANT_ID], &isnull));
-	key->tenant = slot_varlena_copy(slot, COL_TENANT);
-	key->environment = slot_varlena_copy(slot, COL_ENVIRONMENT);
-	key->scopes = slot_varlena_copy(slot, COL_EFFECTIVE_SCOPES);
+	key->tenant = slot_varlena(slot, COL_TENANT, copy);
+	key->environment = slot_varlena(slot, COL_ENVIRONMENT, copy);
+	key->scopes = slot_varlena(slot, COL_EFFECTIVE_SCOPES, copy);
 	if (key->scopes == NULL)
-		key->scopes = slot_varlena_copy(slot, COL_SCOPES);
-	key->resources = slot_varlena_copy(slot, COL_RESOURCES);
+		key->scopes = slot_varlena(slot, COL_SCOPES, copy);
+	key->resources = slot_varlena(slot, COL_RESOURCES, copy);
 	if (key->resources == NULL && catalog.attnum[COL_RESOURCES] == InvalidAttrNumber)
 	{
-		text	   *resource = slot_varlena_copy(slot, COL_RESOURCE);
+		text	   *resource = slot_varlena(slot, COL_RESOURCE, true);
 
 		if (resource != NULL)
 		{
@@ -383,11 +397,11 @@ read_key_state(TupleTableSlot *slot, uint64 key_id, KeyState *key)
 			key->resources = construct_array(&elem, 1, TEXTOID, -1, false, TYPALIGN_INT);
 		}
 	}
-	key->owner = slot_varlena_copy(slot, COL_OWNER);
-	key->meta = slot_varlena_copy(slot, COL_META);
-	key->allowed_ips = slot_varlena_copy(slot, COL_ALLOWED_IPS);
-	key->rate_limits = slot_varlena_copy(slot, COL_RATE_LIMITS);
-	key->tenant_rate_limits = slot_varlena_copy(slot, COL_TENANT_RATE_LIMITS);
+	key->owner = slot_varlena(slot, COL_OWNER, copy);
+	key->meta = slot_varlena(slot, COL_META, copy);
+	key->allowed_ips = slot_varlena(slot, COL_ALLOWED_IPS, copy);
+	key->rate_limits = slot_varlena(slot, COL_RATE_LIMITS, copy);
+	key->tenant_rate_limits = slot_varlena(slot, COL_TENANT_RATE_LIMITS, copy);
 	key->has_credits = false;
 	if (catalog.attnum[COL_HAS_CREDITS] != InvalidAttrNumber)
 	{
@@ -477,34 +491,61 @@ slot_hash(TupleTableSlot *slot, KeyColumn col, uint8 *out)
 }
 
 /*
- * Remember the key's current state: its row as the latest snapshot sees it
- * (read after the change counters, which is what makes the state safe to
- * reuse while they stand still).  A row that moved is not remembered now.
+ * Is the row in the slot the key's latest version: one nobody has updated
+ * or deleted (or is doing so)?  Then a state stamped before it was read is
+ * current: a change committed before the stamp would have marked this
+ * version as replaced.
  */
-static void
-remember_state(CachedKey *entry, Relation heap, TupleTableSlot *slot)
+static bool
+row_is_latest(TupleTableSlot *slot)
 {
-	KeyChangeStamp stamp;
-	Snapshot	latest;
-	ItemPointerData tid = entry->tid;
+	HeapTupleHeader header;
+	uint16		infomask;
+
+	if (!TTS_IS_BUFFERTUPLE(slot))
+		return false;
+	header = ((BufferHeapTupleTableSlot *) slot)->base.tuple->t_data;
+	infomask = header->t_infomask;
+	return (infomask & HEAP_XMAX_INVALID) ||
+		HEAP_XMAX_IS_LOCKED_ONLY(infomask) ||
+		!TransactionIdIsValid(HeapTupleHeaderGetRawXmax(header));
+}
+
+/* Remember the key's state from its row in the slot, stamped with stamp. */
+static void
+remember_row(CachedKey *entry, TupleTableSlot *slot, const KeyChangeStamp *stamp)
+{
 	KeyState	state;
 	uint8		key_hash[KEY_HASH_LEN];
 	uint8		previous_hash[KEY_HASH_LEN];
 	TimestampTz previous_until = 0;
 	bool		has_previous;
 
-	if (IsInParallelMode())
-		return;
-	keychange_stamp(entry->key_id, &stamp);
-	latest = GetLatestSnapshot();
-	if (!fetch_at(heap, &tid, entry->key_id, latest, slot) ||
-		!slot_hash(slot, COL_KEY_HASH, key_hash))
+	if (!slot_hash(slot, COL_KEY_HASH, key_hash))
 		return;
 	has_previous = slot_timestamp(slot, COL_PREVIOUS_HASH_EXPIRES_AT, &previous_until) &&
 		slot_hash(slot, COL_PREVIOUS_HASH, previous_hash);
-	read_key_state(slot, entry->key_id, &state);
+	read_key_state(slot, entry->key_id, &state, false);
 	keycache_set_state(entry, &state, key_hash, has_previous ? previous_hash : NULL,
-					   previous_until, &stamp);
+					   previous_until, stamp);
+}
+
+/*
+ * Remember the key's current state when the row the statement's snapshot
+ * saw may not be its latest version: the row as the latest snapshot sees
+ * it, read after the change counters.  A row that moved is not remembered.
+ */
+static void
+remember_latest(CachedKey *entry, Relation heap, TupleTableSlot *slot)
+{
+	KeyChangeStamp stamp;
+	ItemPointerData tid = entry->tid;
+
+	if (IsInParallelMode())
+		return;
+	keychange_stamp(entry->key_id, &stamp);
+	if (fetch_at(heap, &tid, entry->key_id, GetLatestSnapshot(), slot))
+		remember_row(entry, slot, &stamp);
 }
 
 /*
@@ -514,13 +555,16 @@ remember_state(CachedKey *entry, Relation heap, TupleTableSlot *slot)
  * Returns whether the secret was proven; then key is filled in.
  */
 static bool
-probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
+probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
+		  CachedKey **from)
 {
 	Snapshot	snapshot;
 	Relation	heap;
 	TupleTableSlot *slot;
 	CachedKey  *entry;
 	ItemPointerData tid;
+	KeyChangeStamp stamp;
+	bool		have_tid;
 	bool		reuse = keychange_cache_allowed();
 	bool		found = false;
 	bool		proven = false;
@@ -534,7 +578,13 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
 	entry = keycache_lookup(key_id, false);
 	if (reuse && entry != NULL && entry->has_state &&
 		keychange_unchanged(key_id, &entry->stamp))
+	{
+		*from = entry;
 		return keycache_prove(entry, hash, now, key);
+	}
+	/* read before the row, for a state remembered from it */
+	if (reuse)
+		keychange_stamp(key_id, &stamp);
 
 	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	heap = open_locked(catalog.keys_relid);
@@ -548,34 +598,56 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
 	}
 	slot = table_slot_create(heap, NULL);
 
+	/* where this backend found the row before, or else another backend */
 	if (entry != NULL && ItemPointerIsValid(&entry->tid))
 	{
 		tid = entry->tid;
+		have_tid = true;
+	}
+	else
+		have_tid = keycache_shared_location(key_id, &tid);
+	if (have_tid)
+	{
 		found = ItemPointerGetBlockNumber(&tid) < locked_nblocks &&
 			fetch_at(heap, &tid, key_id, snapshot, slot);
-		if (!found)
+		if (!found && entry != NULL)
 		{
 			keycache_forget(key_id);
 			entry = NULL;
 		}
 	}
 	if (!found)
+	{
 		found = fetch_by_index(heap, key_id, snapshot, slot, &tid);
+		if (found)
+			keycache_share_location(key_id, &tid);
+	}
 
 	if (found)
 	{
-		if (secret_matches(slot, hash, now))
-		{
-			proven = true;
-			read_key_state(slot, key_id, key);
-		}
+		proven = secret_matches(slot, hash, now);
 		if (entry == NULL)
 			entry = keycache_lookup(key_id, true);
 		if (entry != NULL)
-		{
 			entry->tid = tid;
-			if (reuse)
-				remember_state(entry, heap, slot);
+		if (reuse && entry != NULL && row_is_latest(slot))
+		{
+			/* the common case: one read serves the answer and the cache */
+			remember_row(entry, slot, &stamp);
+			if (proven && entry->has_state)
+			{
+				*key = entry->state;
+				*from = entry;
+			}
+			else if (proven)
+				read_key_state(slot, key_id, key, true);
+		}
+		else
+		{
+			if (proven)
+				read_key_state(slot, key_id, key, true);
+			if (reuse && entry != NULL)
+				remember_latest(entry, heap, slot);
 		}
 	}
 
@@ -720,7 +792,7 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 	}
 
 	key_hash_compute(text_ptr, text_len, hash);
-	result->proven = probe_key(parsed.key_id, hash, now, &result->key);
+	result->proven = probe_key(parsed.key_id, hash, now, &result->key, &result->cached);
 	explicit_bzero(hash, sizeof(hash));
 	key_text_guard_end();
 	if (!result->proven)
@@ -742,7 +814,12 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 	}
 	result->status = decide_status(&result->key, request, now, env, env_len);
 	if (result->status == VS_VALID)
-		usage_record(result->key.key_id, now);
+	{
+		if (result->cached != NULL)
+			usage_record_since(result->key.key_id, now, &result->cached->use_noted);
+		else
+			usage_record(result->key.key_id, now);
+	}
 }
 
 void
@@ -793,6 +870,19 @@ enum
 	NUM_OUT
 };
 
+/*
+ * Is a remembered result row of the result type wanted now?  (The type is
+ * another one after the extension was dropped and created again, or in a
+ * database of another version.)
+ */
+static inline bool
+same_row_type(HeapTuple row, TupleDesc tupdesc)
+{
+	return row != NULL &&
+		HeapTupleHeaderGetTypeId(row->t_data) == tupdesc->tdtypeid &&
+		HeapTupleHeaderGetNatts(row->t_data) == tupdesc->natts;
+}
+
 Datum
 verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 {
@@ -802,7 +892,20 @@ verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 	bool		nulls[NUM_OUT];
 	Interval	retry_after;
 
+	HeapTuple	tuple;
+	bool		plain_valid = result->status == VS_VALID && result->cached != NULL &&
+		!result->has_remaining && !result->has_retry_after;
+
+	/* the rows of statuses that say nothing of a key, built once per backend */
+	static HeapTuple unproven[NUM_VERIFY_STATUSES];
+	bool		plain_unproven = !result->proven && !result->has_retry_after;
+
 	Assert(tupdesc->natts <= NUM_OUT);
+	/* the same row as last time for a key unchanged since */
+	if (plain_valid && same_row_type(result->cached->valid_result, tupdesc))
+		return heap_copy_tuple_as_datum(result->cached->valid_result, tupdesc);
+	if (plain_unproven && same_row_type(unproven[result->status], tupdesc))
+		return heap_copy_tuple_as_datum(unproven[result->status], tupdesc);
 	memset(nulls, true, sizeof(nulls));
 	values[OUT_VALID] = BoolGetDatum(result->status == VS_VALID);
 	nulls[OUT_VALID] = false;
@@ -859,7 +962,19 @@ verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 		values[OUT_RETRY_AFTER] = IntervalPGetDatum(&retry_after);
 		nulls[OUT_RETRY_AFTER] = false;
 	}
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	if (plain_valid)
+		keycache_set_valid_result(result->cached, tuple);
+	else if (plain_unproven)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (unproven[result->status] != NULL)
+			heap_freetuple(unproven[result->status]);
+		unproven[result->status] = heap_copytuple(tuple);
+		MemoryContextSwitchTo(old);
+	}
+	return HeapTupleGetDatum(tuple);
 }
 
 /*

@@ -79,6 +79,7 @@ typedef struct VerifyResult
 	int64		remaining;
 	bool		has_retry_after;	/* when a rate-limited request would pass */
 	int64		retry_after_us;
+	struct CachedKey *cached;	/* the cache entry key came from, if any */
 } VerifyResult;
 
 /* The setting apikey.environment (empty when unset). */
