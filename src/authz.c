@@ -56,8 +56,9 @@ caller_is_admin(void)
 {
 	if (!OidIsValid(create_tenant_oid))
 	{
-		List	   *name = list_make2(makeString("apikey"), makeString("create_tenant"));
+		List	   *name = list_make1(makeString("apikey"));
 
+		name = lappend(name, makeString("create_tenant"));
 		create_tenant_oid = LookupFuncName(name, -1, NULL, true);
 	}
 	return OidIsValid(create_tenant_oid) &&

@@ -235,12 +235,14 @@ catalog_missing(const char *what)
 static bool
 changes_tracked(Oid keys_relid)
 {
-	List	   *name = list_make2(makeString("apikey"), makeString("_key_changed"));
-	Oid			fn = LookupFuncName(name, 0, NULL, true);
+	List	   *name = list_make1(makeString("apikey"));
+	Oid			fn;
 	Relation	rel;
 	bool		rows = false;
 	bool		truncate = false;
 
+	name = lappend(name, makeString("_key_changed"));
+	fn = LookupFuncName(name, 0, NULL, true);
 	if (!OidIsValid(fn))
 		return false;
 	rel = table_open(keys_relid, AccessShareLock);
@@ -279,7 +281,7 @@ catalog_load(void)
 	for (int i = 0; i < NUM_KEY_COLUMNS; i++)
 	{
 		catalog.attnum[i] = get_attnum(catalog.keys_relid, key_column_names[i]);
-		if (catalog.attnum[i] == InvalidAttrNumber && i < FIRST_OPTIONAL_COLUMN)
+		if (i < FIRST_OPTIONAL_COLUMN && catalog.attnum[i] == InvalidAttrNumber)
 			catalog_missing(psprintf("column apikey.keys.%s", key_column_names[i]));
 	}
 
