@@ -9,7 +9,9 @@ OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keyg
 
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
-	sql/apikey/keys.sql sql/apikey/views.sql sql/apikey/privileges.sql
+	sql/apikey/keys.sql \
+	sql/apikey/richkeys.sql \
+	sql/apikey/views.sql sql/apikey/privileges.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 # Released versions' frozen install scripts and the upgrade scripts between them
 DATA = $(filter-out $(DATA_built), $(wildcard sql/$(EXTENSION)--*.sql))
