@@ -338,7 +338,7 @@ BEGIN
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN
-		RAISE EXCEPTION 'permission denied: % of the % keys of this owner are beyond what the authenticated key manages; none was revoked',
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %; none was revoked',
 			beyond, beyond + revoked
 			USING ERRCODE = 'insufficient_privilege',
 			      HINT = 'A full administrator, or a tenant administrator whose key covers them all, can revoke them in one call.';
