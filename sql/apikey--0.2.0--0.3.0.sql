@@ -1332,7 +1332,6 @@ BEGIN
 	            FOR UPDATE
 	LOOP
 		effective := apikey._effective_scopes(k.tenant_id, k.scopes, k.key_roles);
-		PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
 		IF effective IS DISTINCT FROM k.effective_scopes THEN
 			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
@@ -1380,7 +1379,6 @@ BEGIN
 		END IF;
 		roles := array_remove(k.key_roles, role.name);
 		effective := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
-		PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
 		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
 		 WHERE x.key_id = k.key_id;

@@ -350,11 +350,12 @@ COMMENT ON FUNCTION apikey.revoke_owner_keys(text, text, text) IS
 	'revoke every key of an owner in a tenant at once (all or none); returns how many were revoked';
 
 -- Key roles.  A role is tenant-wide: the rule is applied with no
--- environment to the role's scopes (a tenant administrator holds every one
--- of them; a resource-restricted one manages no roles), and to every key
--- whose effective_scopes a change rewrites, before and after (a tenant
+-- environment to the role's scopes, old and new (a tenant administrator
+-- holds every one of them; a resource-restricted one manages no roles), and
+-- to the new effective_scopes of every key a change rewrites (a tenant
 -- administrator changes no key it could not edit itself, so no key of
--- another environment).  The keys are locked before the role, in the order
+-- another environment).  With the role's old scopes held, a key whose new
+-- scopes are covered had its old ones covered too.  The keys are locked before the role, in the order
 -- set_key_roles locks them, so the two never deadlock; their
 -- effective_scopes are rewritten in the same transaction, so every
 -- session's next verification sees the change.
@@ -434,7 +435,6 @@ BEGIN
 	            FOR UPDATE
 	LOOP
 		effective := apikey._effective_scopes(k.tenant_id, k.scopes, k.key_roles);
-		PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
 		IF effective IS DISTINCT FROM k.effective_scopes THEN
 			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
@@ -481,7 +481,6 @@ BEGIN
 		END IF;
 		roles := array_remove(k.key_roles, role.name);
 		effective := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
-		PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
 		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
 		 WHERE x.key_id = k.key_id;
