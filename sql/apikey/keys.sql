@@ -126,8 +126,7 @@ COMMENT ON FUNCTION apikey._expiry(text, interval, interval, interval) IS
 
 -- The hot administrative path: validation in C, one lookup, one INSERT of
 -- the key together with its audit event.  What a plain key does not use
--- (owner, meta, roles, resources, allowed_ips) costs nothing: the checks
--- are STRICT and key roles are looked up only when there are some.
+-- (owner, meta, roles, resources, allowed_ips) is checked only when given.
 CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
 		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
 		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
@@ -142,17 +141,13 @@ DECLARE
 	key_scopes text[] := apikey._normalized_scopes(scopes);
 	roles text[];
 	effective text[] := key_scopes;
+	extra jsonb;    -- what 0.3.0 added, for the audit event
 	t record;
 	g record;
 BEGIN
 	name := apikey._checked_label('key name', name, 200, true);
 	description := apikey._checked_label('description', description, 1000, false);
-	-- resource is one more element of resources
-	resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
-	                                            ELSE coalesce(resources, '{}') || apikey._checked_resource(resource) END);
-	owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
-	meta := apikey._checked_meta(meta);
-	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+	resource := apikey._checked_resource(resource);
 	IF environment IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -168,9 +163,25 @@ BEGIN
 		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
-		roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
-		effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
+	   AND cardinality(key_roles) = 0 THEN
+		-- a plain key
+		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+	ELSE
+		-- resource is one more element of resources
+		resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
+		                                            ELSE coalesce(resources, '{}') || resource END);
+		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey._checked_meta(meta);
+		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
+			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+		END IF;
+		-- meta kept whole in the event, its nulls too
+		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
+		                           'resources', resources, 'allowed_ips', allowed_ips))
+		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
@@ -192,11 +203,7 @@ BEGIN
 		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
 		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
 		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
-		                          'resource', resource, 'expires_at', expires_at)
-		       -- what 0.3.0 added, when given (meta kept whole, its nulls too)
-		       || jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
-		                            'resources', resources, 'allowed_ips', allowed_ips))
-		       || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END,
+		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
 		       apikey._actor()
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
