@@ -79,6 +79,22 @@ COMMENT ON TABLE apikey.credits IS
 	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 
+-- Key roles: named scope sets of a tenant.
+CREATE TABLE apikey.key_roles (
+	tenant_id  bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
+	name       text NOT NULL CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+	scopes     text[] NOT NULL DEFAULT '{}',
+	created_at timestamptz NOT NULL DEFAULT now(),
+	created_by text NOT NULL,
+	PRIMARY KEY (tenant_id, name)
+);
+COMMENT ON TABLE apikey.key_roles IS
+	'key roles: named scope sets of a tenant; a key holds its own scopes and those of its roles';
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_roles', '');
+
+-- The audit trail records the human behind a change (apikey.set_actor).
+ALTER TABLE apikey.audit ADD COLUMN actor text;
+
 -- Every function and view as in 0.3.0 (sql/apikey/*.sql), replaced in place.
 
 CREATE OR REPLACE FUNCTION apikey.key_id_in(cstring) RETURNS apikey.key_id
@@ -274,8 +290,9 @@ AS $$
 BEGIN
 	PERFORM apikey._require('action, tenant_id and tenant', action IS NOT NULL
 		AND tenant_id IS NOT NULL AND tenant IS NOT NULL);
-	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
-	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'));
+	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
+	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'),
+	        apikey._actor());
 END
 $$;
 
@@ -688,6 +705,8 @@ COMMENT ON FUNCTION apikey._expiry(text, interval, interval, interval) IS
 CREATE OR REPLACE FUNCTION apikey.create_key(tenant text, environment text, name text,
 		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
 		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
+		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
 		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
@@ -695,6 +714,9 @@ AS $$
 DECLARE
 	tenant_slug text := apikey._authorized_tenant(tenant);
 	key_scopes text[] := apikey._normalized_scopes(scopes);
+	roles text[];
+	effective text[] := key_scopes;
+	extra jsonb;    -- what 0.3.0 added, for the audit event
 	t record;
 	g record;
 BEGIN
@@ -716,8 +738,27 @@ BEGIN
 		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(tenant_slug, environment, key_scopes,
-		CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END);
+	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
+	   AND cardinality(key_roles) = 0 THEN
+		-- a plain key
+		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+	ELSE
+		-- resource is one more element of resources
+		resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
+		                                            ELSE coalesce(resources, '{}') || resource END);
+		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey._checked_meta(meta);
+		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
+			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+		END IF;
+		-- meta kept whole in the event, its nulls too
+		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
+		                           'resources', resources, 'allowed_ips', allowed_ips))
+		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
+	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
 		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
@@ -726,17 +767,19 @@ BEGIN
 		WITH k AS (
 			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 			                         name, description, scopes, effective_scopes, resources,
+			                         owner, meta, key_roles, allowed_ips,
 			                         expires_at, created_by)
 			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
-			        name, description, key_scopes, key_scopes,
-			        CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END,
-			        expires_at, apikey._caller()::text)
+			        name, description, key_scopes, effective, resources,
+			        owner, meta, coalesce(roles, '{}'), allowed_ips,
+			        expires_at, coalesce(apikey._actor(), apikey._caller()::text))
 			ON CONFLICT DO NOTHING
 			RETURNING 1)
-		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
+		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
 		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
 		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
-		                          'resource', resource, 'expires_at', expires_at)
+		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
+		       apikey._actor()
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
@@ -746,7 +789,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text) IS
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
 	'create a named key; api_key is the full key text, shown this once and never stored';
 
 CREATE OR REPLACE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
@@ -904,6 +948,487 @@ $$;
 COMMENT ON FUNCTION apikey.set_key_expiry(apikey.key_id, timestamptz) IS
 	'set when a key expires (NULL: never, unless the tenant''s policy requires expiry; a past time expires it now)';
 
+CREATE OR REPLACE FUNCTION apikey.set_actor(actor text) RETURNS void
+	AS 'MODULE_PATHNAME', 'set_actor' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey.set_actor(text) IS
+	'label this transaction''s changes with the human behind them (audit_log.actor, key_list.created_by); ends with the transaction; NULL clears it; grants nothing';
+
+CREATE OR REPLACE FUNCTION apikey._actor() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_actor' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey._actor() IS
+	'internal: the label set_actor gave this transaction, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_owner() RETURNS text
+	AS 'MODULE_PATHNAME', 'current_owner' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_owner() IS
+	'owner of the key this transaction was authenticated with, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey.current_key_meta() RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'current_key_meta' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_key_meta() IS
+	'metadata (meta) of the key this transaction was authenticated with, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey._checked_resources(resources text[]) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE STRICT
+AS $$
+DECLARE
+	r text;
+BEGIN
+	IF array_ndims(resources) > 1 OR cardinality(resources) > 64 THEN
+		RAISE EXCEPTION 'resources must be a one-dimensional array of at most 64 resources'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cardinality(resources) = 0 THEN
+		RAISE EXCEPTION 'resources must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'NULL means unrestricted; a restricted key names at least one resource.';
+	END IF;
+	FOREACH r IN ARRAY resources LOOP
+		IF r IS NULL THEN
+			RAISE EXCEPTION 'resources must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		PERFORM apikey._checked_resource(r);
+	END LOOP;
+	RETURN ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(resources) AS x ORDER BY 1);
+END
+$$;
+
+COMMENT ON FUNCTION apikey._checked_resources(text[]) IS
+	'internal: at most 64 well-formed resources ("type:id", "type:*"), sorted, without duplicates; NULL: unrestricted';
+
+CREATE OR REPLACE FUNCTION apikey._checked_meta(meta jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE STRICT
+AS $$
+DECLARE
+	size integer;
+BEGIN
+	IF jsonb_typeof(meta) <> 'object' THEN
+		RAISE EXCEPTION 'meta must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got a JSON %s.', jsonb_typeof(meta));
+	END IF;
+	size := octet_length(meta::text);
+	IF size > 4096 THEN
+		RAISE EXCEPTION 'meta is too large (% bytes)', size USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'The limit is 4096 bytes of JSON text (as meta::text writes it).';
+	END IF;
+	RETURN meta;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._checked_meta(jsonb) IS
+	'internal: a JSON object of at most 4096 bytes as text; NULL: none';
+
+CREATE OR REPLACE FUNCTION apikey._checked_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
+	LANGUAGE plpgsql IMMUTABLE STRICT
+AS $$
+BEGIN
+	IF array_ndims(allowed_ips) > 1 OR cardinality(allowed_ips) > 64 THEN
+		RAISE EXCEPTION 'allowed_ips must be a one-dimensional array of at most 64 networks'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cardinality(allowed_ips) = 0 THEN
+		RAISE EXCEPTION 'allowed_ips must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'NULL means from anywhere; an allowlist names at least one network.';
+	END IF;
+	IF array_position(allowed_ips, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'allowed_ips must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	RETURN ARRAY(SELECT DISTINCT x FROM unnest(allowed_ips) AS x ORDER BY 1);
+END
+$$;
+
+COMMENT ON FUNCTION apikey._checked_allowed_ips(cidr[]) IS
+	'internal: at most 64 networks, sorted, without duplicates; NULL: from anywhere';
+
+CREATE OR REPLACE FUNCTION apikey._checked_role_name(name text) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'key role name must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[a-z0-9][a-z0-9_.-]{0,63}$' THEN
+		RAISE EXCEPTION 'invalid key role name %', apikey._shown(name)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key role name is 1 to 64 lowercase letters, digits, "_", "." or "-", starting with a letter or digit.';
+	END IF;
+	RETURN name;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._checked_role_name(text) IS 'internal: a well-formed key role name';
+
+CREATE OR REPLACE FUNCTION apikey._checked_key_roles(tenant_id bigint, tenant text, key_roles text[])
+	RETURNS text[] LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	role text;
+	existing text[];
+BEGIN
+	PERFORM apikey._require('tenant_id and tenant', tenant_id IS NOT NULL AND tenant IS NOT NULL);
+	IF key_roles IS NULL THEN
+		RAISE EXCEPTION 'key_roles must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'A key without roles has the empty array ''{}''.';
+	END IF;
+	IF array_ndims(key_roles) > 1 OR cardinality(key_roles) > 16 THEN
+		RAISE EXCEPTION 'key_roles must be a one-dimensional array of at most 16 role names'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOREACH role IN ARRAY key_roles LOOP
+		PERFORM apikey._checked_role_name(role);
+	END LOOP;
+	existing := ARRAY(SELECT r.name FROM apikey.key_roles AS r
+	                   WHERE r.tenant_id = _checked_key_roles.tenant_id
+	                     AND r.name = ANY (_checked_key_roles.key_roles)
+	                   ORDER BY r.name COLLATE "C"
+	                     FOR SHARE);
+	SELECT x INTO role FROM unnest(key_roles) AS x WHERE x <> ALL (existing) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" does not exist', role, tenant
+			USING ERRCODE = 'undefined_object',
+			      HINT = 'Each tenant has its own key roles, created with apikey.create_key_role.';
+	END IF;
+	RETURN existing;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._checked_key_roles(bigint, text, text[]) IS
+	'internal: at most 16 existing roles of the tenant, sorted, without duplicates, locked FOR SHARE';
+
+CREATE OR REPLACE FUNCTION apikey._effective_scopes(tenant_id bigint, scopes text[], key_roles text[])
+	RETURNS text[] LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	PERFORM apikey._require('tenant_id, scopes and key_roles',
+		tenant_id IS NOT NULL AND scopes IS NOT NULL AND key_roles IS NOT NULL);
+	RETURN ARRAY(SELECT DISTINCT u.s
+	               FROM (SELECT x COLLATE "C" FROM unnest(_effective_scopes.scopes) AS x
+	                     UNION ALL
+	                     SELECT x COLLATE "C" FROM apikey.key_roles AS r, unnest(r.scopes) AS x
+	                      WHERE r.tenant_id = _effective_scopes.tenant_id
+	                        AND r.name = ANY (_effective_scopes.key_roles)) AS u(s)
+	              ORDER BY 1);
+END
+$$;
+
+COMMENT ON FUNCTION apikey._effective_scopes(bigint, text[], text[]) IS
+	'internal: the scopes of a key and of its roles, sorted, without duplicates';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	new_scopes text[] := apikey._normalized_scopes(scopes);
+	effective text[] := apikey._effective_scopes(k.tenant_id, new_scopes, k.key_roles);
+BEGIN
+	PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+	UPDATE apikey.keys AS x SET scopes = new_scopes, effective_scopes = effective
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('scopes_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.scopes, 'to', new_scopes));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_scopes(apikey.key_id, text[]) IS
+	'replace a key''s own scopes (its roles'' scopes still apply), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	roles text[] := apikey._checked_key_roles(k.tenant_id, k.tenant, key_roles);
+	effective text[] := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
+BEGIN
+	PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+	UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.key_roles, 'to', roles));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_roles(apikey.key_id, text[]) IS
+	'replace a key''s roles (''{}'': none), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	new_resources text[] := apikey._checked_resources(resources);
+BEGIN
+	PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
+	UPDATE apikey.keys AS x SET resources = new_resources WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('resources_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.resources, 'to', new_resources));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_resources(apikey.key_id, text[]) IS
+	'restrict a key to these resources ("type:id" or "type:*"; NULL: unrestricted), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+	UPDATE apikey.keys AS x SET owner = set_key_owner.owner WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.owner, 'to', owner));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_owner(apikey.key_id, text) IS
+	'set or clear (NULL) whose key it is: the application''s id of a person or account';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	meta := apikey._checked_meta(meta);
+	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.meta, 'to', meta));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_meta(apikey.key_id, jsonb) IS
+	'set or clear (NULL) the JSON object (at most 4 kB) that verification returns with the key';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
+	'networks a key may be used from (NULL: anywhere), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	k apikey.keys;
+	revoked integer := 0;
+	beyond integer := 0;
+BEGIN
+	IF owner IS NULL THEN
+		RAISE EXCEPTION 'owner must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	reason := apikey._checked_label('reason', reason, 1000, false);
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND x.owner = revoke_owner_keys.owner
+	            AND x.revoked_at IS NULL
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		BEGIN
+			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+		EXCEPTION WHEN insufficient_privilege THEN
+			beyond := beyond + 1;
+			CONTINUE;
+		END;
+		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+		PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('reason', reason, 'owner', owner));
+		revoked := revoked + 1;
+	END LOOP;
+	IF beyond > 0 THEN
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %; none was revoked',
+			beyond, beyond + revoked
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'A full administrator, or a tenant administrator whose key covers them all, can revoke them in one call.';
+	END IF;
+	RETURN revoked;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.revoke_owner_keys(text, text, text) IS
+	'revoke every key of an owner in a tenant at once (all or none); returns how many were revoked';
+
+CREATE OR REPLACE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	role_scopes text[];
+BEGIN
+	name := apikey._checked_role_name(name);
+	role_scopes := apikey._normalized_scopes(scopes);
+	PERFORM apikey._authorize(t.slug, NULL, role_scopes, NULL);
+	INSERT INTO apikey.key_roles (tenant_id, name, scopes, created_by)
+	VALUES (t.tenant_id, name, role_scopes, coalesce(apikey._actor(), apikey._caller()::text))
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" already exists', name, t.slug
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	PERFORM apikey._audit('key_role_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', name, 'scopes', role_scopes));
+END
+$$;
+
+COMMENT ON FUNCTION apikey.create_key_role(text, text, text[]) IS
+	'create a key role: a named set of scopes that keys of the tenant may be given (create_key key_roles, set_key_roles)';
+
+CREATE OR REPLACE FUNCTION apikey._lock_key_role(t apikey.tenants, name text)
+	RETURNS apikey.key_roles LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	role apikey.key_roles;
+BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	name := apikey._checked_role_name(name);
+	PERFORM FROM apikey.keys AS x
+	  WHERE x.tenant_id = t.tenant_id AND _lock_key_role.name = ANY (x.key_roles)
+	  ORDER BY x.key_id
+	    FOR UPDATE;
+	SELECT * INTO role FROM apikey.key_roles AS r
+	 WHERE r.tenant_id = t.tenant_id AND r.name = _lock_key_role.name
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" does not exist', name, t.slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN role;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._lock_key_role(apikey.tenants, text) IS
+	'internal: a key role, locked after the keys that have it; 42704 when there is none';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[])
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	role apikey.key_roles := apikey._lock_key_role(t, name);
+	role_scopes text[] := apikey._normalized_scopes(scopes);
+	k apikey.keys;
+	effective text[];
+	changed integer := 0;
+BEGIN
+	PERFORM apikey._authorize(t.slug, NULL, role.scopes, NULL);
+	PERFORM apikey._authorize(t.slug, NULL, role_scopes, NULL);
+	UPDATE apikey.key_roles AS r SET scopes = role_scopes
+	 WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
+	-- locked again: keys given the role while this waited for the role's
+	-- lock, and the latest version of each (a concurrent edit of its scopes)
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles)
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		effective := apikey._effective_scopes(k.tenant_id, k.scopes, k.key_roles);
+		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+		IF effective IS DISTINCT FROM k.effective_scopes THEN
+			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
+			changed := changed + 1;
+		END IF;
+	END LOOP;
+	PERFORM apikey._audit('key_role_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', role.name, 'from', role.scopes, 'to', role_scopes, 'keys_changed', changed));
+	RETURN changed;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.set_key_role_scopes(text, text, text[]) IS
+	'replace a key role''s scopes; every key with the role holds the new ones from the next verification on; returns how many keys'' scopes changed';
+
+CREATE OR REPLACE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFAULT false)
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+	role apikey.key_roles := apikey._lock_key_role(t, name);
+	k apikey.keys;
+	roles text[];
+	effective text[];
+	detached integer := 0;
+BEGIN
+	IF detach IS NULL THEN
+		RAISE EXCEPTION 'detach must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM apikey._authorize(t.slug, NULL, role.scopes, NULL);
+	-- locked again: keys given the role while this waited for the role's
+	-- lock, and the latest version of each (a concurrent edit of its scopes)
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles)
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		IF NOT detach THEN
+			RAISE EXCEPTION 'key role "%" of tenant "%" is in use', role.name, t.slug
+				USING ERRCODE = 'object_in_use',
+				      DETAIL = format('Keys that have it: %s.', (SELECT count(*) FROM apikey.keys AS x
+				                      WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles))),
+				      HINT = 'drop_key_role(tenant, name, detach => true) removes it from those keys (and its scopes with it), then drops it.';
+		END IF;
+		roles := array_remove(k.key_roles, role.name);
+		effective := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
+		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
+		 WHERE x.key_id = k.key_id;
+		PERFORM apikey._audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('from', k.key_roles, 'to', roles));
+		detached := detached + 1;
+	END LOOP;
+	DELETE FROM apikey.key_roles AS r WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
+	PERFORM apikey._audit('key_role_dropped', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', role.name, 'scopes', role.scopes, 'keys_detached', detached));
+	RETURN detached;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.drop_key_role(text, text, boolean) IS
+	'drop a key role; refused while keys have it unless detach, which removes it (and its scopes) from them first; returns how many keys it was removed from';
+
+CREATE OR REPLACE VIEW apikey.key_role_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       r.name,
+       r.scopes,
+       (SELECT pg_catalog.count(*) FROM apikey.keys AS k
+         WHERE k.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
+           AND r.name OPERATOR(pg_catalog.=) ANY (k.key_roles)) AS keys,
+       r.created_at,
+       r.created_by,
+       r.tenant_id
+  FROM apikey.key_roles AS r
+  JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE r.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+
+COMMENT ON VIEW apikey.key_role_list IS
+	'key roles of the tenants: name, scopes, how many keys have it';
+
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
        k.tenant,
@@ -957,7 +1482,8 @@ SELECT a.event_id,
        a.actor_role,
        a.actor_key_id,
        a.details,
-       a.tenant_id
+       a.tenant_id,
+       a.actor
   FROM apikey.audit AS a
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE a.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
@@ -992,7 +1518,7 @@ BEGIN
 		apikey.verify(text, text, text, text, integer, inet),
 		apikey.authenticate(text, text, integer, inet),
 		apikey.identify(text),
-		apikey.create_key(text, text, text, text, text[], interval, text),
+		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
 		apikey.rename_key(apikey.key_id, text),
 		apikey.describe_key(apikey.key_id, text),
 		apikey.revoke_key(apikey.key_id, text),
@@ -1001,9 +1527,16 @@ BEGIN
 		apikey.roll_key(apikey.key_id, interval),
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
-		apikey.regenerate_public_key(text, text)
+		apikey.regenerate_public_key(text, text),
+		apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
+		apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
+		apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
+		apikey.revoke_owner_keys(text, text, text),
+		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
+		apikey.drop_key_role(text, text, boolean),
+		apikey.set_actor(text)
 		TO %s', role);
-	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 END
 $$;
 
@@ -1035,6 +1568,38 @@ CREATE TRIGGER keys_truncated BEFORE TRUNCATE ON apikey.keys
 	FOR EACH STATEMENT EXECUTE FUNCTION apikey._key_changed();
 ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_changed,
 	ENABLE ALWAYS TRIGGER keys_truncated;
+
+-- create_key takes owner, meta, key_roles, resources and allowed_ips:
+-- whoever could call the old one may call the new one, edit those later,
+-- manage key roles, label changes and list the roles.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=)
+		       'apikey.create_key(text, text, text, text, text[], interval, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION
+			apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
+			apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
+			apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
+			apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
+			apikey.revoke_owner_keys(text, text, text),
+			apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
+			apikey.drop_key_role(text, text, boolean),
+			apikey.set_actor(text)
+			TO %s', r);
+		EXECUTE pg_catalog.format('GRANT SELECT ON apikey.key_role_list TO %s', r);
+	END LOOP;
+END
+$$;
+DROP FUNCTION apikey.create_key(text, text, text, text, text[], interval, text);
+REVOKE ALL ON apikey.key_roles, apikey.key_role_list FROM PUBLIC;
 
 -- What 0.3.0 no longer has: the pending last use (key_list shows the
 -- written time), the old name of is_admin, the grantable check (now part of
@@ -1080,7 +1645,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey.current_tenant(), apikey.current_tenant_id(), apikey.current_key_id(),
 	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
 	apikey.has_scope(text), apikey.can_access(text, text),
-	apikey.is_admin()
+	apikey.is_admin(), apikey.current_owner(), apikey.current_key_meta()
 	TO PUBLIC;
 REVOKE ALL ON apikey.key_usage, apikey.credits FROM PUBLIC;
 DO $$

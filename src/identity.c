@@ -313,3 +313,23 @@ can_access(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(identity->resources == NULL ||
 				   resources_cover(identity->resources, resource));
 }
+
+/* current_owner() -> the authenticated key's owner, or NULL */
+PG_FUNCTION_INFO_V1(current_owner);
+Datum
+current_owner(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL || identity->owner == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->owner));
+}
+
+/* current_key_meta() -> the authenticated key's metadata, or NULL */
+PG_FUNCTION_INFO_V1(current_key_meta);
+Datum
+current_key_meta(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL || identity->meta == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(copy_varlena(CurrentMemoryContext, identity->meta));
+}

@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
@@ -710,15 +712,37 @@ connection_address(void)
 	return address;
 }
 
+/*
+ * An IPv4 address written as IPv6 (::ffff:a.b.c.d, as dual-stack sockets
+ * report IPv4 clients to applications) is the IPv4 address it maps.
+ */
+static inet *
+ipv4_unmapped(inet *address, inet *buf)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (ip_family(address) != PGSQL_AF_INET6 || ip_bits(address) < 96 ||
+		memcmp(ip_addr(address), mapped, sizeof(mapped)) != 0)
+		return address;
+	memset(buf, 0, sizeof(inet));
+	ip_family(buf) = PGSQL_AF_INET;
+	ip_bits(buf) = ip_bits(address) - 96;
+	memcpy(ip_addr(buf), ip_addr(address) + sizeof(mapped), 4);
+	SET_INET_VARSIZE(buf);
+	return buf;
+}
+
 /* Is the address within one of the allowed networks? */
 static bool
 ip_allowed(ArrayType *allowed_ips, inet *address)
 {
 	array_iter	it;
 	int			n = ArrayGetNItems(ARR_NDIM(allowed_ips), ARR_DIMS(allowed_ips));
+	inet		unmapped;
 
 	if (address == NULL)
 		return false;
+	address = ipv4_unmapped(address, &unmapped);
 	array_iter_setup(&it, (AnyArrayType *) allowed_ips);
 	for (int i = 0; i < n; i++)
 	{

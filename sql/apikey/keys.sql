@@ -139,10 +139,13 @@ COMMENT ON FUNCTION apikey._expiry(text, interval, interval, interval) IS
 	'internal: expiry of a new key under the tenant''s lifetime policy';
 
 -- The hot administrative path: validation in C, one lookup, one INSERT of
--- the key together with its audit event.
+-- the key together with its audit event.  What a plain key does not use
+-- (owner, meta, roles, resources, allowed_ips) is checked only when given.
 CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
 		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
 		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
+		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
 		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
@@ -150,6 +153,9 @@ AS $$
 DECLARE
 	tenant_slug text := apikey._authorized_tenant(tenant);
 	key_scopes text[] := apikey._normalized_scopes(scopes);
+	roles text[];
+	effective text[] := key_scopes;
+	extra jsonb;    -- what 0.3.0 added, for the audit event
 	t record;
 	g record;
 BEGIN
@@ -171,8 +177,27 @@ BEGIN
 		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(tenant_slug, environment, key_scopes,
-		CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END);
+	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
+	   AND cardinality(key_roles) = 0 THEN
+		-- a plain key
+		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+	ELSE
+		-- resource is one more element of resources
+		resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
+		                                            ELSE coalesce(resources, '{}') || resource END);
+		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey._checked_meta(meta);
+		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
+			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+		END IF;
+		-- meta kept whole in the event, its nulls too
+		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
+		                           'resources', resources, 'allowed_ips', allowed_ips))
+		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
+	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
 		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
@@ -181,17 +206,19 @@ BEGIN
 		WITH k AS (
 			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 			                         name, description, scopes, effective_scopes, resources,
+			                         owner, meta, key_roles, allowed_ips,
 			                         expires_at, created_by)
 			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
-			        name, description, key_scopes, key_scopes,
-			        CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END,
-			        expires_at, apikey._caller()::text)
+			        name, description, key_scopes, effective, resources,
+			        owner, meta, coalesce(roles, '{}'), allowed_ips,
+			        expires_at, coalesce(apikey._actor(), apikey._caller()::text))
 			ON CONFLICT DO NOTHING
 			RETURNING 1)
-		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
+		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
 		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
 		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
-		                          'resource', resource, 'expires_at', expires_at)
+		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
+		       apikey._actor()
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
@@ -200,7 +227,8 @@ BEGIN
 	hint := g.hint;
 END
 $$;
-COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text) IS
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
 	'create a named key; api_key is the full key text, shown this once and never stored';
 
 CREATE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)

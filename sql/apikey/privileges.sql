@@ -37,7 +37,7 @@ BEGIN
 		apikey.verify(text, text, text, text, integer, inet),
 		apikey.authenticate(text, text, integer, inet),
 		apikey.identify(text),
-		apikey.create_key(text, text, text, text, text[], interval, text),
+		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
 		apikey.rename_key(apikey.key_id, text),
 		apikey.describe_key(apikey.key_id, text),
 		apikey.revoke_key(apikey.key_id, text),
@@ -46,9 +46,16 @@ BEGIN
 		apikey.roll_key(apikey.key_id, interval),
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
-		apikey.regenerate_public_key(text, text)
+		apikey.regenerate_public_key(text, text),
+		apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
+		apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
+		apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
+		apikey.revoke_owner_keys(text, text, text),
+		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
+		apikey.drop_key_role(text, text, boolean),
+		apikey.set_actor(text)
 		TO %s', role);
-	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
@@ -88,7 +95,8 @@ GRANT EXECUTE ON FUNCTION
 	apikey.current_tenant(), apikey.current_tenant_id(), apikey.current_key_id(),
 	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
 	apikey.has_scope(text), apikey.can_access(text, text),
-	apikey.is_admin()
+	apikey.is_admin(),
+	apikey.current_owner(), apikey.current_key_meta()
 	TO PUBLIC;
 
 -- Said where it is seen: CREATE EXTENSION runs its script with

@@ -50,7 +50,9 @@ CREATE TABLE apikey.audit (
 	tenant       text NOT NULL,
 	key_id       apikey.key_id,
 	action       text NOT NULL,     -- see the README for the list
-	details      jsonb NOT NULL DEFAULT '{}'
+	details      jsonb NOT NULL DEFAULT '{}',
+	-- version 0.3.0
+	actor        text               -- apikey.set_actor: the human behind the change
 );
 ALTER SEQUENCE apikey.audit_event_id_seq OWNED BY apikey.audit.event_id;
 COMMENT ON SEQUENCE apikey.audit_event_id_seq IS 'audit event ids, in the order events happened';
@@ -74,7 +76,8 @@ $$;
 COMMENT ON FUNCTION apikey._require(text, boolean) IS
 	'internal: raise "<what> must not be null" unless present';
 
--- Record an event as the calling role and, when authenticated, key.
+-- Record an event as the calling role and, when authenticated, key; and
+-- the human behind it when the transaction is labelled (set_actor).
 CREATE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
 		key_id apikey.key_id, details jsonb DEFAULT '{}')
 	RETURNS void LANGUAGE plpgsql VOLATILE
@@ -82,8 +85,9 @@ AS $$
 BEGIN
 	PERFORM apikey._require('action, tenant_id and tenant', action IS NOT NULL
 		AND tenant_id IS NOT NULL AND tenant IS NOT NULL);
-	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details)
-	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'));
+	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
+	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'),
+	        apikey._actor());
 END
 $$;
 COMMENT ON FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) IS

@@ -54,7 +54,8 @@ SELECT a.event_id,
        a.actor_role,
        a.actor_key_id,
        a.details,
-       a.tenant_id
+       a.tenant_id,
+       a.actor
   FROM apikey.audit AS a
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE a.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
