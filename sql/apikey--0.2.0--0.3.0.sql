@@ -226,6 +226,12 @@ CREATE OR REPLACE FUNCTION apikey.current_resource() RETURNS text
 COMMENT ON FUNCTION apikey.current_resource() IS
 	'resource the authenticated key is restricted to when it is restricted to exactly one, or NULL';
 
+CREATE OR REPLACE FUNCTION apikey.current_resources() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'current_resources' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION apikey.current_resources() IS
+	'resources the authenticated key is restricted to (patterns such as "collection:*" included), or NULL';
+
 CREATE OR REPLACE FUNCTION apikey.has_scope(scope text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'has_scope' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 
@@ -1645,7 +1651,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey.current_tenant(), apikey.current_tenant_id(), apikey.current_key_id(),
 	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
 	apikey.has_scope(text), apikey.can_access(text, text),
-	apikey.is_admin(), apikey.current_owner(), apikey.current_key_meta()
+	apikey.is_admin()
 	TO PUBLIC;
 REVOKE ALL ON apikey.key_usage, apikey.credits FROM PUBLIC;
 DO $$
@@ -1665,3 +1671,9 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- The identity functions new in 0.3.0, like the others, for every role.
+GRANT EXECUTE ON FUNCTION apikey.current_resources() TO PUBLIC;
+
+-- The identity functions of richer keys, like the others, for every role.
+GRANT EXECUTE ON FUNCTION apikey.current_owner(), apikey.current_key_meta() TO PUBLIC;

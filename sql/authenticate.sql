@@ -49,7 +49,7 @@ SELECT apikey.current_tenant();
 -- a resource-restricted key
 BEGIN;
 SELECT status FROM apikey.authenticate(:'key_b');
-SELECT apikey.current_resource(),
+SELECT apikey.current_resource(), apikey.current_resources(),
        apikey.can_access('collection:7', 'orders:read') AS own_collection,
        apikey.can_access('collection:8', 'orders:read') AS other_collection;
 COMMIT;

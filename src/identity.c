@@ -282,6 +282,16 @@ current_resource(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, DatumGetPointer(d)));
 }
 
+/* current_resources() -> the resources the key is restricted to, or NULL */
+PG_FUNCTION_INFO_V1(current_resources);
+Datum
+current_resources(PG_FUNCTION_ARGS)
+{
+	if (identity == NULL || identity->resources == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_ARRAYTYPE_P(copy_varlena(CurrentMemoryContext, identity->resources));
+}
+
 static bool
 identity_has_scope(text *scope)
 {

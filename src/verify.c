@@ -436,19 +436,20 @@ open_locked(Oid relid)
 	return rel;
 }
 
-/* The key's row at a remembered location, if it is still there. */
+/* The key's row at a remembered location (the root of its HOT chain), if it is still there. */
 static bool
-fetch_at(Relation heap, ItemPointer tid, uint64 key_id, Snapshot snapshot,
+fetch_at(Relation heap, const ItemPointerData *root, uint64 key_id, Snapshot snapshot,
 		 TupleTableSlot *slot)
 {
 	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
+	ItemPointerData tid = *root;	/* the fetch moves it along the chain */
 	bool		call_again = false;
 	bool		all_dead = false;
 	bool		found;
 	bool		isnull;
 
 	/* follows the HOT chain to the version the snapshot sees */
-	found = table_index_fetch_tuple(fetch, tid, snapshot, slot, &call_again, &all_dead);
+	found = table_index_fetch_tuple(fetch, &tid, snapshot, slot, &call_again, &all_dead);
 	table_index_fetch_end(fetch);
 	return found &&
 		DatumGetKeyId(slot_getattr(slot, catalog.attnum[COL_KEY_ID], &isnull)) == key_id;
@@ -543,12 +544,11 @@ static void
 remember_latest(CachedKey *entry, Relation heap, TupleTableSlot *slot)
 {
 	KeyChangeStamp stamp;
-	ItemPointerData tid = entry->tid;
 
 	if (IsInParallelMode())
 		return;
 	keychange_stamp(entry->key_id, &stamp);
-	if (fetch_at(heap, &tid, entry->key_id, GetLatestSnapshot(), slot))
+	if (fetch_at(heap, &entry->tid, entry->key_id, GetLatestSnapshot(), slot))
 		remember_row(entry, slot, &stamp);
 }
 

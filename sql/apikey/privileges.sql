@@ -96,7 +96,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey.current_environment(), apikey.current_scopes(), apikey.current_resource(),
 	apikey.has_scope(text), apikey.can_access(text, text),
 	apikey.is_admin(),
-	apikey.current_owner(), apikey.current_key_meta()
+	apikey.current_owner(), apikey.current_key_meta(), apikey.current_resources()
 	TO PUBLIC;
 
 -- Said where it is seen: CREATE EXTENSION runs its script with

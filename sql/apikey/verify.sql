@@ -52,6 +52,11 @@ CREATE FUNCTION apikey.current_resource() RETURNS text
 COMMENT ON FUNCTION apikey.current_resource() IS
 	'resource the authenticated key is restricted to when it is restricted to exactly one, or NULL';
 
+CREATE FUNCTION apikey.current_resources() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'current_resources' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey.current_resources() IS
+	'resources the authenticated key is restricted to (patterns such as "collection:*" included), or NULL';
+
 CREATE FUNCTION apikey.has_scope(scope text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'has_scope' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey.has_scope(text) IS

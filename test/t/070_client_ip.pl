@@ -24,7 +24,7 @@ sub tcp_psql
 	my ($sql) = @_;
 	my ($out, $err) = ('', '');
 	$node->psql('postgres', $sql, connstr => $tcp, stdout => \$out, stderr => \$err);
-	return $err ne '' ? "ERROR: $err" : $out;
+	return $err =~ /ERROR/ ? "ERROR: $err" : $out;
 }
 my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
 
