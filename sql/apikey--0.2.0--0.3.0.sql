@@ -79,6 +79,17 @@ COMMENT ON TABLE apikey.credits IS
 	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 
+-- Keys imported from another system: the SHA-256 of each one's original
+-- text leads to its key.
+CREATE TABLE apikey.imported_keys (
+	key_hash bytea PRIMARY KEY,
+	key_id   apikey.key_id NOT NULL
+);
+CREATE INDEX imported_keys_key_id ON apikey.imported_keys (key_id);
+COMMENT ON TABLE apikey.imported_keys IS
+	'keys imported from another system: the SHA-256 of the original text, and the key it proves';
+SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
+
 -- Every function and view as in 0.3.0 (sql/apikey/*.sql), replaced in place.
 
 CREATE OR REPLACE FUNCTION apikey.key_id_in(cstring) RETURNS apikey.key_id
@@ -825,6 +836,7 @@ BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -864,8 +876,11 @@ BEGIN
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
-	       previous_hash_expires_at = grace_end
+	       previous_hash_expires_at = grace_end, imported = false
 	 WHERE x.key_id = k.key_id;
+	-- an imported text is found through apikey.imported_keys while it works
+	DELETE FROM apikey.imported_keys AS i
+	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
 	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));
@@ -897,6 +912,98 @@ $$;
 
 COMMENT ON FUNCTION apikey.set_key_expiry(apikey.key_id, timestamptz) IS
 	'set when a key expires (NULL: never, unless the tenant''s policy requires expiry; a past time expires it now)';
+
+CREATE OR REPLACE FUNCTION apikey._hide_statement() RETURNS void
+	AS 'MODULE_PATHNAME', 'hide_statement' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._hide_statement() IS
+	'internal: no error keeps the calling statement in the server log until the transaction ends';
+
+CREATE OR REPLACE FUNCTION apikey._imports_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'imports_changed' LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION apikey._imports_changed() IS
+	'internal: tell every backend, at commit, to look at apikey.imported_keys again';
+
+CREATE OR REPLACE FUNCTION apikey._import_key_text(api_key text, key_hash bytea,
+		OUT key_id apikey.key_id, OUT hash bytea, OUT hint text)
+	AS 'MODULE_PATHNAME', 'import_key_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._import_key_text(text, bytea) IS
+	'internal: a new key id, the SHA-256 and the hint of an imported key, from its text or its hash (exactly one)';
+
+CREATE OR REPLACE FUNCTION apikey.import_key(tenant text, environment text, name text,
+		api_key text DEFAULT NULL, key_hash bytea DEFAULT NULL,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_at timestamptz DEFAULT NULL, owner text DEFAULT NULL,
+		hint text DEFAULT NULL)
+	RETURNS apikey.key_id LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	tenant_slug text;
+	key_scopes text[];
+	t record;
+	g record;
+BEGIN
+	PERFORM apikey._hide_statement();    -- it may hold the key text
+	tenant_slug := apikey._authorized_tenant(tenant);
+	key_scopes := apikey._normalized_scopes(scopes);
+	name := apikey._checked_label('key name', name, 200, true);
+	description := apikey._checked_label('description', description, 1000, false);
+	owner := apikey._checked_label('owner', owner, 200, false);
+	hint := apikey._checked_label('hint', hint, 16, false);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = import_key.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
+	-- the tenant's policy, as for a key created now
+	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
+		expires_at := now() + t.default_key_lifetime;
+	END IF;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', tenant_slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	LOOP
+		g := apikey._import_key_text(api_key, key_hash);
+		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+		                         name, description, scopes, effective_scopes, expires_at,
+		                         created_by, owner, imported)
+		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
+		        name, description, key_scopes, key_scopes, expires_at,
+		        apikey._caller()::text, owner, true)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	INSERT INTO apikey.imported_keys (key_hash, key_id) VALUES (g.hash, g.key_id)
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
+			HINT = 'Each imported key text (or hash) is imported once.';
+	END IF;
+	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
+		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                   'expires_at', expires_at, 'owner', owner,
+		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END));
+	RETURN g.key_id;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
+	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
 
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
@@ -995,7 +1102,8 @@ BEGIN
 		apikey.roll_key(apikey.key_id, interval),
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
-		apikey.regenerate_public_key(text, text)
+		apikey.regenerate_public_key(text, text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
 END
@@ -1021,6 +1129,29 @@ $$;
 
 COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
 	'let a role manage every tenant and key (psql administration); whoever may execute create_tenant is an administrator';
+
+-- Every change of apikey.imported_keys tells the backends to look at it again.
+CREATE TRIGGER imported_keys_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._imports_changed();
+REVOKE ALL ON apikey.imported_keys FROM PUBLIC;
+
+-- import_key for whoever may manage keys (grant_verifier's roles).
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.rename_key(apikey.key_id, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) TO %s', r);
+	END LOOP;
+END
+$$;
 
 -- What 0.3.0 no longer has: the pending last use (key_list shows the
 -- written time), the old name of is_admin, the grantable check (now part of

@@ -15,7 +15,7 @@ extern void verify_init(void);
 extern void identity_init(void);
 extern void usage_init(void);
 extern void authz_init(void);
-
+extern void imported_init(void);
 /*
  * While key text is being handled, any error (ours or the server's, such as
  * a cancel) keeps its statement and context out of the server log, since
@@ -26,6 +26,9 @@ extern void key_text_guard_end(void);
 
 /* Note a valid use of a key, for last_used_at (usage.c). */
 extern void usage_record(uint64 key_id, TimestampTz when);
+
+/* A fresh random key id, never zero (keygen.c). */
+extern uint64 random_key_id(void);
 
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);

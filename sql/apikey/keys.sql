@@ -267,6 +267,7 @@ BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -305,8 +306,11 @@ BEGIN
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
-	       previous_hash_expires_at = grace_end
+	       previous_hash_expires_at = grace_end, imported = false
 	 WHERE x.key_id = k.key_id;
+	-- an imported text is found through apikey.imported_keys while it works
+	DELETE FROM apikey.imported_keys AS i
+	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
 	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));

@@ -9,6 +9,7 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.public_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -46,7 +47,8 @@ BEGIN
 		apikey.roll_key(apikey.key_id, interval),
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
-		apikey.regenerate_public_key(text, text)
+		apikey.regenerate_public_key(text, text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
 END
