@@ -786,7 +786,8 @@ $$;
 
 COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
 
-CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
+		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
@@ -794,18 +795,25 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	reason := apikey._checked_label('reason', reason, 1000, false);
+	IF terminate IS NULL THEN
+		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	IF k.revoked_at IS NOT NULL THEN
 		RAISE EXCEPTION 'key % is already revoked', k.key_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
+	IF terminate THEN
+		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+	END IF;
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
-		jsonb_build_object('reason', reason));
+		jsonb_build_object('reason', reason)
+		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
 END
 $$;
 
-COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text) IS
-	'disable a key from the next verification on; reversible with reactivate_key';
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
+	'disable a key from the next verification on; reversible with reactivate_key. terminate => true also stops, at commit, the transactions authenticated by the key on this server (needs shared_preload_libraries)';
 
 CREATE OR REPLACE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -1005,6 +1013,12 @@ $$;
 COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
 	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
 
+CREATE OR REPLACE FUNCTION apikey._terminate_at_commit(key_id apikey.key_id, required boolean) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'terminate_at_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) IS
+	'internal: when this transaction commits, stop the transactions authenticated by the key on this server; without shared_preload_libraries an error when required, else false';
+
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
        k.tenant,
@@ -1096,7 +1110,7 @@ BEGIN
 		apikey.create_key(text, text, text, text, text[], interval, text),
 		apikey.rename_key(apikey.key_id, text),
 		apikey.describe_key(apikey.key_id, text),
-		apikey.revoke_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
 		apikey.reactivate_key(apikey.key_id),
 		apikey.delete_key(apikey.key_id),
 		apikey.roll_key(apikey.key_id, interval),
@@ -1152,6 +1166,25 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- revoke_key takes terminate: whoever could call the old one may call the
+-- new one.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.revoke_key(apikey.key_id, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) TO %s', r);
+	END LOOP;
+END
+$$;
+DROP FUNCTION apikey.revoke_key(apikey.key_id, text);
 
 -- What 0.3.0 no longer has: the pending last use (key_list shows the
 -- written time), the old name of is_admin, the grantable check (now part of

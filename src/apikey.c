@@ -99,6 +99,7 @@ _PG_init(void)
 	identity_init();
 	authz_init();
 	imported_init();
+	killswitch_init();
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = hide_key_text;

@@ -16,6 +16,14 @@ extern void identity_init(void);
 extern void usage_init(void);
 extern void authz_init(void);
 extern void imported_init(void);
+extern void killswitch_init(void);
+
+/*
+ * The key the current transaction is authenticated as, for the kill switch
+ * (killswitch.c); called by identity.c whenever the identity changes.
+ */
+extern void killswitch_track(bool authenticated, uint64 key_id);
+
 /*
  * While key text is being handled, any error (ours or the server's, such as
  * a cancel) keeps its statement and context out of the server log, since

@@ -219,7 +219,8 @@ END
 $$;
 COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
 
-CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL)
+CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
+		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
@@ -227,17 +228,24 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	reason := apikey._checked_label('reason', reason, 1000, false);
+	IF terminate IS NULL THEN
+		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	IF k.revoked_at IS NOT NULL THEN
 		RAISE EXCEPTION 'key % is already revoked', k.key_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
+	IF terminate THEN
+		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+	END IF;
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
-		jsonb_build_object('reason', reason));
+		jsonb_build_object('reason', reason)
+		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
 END
 $$;
-COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text) IS
-	'disable a key from the next verification on; reversible with reactivate_key';
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
+	'disable a key from the next verification on; reversible with reactivate_key. terminate => true also stops, at commit, the transactions authenticated by the key on this server (needs shared_preload_libraries)';
 
 CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER

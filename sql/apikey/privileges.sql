@@ -41,7 +41,7 @@ BEGIN
 		apikey.create_key(text, text, text, text, text[], interval, text),
 		apikey.rename_key(apikey.key_id, text),
 		apikey.describe_key(apikey.key_id, text),
-		apikey.revoke_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
 		apikey.reactivate_key(apikey.key_id),
 		apikey.delete_key(apikey.key_id),
 		apikey.roll_key(apikey.key_id, interval),
