@@ -107,6 +107,73 @@ $$;
 COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
 	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
 
+-- Leak reports: a secret scanner found this text in public.  A real key is
+-- revoked at once (and its transactions terminated when the kill switch is
+-- available); the report is audited as 'leaked' either way.  The text of a
+-- key's previous secret, still honoured after a roll, stops working and the
+-- key's current secret goes on.  A role granted only this
+-- (grant_leak_reporter) can do nothing else.
+CREATE FUNCTION apikey._prove_key(api_key text, OUT status text, OUT key_id apikey.key_id)
+	AS 'MODULE_PATHNAME', 'prove_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey._prove_key(text) IS
+	'internal: the key the text proves (status found), without a verification''s effects; else malformed, public_key or not_found';
+
+CREATE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	p record;
+	k apikey.keys;
+	reason text;
+	previous boolean;
+BEGIN
+	PERFORM apikey._hide_statement();    -- it holds the key text
+	source := apikey._checked_label('source', source, 500, false);
+	p := apikey._prove_key(api_key);
+	IF p.key_id IS NULL THEN
+		RETURN p.status;                  -- malformed, public_key or not_found
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = p.key_id FOR UPDATE;
+	-- proven again with the row locked: a roll or deletion may have come first
+	p := apikey._prove_key(api_key);
+	IF NOT FOUND OR p.key_id IS NULL THEN
+		RETURN 'not_found';
+	END IF;
+	previous := k.key_hash <> sha256(convert_to(api_key, getdatabaseencoding()));
+	reason := 'leaked' || coalesce(' (reported by ' || source || ')', '');
+	IF previous THEN
+		-- a secret the key was rolled away from: it stops, the key goes on
+		UPDATE apikey.keys AS x SET previous_hash = NULL, previous_hash_expires_at = NULL
+		 WHERE x.key_id = k.key_id;
+		DELETE FROM apikey.imported_keys AS i
+		 WHERE i.key_id = k.key_id AND i.key_hash <> k.key_hash;
+	ELSIF k.revoked_at IS NULL THEN
+		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+		PERFORM apikey._terminate_at_commit(k.key_id, false);
+	END IF;
+	PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
+		                   'revoked', NOT previous AND k.revoked_at IS NULL));
+	RETURN CASE WHEN previous OR k.revoked_at IS NULL THEN 'revoked' ELSE 'already_revoked' END;
+END
+$$;
+COMMENT ON FUNCTION apikey.report_leak(text, text) IS
+	'a secret scanner found this key text in public (source: where): a real key is revoked at once and audited as leaked; returns revoked, already_revoked, not_found, malformed or public_key';
+
+CREATE FUNCTION apikey.grant_leak_reporter(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey._check_role(role);
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION apikey.report_leak(text, text) TO %s', role);
+END
+$$;
+COMMENT ON FUNCTION apikey.grant_leak_reporter(regrole) IS
+	'let a role (a secret-scanning receiver''s) report leaked keys with report_leak, and nothing else';
+
 -- The kill switch (killswitch.c): revoke_key(..., terminate => true).
 CREATE FUNCTION apikey._terminate_at_commit(key_id apikey.key_id, required boolean) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'terminate_at_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
