@@ -1083,6 +1083,47 @@ CREATE OR REPLACE FUNCTION apikey._terminate_at_commit(key_id apikey.key_id, req
 COMMENT ON FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) IS
 	'internal: when this transaction commits, stop the transactions authenticated by the key on this server; without shared_preload_libraries an error when required, else false';
 
+CREATE OR REPLACE FUNCTION apikey._notify_event() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_notify('apikey_events', json_build_object(
+		'event_id', NEW.event_id, 'at', NEW.at, 'action', NEW.action,
+		'tenant_id', NEW.tenant_id, 'key_id', NEW.key_id)::text);
+	RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION apikey._notify_event() IS
+	'internal: send an audit event to the channel apikey_events at commit (ids only)';
+
+CREATE OR REPLACE FUNCTION apikey.expiring_keys(within interval)
+	RETURNS TABLE (key_id apikey.key_id, tenant text, environment text, name text,
+	               owner text, hint text, expires_at timestamptz, last_used_at timestamptz,
+	               tenant_id bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF within IS NULL THEN
+		RAISE EXCEPTION 'within must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF now() + within < now() THEN
+		RAISE EXCEPTION 'within must not be negative' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	SELECT l.key_id, l.tenant, l.environment, l.name, l.owner, l.hint, l.expires_at,
+	       l.last_used_at, l.tenant_id
+	  FROM apikey.key_list AS l
+	 WHERE l.status = 'active' AND l.expires_at <= now() + within
+	 ORDER BY l.expires_at, l.key_id;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.expiring_keys(interval) IS
+	'active keys that expire within the interval, soonest first; shows what key_list shows the caller';
+
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
        k.tenant,
@@ -1181,7 +1222,8 @@ BEGIN
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
 		apikey.regenerate_public_key(text, text),
-		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text)
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
 END
@@ -1214,7 +1256,11 @@ CREATE TRIGGER imported_keys_changed
 	FOR EACH STATEMENT EXECUTE FUNCTION apikey._imports_changed();
 REVOKE ALL ON apikey.imported_keys FROM PUBLIC;
 
--- import_key for whoever may manage keys (grant_verifier's roles).
+-- Each audit event is also sent at commit on the channel apikey_events.
+CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
+	FOR EACH ROW EXECUTE FUNCTION apikey._notify_event();
+
+-- import_key and expiring_keys for grant_verifier's roles.
 DO $$
 DECLARE
 	r pg_catalog.regrole;
@@ -1226,7 +1272,8 @@ BEGIN
 		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
 		   AND a.grantee OPERATOR(pg_catalog.<>) 0
 	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) TO %s', r);
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+			apikey.expiring_keys(interval) TO %s', r);
 	END LOOP;
 END
 $$;

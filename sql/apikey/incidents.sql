@@ -179,3 +179,49 @@ CREATE FUNCTION apikey._terminate_at_commit(key_id apikey.key_id, required boole
 	AS 'MODULE_PATHNAME', 'terminate_at_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) IS
 	'internal: when this transaction commits, stop the transactions authenticated by the key on this server; without shared_preload_libraries an error when required, else false';
+
+-- Events: each audit event is also sent at commit (NOTIFY) on the channel
+-- apikey_events.  Anyone who may connect may LISTEN, so the payload holds
+-- ids only; what happened in detail is in audit_log, for those who may read
+-- it.
+CREATE FUNCTION apikey._notify_event() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_notify('apikey_events', json_build_object(
+		'event_id', NEW.event_id, 'at', NEW.at, 'action', NEW.action,
+		'tenant_id', NEW.tenant_id, 'key_id', NEW.key_id)::text);
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION apikey._notify_event() IS
+	'internal: send an audit event to the channel apikey_events at commit (ids only)';
+CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
+	FOR EACH ROW EXECUTE FUNCTION apikey._notify_event();
+
+-- Keys about to expire, for reminder jobs; visible as key_list is.
+CREATE FUNCTION apikey.expiring_keys(within interval)
+	RETURNS TABLE (key_id apikey.key_id, tenant text, environment text, name text,
+	               owner text, hint text, expires_at timestamptz, last_used_at timestamptz,
+	               tenant_id bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF within IS NULL THEN
+		RAISE EXCEPTION 'within must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF now() + within < now() THEN
+		RAISE EXCEPTION 'within must not be negative' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	SELECT l.key_id, l.tenant, l.environment, l.name, l.owner, l.hint, l.expires_at,
+	       l.last_used_at, l.tenant_id
+	  FROM apikey.key_list AS l
+	 WHERE l.status = 'active' AND l.expires_at <= now() + within
+	 ORDER BY l.expires_at, l.key_id;
+END
+$$;
+COMMENT ON FUNCTION apikey.expiring_keys(interval) IS
+	'active keys that expire within the interval, soonest first; shows what key_list shows the caller';

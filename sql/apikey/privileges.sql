@@ -48,7 +48,8 @@ BEGIN
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
 		apikey.regenerate_public_key(text, text),
-		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text)
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
 END
