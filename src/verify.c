@@ -3,9 +3,10 @@
  *		Where the key table is probed and a verification status decided.
  *
  * A verification parses the text (rejecting malformed input before any
- * table is touched), hashes it, fetches the key's row through the primary
- * key index directly (no SPI, no planning) and compares hashes in constant
- * time.  The key's other states are looked at only once the secret is
+ * table is touched, or, once keys were imported from another system, after
+ * one index probe: imported.c), hashes it, fetches the key's row through
+ * the primary key index directly (no SPI, no planning) and compares hashes
+ * in constant time.  The key's other states are looked at only once the secret is
  * proven.  Nothing here writes, so verification works in read-only
  * transactions and on hot standbys.
  */
