@@ -185,16 +185,7 @@ COMMENT ON FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) IS
 -- ids only; what happened in detail is in audit_log, for those who may read
 -- it.
 CREATE FUNCTION apikey._notify_event() RETURNS trigger
-	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM pg_notify('apikey_events', json_build_object(
-		'event_id', NEW.event_id, 'at', NEW.at, 'action', NEW.action,
-		'tenant_id', NEW.tenant_id, 'key_id', NEW.key_id)::text);
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'notify_event' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION apikey._notify_event() IS
 	'internal: send an audit event to the channel apikey_events at commit (ids only)';
 CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
