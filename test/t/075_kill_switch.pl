@@ -6,7 +6,8 @@
 # other keys, of no key, and of another database are untouched; a
 # revocation rolled back (or rolled back to a savepoint) cancels nothing;
 # a session whose transaction was stopped runs its next transaction
-# undisturbed (no cancel is left over for it).
+# undisturbed (no cancel is left over for it).  A leak report terminates
+# too.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -23,7 +24,7 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
 	INSERT INTO test_keys
 		SELECT label, key_id, api_key
-		  FROM unnest('{victim,bystander,kept,catcher,prepared}'::text[]) AS label,
+		  FROM unnest('{victim,bystander,kept,catcher,prepared,leaky}'::text[]) AS label,
 		       apikey.create_key('acme', 'production', label);
 });
 my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
@@ -217,12 +218,24 @@ run($catcher, 'ROLLBACK');
 ($out, $err) = run($catcher, "SELECT pg_sleep(0.5), 'after'");
 is($err, '', '  ... while the session\'s next transaction runs undisturbed');
 
-# 4. a revocation that terminates cannot be prepared (it would commit elsewhere)
+# 4. a leak report terminates the leaked key's transactions too
+my $leaky = session('postgres', 'leaky');
+run($leaky, 'BEGIN');
+run($leaky, "SELECT status FROM apikey.authenticate(${\ $key->('leaky')})");
+start($leaky, 'SELECT pg_sleep(60);');
+ok(wait_active(1, q{'leaky'}), 'leaky: its statement is in flight');
+($out, $err) = run($revoker, "SELECT apikey.report_leak(${\ $key->('leaky')}, 'https://example.com')");
+is($out, 'revoked', 'report_leak revokes the key');
+$waited = wait_error($leaky, qr/canceling statement/, 10);
+ok(defined $waited && $waited < 1.0, 'and its statement in flight is cancelled within a second');
+run($leaky, 'ROLLBACK');
+
+# 5. a revocation that terminates cannot be prepared (it would commit elsewhere)
 ($out, $err) = run($revoker, "BEGIN; SELECT apikey.revoke_key(${\ $id->('prepared')}, terminate => true);"
 	. " PREPARE TRANSACTION 'revoke';");
 like($err, qr/cannot prepare a transaction that revoked a key with terminate => true/,
 	'PREPARE TRANSACTION of a terminating revocation is refused');
 is(key_status($node, 'postgres', 'prepared'), 'valid', '  ... and the key stays valid');
 
-$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher);
+$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky);
 done_testing();
