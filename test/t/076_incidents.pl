@@ -7,6 +7,8 @@
 #    not look for any) sees one imported by another session from its next
 #    statement on, even inside an open transaction; once the last imported
 #    key is deleted it stops looking again.
+# 3. import_key and report_leak, which take key text, keep a failing
+#    statement out of the server log.
 use strict;
 use warnings;
 use JSON::PP;
@@ -102,5 +104,21 @@ is($verifier->query_safe(q{SELECT pg_stat_get_xact_numscans('apikey.imported_key
 $verifier->query_safe('COMMIT');
 $verifier->quit;
 $actor->quit;
+
+# 3. import_key and report_leak take key text: when they fail, the
+# statement (which may hold it as a literal) stays out of the server log
+my $log_start = -s $node->logfile;
+my ($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{SELECT apikey.import_key('acme', 'production', 'dup', api_key => 'old-system-token-0003')});
+like($stderr, qr/a key with this text was imported before/, 'importing a text twice fails');
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{SELECT apikey.report_leak('old-system-token-0003', E'bad\nsource')});
+like($stderr, qr/source must not contain control characters/, 'a leak report with a bad source fails');
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	q{SELECT apikey.report_leak('old-system-token-0004', 'x') || (1 / (random() * 0)::int)::text});
+like($stderr, qr/division by zero/, 'a statement failing after report_leak ran');
+my $log = slurp_file($node->logfile, $log_start);
+like($log, qr/a key with this text was imported before/, 'the failures are in the log');
+unlike($log, qr/old-system-token-000[34]/, 'the key texts are not');
 
 done_testing();
