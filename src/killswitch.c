@@ -16,9 +16,10 @@
  *	- every later statement of the transaction, and its COMMIT, raise 28000.
  * The timer is stopped, and a cancel it raised but the backend did not act
  * on yet is withdrawn, when the identity ends: a statement of a later
- * transaction is never cancelled.  A slot takes a new key only when the
- * identity changes to another key, so re-authenticating with the revoked
- * key keeps the mark.
+ * transaction is never cancelled.  The mark stays while the identity is
+ * that key (authenticating with it again does not clear it), and a
+ * terminated key that becomes the identity again in the same transaction (a
+ * savepoint rolled back) comes back marked.
  *
  * Shared memory needs shared_preload_libraries = 'apikey'; without it,
  * terminate => true is an error.
@@ -35,6 +36,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
@@ -71,6 +73,38 @@ static uint64 own_key_id = 0;
 
 static TimeoutId kill_timeout;
 static bool kill_timeout_registered = false;
+
+/*
+ * Keys of the current transaction that were terminated while they were its
+ * identity: should the identity change and come back to one (a savepoint
+ * rolled back), it comes back terminated.  Valid for transaction dead_lxid.
+ */
+static uint64 dead_keys[8];
+static int	ndead = 0;
+static LocalTransactionId dead_lxid = InvalidLocalTransactionId;
+
+static bool
+key_is_dead(uint64 key_id)
+{
+	if (dead_lxid != MyProc->lxid)
+		return false;
+	for (int i = 0; i < ndead; i++)
+		if (dead_keys[i] == key_id)
+			return true;
+	return false;
+}
+
+static void
+key_died(uint64 key_id)
+{
+	if (dead_lxid != MyProc->lxid)
+	{
+		ndead = 0;
+		dead_lxid = MyProc->lxid;
+	}
+	if (!key_is_dead(key_id) && ndead < (int) lengthof(dead_keys))
+		dead_keys[ndead++] = key_id;
+}
 
 /* The timer raised a cancel (read by the log hook and when it is withdrawn). */
 static volatile sig_atomic_t kill_fired = false;
@@ -189,11 +223,13 @@ killswitch_track(bool authenticated, uint64 key_id)
 		return;
 	if (authenticated && own_slot == slot && own_key_id == key_id)
 		return;					/* the same key again: a mark stays */
+	if (own_slot == slot && pg_atomic_read_u32(&slot->killed) != 0)
+		key_died(own_key_id);
 	SpinLockAcquire(&slot->mutex);
 	slot->active = authenticated;
 	slot->dbid = MyDatabaseId;
 	slot->key_id = key_id;
-	pg_atomic_write_u32(&slot->killed, 0);
+	pg_atomic_write_u32(&slot->killed, authenticated && key_is_dead(key_id) ? 1 : 0);
 	SpinLockRelease(&slot->mutex);
 	if (authenticated)
 	{

@@ -24,7 +24,7 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
 	INSERT INTO test_keys
 		SELECT label, key_id, api_key
-		  FROM unnest('{victim,bystander,kept,catcher,prepared,leaky}'::text[]) AS label,
+		  FROM unnest('{victim,bystander,kept,catcher,prepared,leaky,comeback}'::text[]) AS label,
 		       apikey.create_key('acme', 'production', label);
 });
 my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
@@ -187,6 +187,23 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM writes'), '0', '  ... and 
 ($out, $err) = run($committer, "SELECT pg_sleep(0.3), 'after commit'");
 is($err, '', '  ... and the session goes on undisturbed');
 
+# a terminated key that becomes the identity again (a savepoint rolled back
+# after another key was authenticated without a statement of its own, in
+# PL/pgSQL) comes back terminated
+my $comeback = session('postgres', 'comeback');
+run($comeback, q{SELECT set_config('test.other_key', api_key, false) FROM test_keys WHERE label = 'bystander'});
+run($comeback, 'BEGIN');
+run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('comeback')})");
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('comeback')}, terminate => true)");
+run($comeback, 'SAVEPOINT s');
+($out, $err) = run($comeback, q{DO $$ DECLARE s text; BEGIN s := (apikey.authenticate(current_setting('test.other_key'))).status; END $$});
+is($err, '', 'terminated key: another key authenticated from PL/pgSQL after a savepoint');
+run($comeback, 'ROLLBACK TO s');
+($out, $err) = run($comeback, 'SELECT apikey.current_tenant()');
+like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
+	'  ... rolled back to the savepoint, the terminated key is the identity again, and still terminated');
+run($comeback, 'ROLLBACK');
+
 # 2. a revocation rolled back, or rolled back to a savepoint, cancels nothing
 my $kept = session('postgres', 'kept');
 run($kept, 'BEGIN');
@@ -237,5 +254,5 @@ like($err, qr/cannot prepare a transaction that revoked a key with terminate => 
 	'PREPARE TRANSACTION of a terminating revocation is refused');
 is(key_status($node, 'postgres', 'prepared'), 'valid', '  ... and the key stays valid');
 
-$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky);
+$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky, $comeback);
 done_testing();
