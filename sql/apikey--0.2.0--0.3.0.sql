@@ -79,6 +79,17 @@ COMMENT ON TABLE apikey.credits IS
 	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 
+-- Keys imported from another system: the SHA-256 of each one's original
+-- text leads to its key.
+CREATE TABLE apikey.imported_keys (
+	key_hash bytea PRIMARY KEY,
+	key_id   apikey.key_id NOT NULL
+);
+CREATE INDEX imported_keys_key_id ON apikey.imported_keys (key_id);
+COMMENT ON TABLE apikey.imported_keys IS
+	'keys imported from another system: the SHA-256 of the original text, and the key it proves';
+SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
+
 -- Key roles: named scope sets of a tenant.
 CREATE TABLE apikey.key_roles (
 	tenant_id  bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
@@ -831,7 +842,8 @@ $$;
 
 COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
 
-CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
+		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
@@ -839,18 +851,25 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	reason := apikey._checked_label('reason', reason, 1000, false);
+	IF terminate IS NULL THEN
+		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	IF k.revoked_at IS NOT NULL THEN
 		RAISE EXCEPTION 'key % is already revoked', k.key_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
+	IF terminate THEN
+		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+	END IF;
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
-		jsonb_build_object('reason', reason));
+		jsonb_build_object('reason', reason)
+		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
 END
 $$;
 
-COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text) IS
-	'disable a key from the next verification on; reversible with reactivate_key';
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
+	'disable a key from the next verification on; reversible with reactivate_key. terminate => true also stops, at commit, the transactions authenticated by the key on this server (needs shared_preload_libraries)';
 
 CREATE OR REPLACE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -881,6 +900,7 @@ BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -920,8 +940,11 @@ BEGIN
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
-	       previous_hash_expires_at = grace_end
+	       previous_hash_expires_at = grace_end, imported = false
 	 WHERE x.key_id = k.key_id;
+	-- an imported text is found through apikey.imported_keys while it works
+	DELETE FROM apikey.imported_keys AS i
+	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
 	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));
@@ -1435,6 +1458,200 @@ SELECT t.slug AS tenant,
 COMMENT ON VIEW apikey.key_role_list IS
 	'key roles of the tenants: name, scopes, how many keys have it';
 
+CREATE OR REPLACE FUNCTION apikey._hide_statement() RETURNS void
+	AS 'MODULE_PATHNAME', 'hide_statement' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._hide_statement() IS
+	'internal: no error keeps the calling statement in the server log until the transaction ends';
+
+CREATE OR REPLACE FUNCTION apikey._imports_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'imports_changed' LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION apikey._imports_changed() IS
+	'internal: tell every backend, at commit, to look at apikey.imported_keys again';
+
+CREATE OR REPLACE FUNCTION apikey._import_key_text(api_key text, key_hash bytea,
+		OUT key_id apikey.key_id, OUT hash bytea, OUT hint text)
+	AS 'MODULE_PATHNAME', 'import_key_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._import_key_text(text, bytea) IS
+	'internal: a new key id, the SHA-256 and the hint of an imported key, from its text or its hash (exactly one)';
+
+CREATE OR REPLACE FUNCTION apikey.import_key(tenant text, environment text, name text,
+		api_key text DEFAULT NULL, key_hash bytea DEFAULT NULL,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_at timestamptz DEFAULT NULL, owner text DEFAULT NULL,
+		hint text DEFAULT NULL)
+	RETURNS apikey.key_id LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	tenant_slug text;
+	key_scopes text[];
+	t record;
+	g record;
+BEGIN
+	PERFORM apikey._hide_statement();    -- it may hold the key text
+	tenant_slug := apikey._authorized_tenant(tenant);
+	key_scopes := apikey._normalized_scopes(scopes);
+	name := apikey._checked_label('key name', name, 200, true);
+	description := apikey._checked_label('description', description, 1000, false);
+	owner := apikey._checked_label('owner', owner, 200, false);
+	hint := apikey._checked_label('hint', hint, 16, false);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = import_key.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
+	-- the tenant's policy, as for a key created now
+	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
+		expires_at := now() + t.default_key_lifetime;
+	END IF;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', tenant_slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	LOOP
+		g := apikey._import_key_text(api_key, key_hash);
+		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+		                         name, description, scopes, effective_scopes, expires_at,
+		                         created_by, owner, imported)
+		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
+		        name, description, key_scopes, key_scopes, expires_at,
+		        apikey._caller()::text, owner, true)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	INSERT INTO apikey.imported_keys (key_hash, key_id) VALUES (g.hash, g.key_id)
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
+			HINT = 'Each imported key text (or hash) is imported once.';
+	END IF;
+	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
+		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                   'expires_at', expires_at, 'owner', owner,
+		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END));
+	RETURN g.key_id;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
+	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
+
+CREATE OR REPLACE FUNCTION apikey._prove_key(api_key text, OUT status text, OUT key_id apikey.key_id)
+	AS 'MODULE_PATHNAME', 'prove_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._prove_key(text) IS
+	'internal: the key the text proves (status found), without a verification''s effects; else malformed, public_key or not_found';
+
+CREATE OR REPLACE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+DECLARE
+	p record;
+	k apikey.keys;
+	reason text;
+	previous boolean;
+BEGIN
+	PERFORM apikey._hide_statement();    -- it holds the key text
+	source := apikey._checked_label('source', source, 500, false);
+	p := apikey._prove_key(api_key);
+	IF p.key_id IS NULL THEN
+		RETURN p.status;                  -- malformed, public_key or not_found
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = p.key_id FOR UPDATE;
+	-- proven again with the row locked: a roll or deletion may have come first
+	p := apikey._prove_key(api_key);
+	IF NOT FOUND OR p.key_id IS NULL THEN
+		RETURN 'not_found';
+	END IF;
+	previous := k.key_hash <> sha256(convert_to(api_key, getdatabaseencoding()));
+	reason := 'leaked' || coalesce(' (reported by ' || source || ')', '');
+	IF previous THEN
+		-- a secret the key was rolled away from: it stops, the key goes on
+		UPDATE apikey.keys AS x SET previous_hash = NULL, previous_hash_expires_at = NULL
+		 WHERE x.key_id = k.key_id;
+		DELETE FROM apikey.imported_keys AS i
+		 WHERE i.key_id = k.key_id AND i.key_hash <> k.key_hash;
+	ELSIF k.revoked_at IS NULL THEN
+		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+		PERFORM apikey._terminate_at_commit(k.key_id, false);
+	END IF;
+	PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
+		                   'revoked', NOT previous AND k.revoked_at IS NULL));
+	RETURN CASE WHEN previous OR k.revoked_at IS NULL THEN 'revoked' ELSE 'already_revoked' END;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.report_leak(text, text) IS
+	'a secret scanner found this key text in public (source: where): a real key is revoked at once and audited as leaked; returns revoked, already_revoked, not_found, malformed or public_key';
+
+CREATE OR REPLACE FUNCTION apikey.grant_leak_reporter(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey._check_role(role);
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION apikey.report_leak(text, text) TO %s', role);
+END
+$$;
+
+COMMENT ON FUNCTION apikey.grant_leak_reporter(regrole) IS
+	'let a role (a secret-scanning receiver''s) report leaked keys with report_leak, and nothing else';
+
+CREATE OR REPLACE FUNCTION apikey._terminate_at_commit(key_id apikey.key_id, required boolean) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'terminate_at_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) IS
+	'internal: when this transaction commits, stop the transactions authenticated by the key on this server; without shared_preload_libraries an error when required, else false';
+
+CREATE OR REPLACE FUNCTION apikey._notify_event() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'notify_event' LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION apikey._notify_event() IS
+	'internal: send an audit event to the channel apikey_events at commit (ids only)';
+
+CREATE OR REPLACE FUNCTION apikey.expiring_keys(within interval)
+	RETURNS TABLE (key_id apikey.key_id, tenant text, environment text, name text,
+	               owner text, hint text, expires_at timestamptz, last_used_at timestamptz,
+	               tenant_id bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	IF within IS NULL THEN
+		RAISE EXCEPTION 'within must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF now() + within < now() THEN
+		RAISE EXCEPTION 'within must not be negative' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN QUERY
+	SELECT l.key_id, l.tenant, l.environment, l.name, l.owner, l.hint, l.expires_at,
+	       l.last_used_at, l.tenant_id
+	  FROM apikey.key_list AS l
+	 WHERE l.status = 'active' AND l.expires_at <= now() + within
+	 ORDER BY l.expires_at, l.key_id;
+END
+$$;
+
+COMMENT ON FUNCTION apikey.expiring_keys(interval) IS
+	'active keys that expire within the interval, soonest first; shows what key_list shows the caller';
+
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
        k.tenant,
@@ -1527,7 +1744,7 @@ BEGIN
 		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
 		apikey.rename_key(apikey.key_id, text),
 		apikey.describe_key(apikey.key_id, text),
-		apikey.revoke_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
 		apikey.reactivate_key(apikey.key_id),
 		apikey.delete_key(apikey.key_id),
 		apikey.roll_key(apikey.key_id, interval),
@@ -1540,7 +1757,9 @@ BEGIN
 		apikey.revoke_owner_keys(text, text, text),
 		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
 		apikey.drop_key_role(text, text, boolean),
-		apikey.set_actor(text)
+		apikey.set_actor(text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 END
@@ -1566,6 +1785,53 @@ $$;
 
 COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
 	'let a role manage every tenant and key (psql administration); whoever may execute create_tenant is an administrator';
+
+-- Every change of apikey.imported_keys tells the backends to look at it again.
+CREATE TRIGGER imported_keys_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._imports_changed();
+REVOKE ALL ON apikey.imported_keys FROM PUBLIC;
+
+-- Each audit event is also sent at commit on the channel apikey_events.
+CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
+	FOR EACH ROW EXECUTE FUNCTION apikey._notify_event();
+
+-- import_key and expiring_keys for grant_verifier's roles.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.rename_key(apikey.key_id, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+			apikey.expiring_keys(interval) TO %s', r);
+	END LOOP;
+END
+$$;
+
+-- revoke_key takes terminate: whoever could call the old one may call the
+-- new one.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.revoke_key(apikey.key_id, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) TO %s', r);
+	END LOOP;
+END
+$$;
+DROP FUNCTION apikey.revoke_key(apikey.key_id, text);
 
 -- Every change to a key is noted for the cache of verified keys.
 CREATE TRIGGER keys_changed BEFORE UPDATE OR DELETE ON apikey.keys

@@ -39,7 +39,7 @@ RESET apikey.key_cache_size;
 BEGIN;
 SELECT pg_temp.reads() AS r0 \gset
 SELECT count(*) FILTER (WHERE v.status = 'malformed') AS malformed
-  FROM unnest(ARRAY['', 'ak_live_', 'nope', left(:'fresh_key', -1) || 'x',
+  FROM unnest(ARRAY['', 'ak_live_', 'nope', left(:'fresh_key', -1) || CASE WHEN right(:'fresh_key', 1) = 'x' THEN 'y' ELSE 'x' END,
                     :'fresh_key' || 'x', upper(:'fresh_key'), NULL]) AS t(k),
        apikey.verify(t.k) AS v;
 SELECT pg_temp.reads() - :r0 AS reads_for_malformed;
@@ -51,12 +51,11 @@ SELECT status FROM apikey.verify(:'api_key');
 SELECT apikey.reactivate_key(:'key_id');
 SELECT status FROM apikey.verify(:'api_key');
 
--- changes that move the row (an indexed column changes) are seen
-SELECT ctid AS before_move FROM apikey.keys WHERE key_id = :'key_id' \gset
+-- changes that move the row (an indexed column changes: not a HOT update)
+-- are seen
 UPDATE apikey.keys SET environment = 'preview' WHERE key_id = :'key_id';
 SELECT status, environment FROM apikey.verify(:'api_key');
 UPDATE apikey.keys SET environment = 'production' WHERE key_id = :'key_id';
-SELECT ctid <> :'before_move' AS row_moved FROM apikey.keys WHERE key_id = :'key_id';
 SELECT status, environment FROM apikey.verify(:'api_key');
 
 -- a rewritten table is seen

@@ -28,7 +28,7 @@ SELECT status, owner, meta FROM apikey.verify(:'plain_key');
 SELECT status, owner, meta->>'plan' AS plan FROM apikey.verify(:'api_key', scope => 'orders:write');
 SELECT api_key AS old_text FROM apikey.create_key('om-acme', 'production', 'rolled', owner => 'user_7',
        meta => '{"plan": "free"}') \gset
-SELECT apikey.roll_key(key_id) IS NOT NULL AS rolled FROM apikey.key_list WHERE name = 'rolled';
+SELECT apikey.roll_key(key_id) IS NOT NULL AS rolled FROM apikey.key_list WHERE tenant = 'om-acme' AND name = 'rolled';
 SELECT status, owner, meta FROM apikey.verify(:'old_text');
 
 -- the identity: current_owner() and current_key_meta(), for the

@@ -20,6 +20,9 @@ void		_PG_init(void);
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static bool handling_key_text = false;
 
+/* The statement holds key text: keep it out of the log until the transaction ends. */
+static bool statement_holds_key_text = false;
+
 void
 key_text_guard_begin(void)
 {
@@ -35,7 +38,7 @@ key_text_guard_end(void)
 static void
 hide_key_text(ErrorData *edata)
 {
-	if (handling_key_text)
+	if (handling_key_text || statement_holds_key_text)
 	{
 		edata->hide_stmt = true;
 		edata->hide_ctx = true;
@@ -50,6 +53,24 @@ guard_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		handling_key_text = false;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+		statement_holds_key_text = false;
+}
+
+/*
+ * _hide_statement(): the calling statement may hold key text (a function
+ * that takes it, such as import_key or report_leak, called with a literal):
+ * no error keeps its statement or context in the server log until the
+ * transaction ends.
+ */
+PG_FUNCTION_INFO_V1(hide_statement);
+Datum
+hide_statement(PG_FUNCTION_ARGS)
+{
+	statement_holds_key_text = true;
+	PG_RETURN_VOID();
 }
 
 static void
@@ -83,6 +104,9 @@ _PG_init(void)
 	verify_init();
 	identity_init();
 	authz_init();
+	imported_init();
+	killswitch_init();
+	events_init();
 	/* after every setting is defined: a value set before loading is kept */
 	MarkGUCPrefixReserved("apikey");
 

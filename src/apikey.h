@@ -15,6 +15,15 @@ extern void verify_init(void);
 extern void identity_init(void);
 extern void usage_init(void);
 extern void authz_init(void);
+extern void events_init(void);
+extern void imported_init(void);
+extern void killswitch_init(void);
+
+/*
+ * The key the current transaction is authenticated as, for the kill switch
+ * (killswitch.c); called by identity.c whenever the identity changes.
+ */
+extern void killswitch_track(bool authenticated, uint64 key_id);
 
 /*
  * While key text is being handled, any message (ours or the server's, such
@@ -27,6 +36,9 @@ extern void key_text_guard_end(void);
 /* Note a valid use of a key, for last_used_at (usage.c). */
 extern void usage_record(uint64 key_id, TimestampTz when);
 extern void usage_record_since(uint64 key_id, TimestampTz when, TimestampTz *last);
+
+/* A fresh random key id, never zero (keygen.c). */
+extern uint64 random_key_id(void);
 
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);

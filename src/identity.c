@@ -83,6 +83,7 @@ identity_set(const VerifyResult *result)
 	id->resources = copy_varlena(TopMemoryContext, result->key.resources);
 	id->owner = copy_varlena(TopMemoryContext, result->key.owner);
 	id->meta = copy_varlena(TopMemoryContext, result->key.meta);
+	killswitch_track(true, id->key_id);
 }
 
 const Identity *
@@ -99,6 +100,7 @@ identity_pop(void)
 	identity = id->outer;
 	identity_clear(id);
 	pfree(id);
+	killswitch_track(identity != NULL, identity != NULL ? identity->key_id : 0);
 }
 
 static void

@@ -57,6 +57,12 @@ random_key(char *secret)
 	return id;
 }
 
+uint64
+random_key_id(void)
+{
+	return random_key(NULL);
+}
+
 /* "<prefix>_<tag>_…<last 4>" ("..." where the database is not UTF-8) */
 static text *
 make_hint(const char *prefix, const char *tag, const char *keytext, size_t len)

@@ -3,9 +3,10 @@
  *		Where the key table is probed and a verification status decided.
  *
  * A verification parses the text (rejecting malformed input before any
- * table is touched), hashes it, fetches the key's row through the primary
- * key index directly (no SPI, no planning) and compares hashes in constant
- * time.  The key's other states are looked at only once the secret is
+ * table is touched, or, once keys were imported from another system, after
+ * one index probe: imported.c), hashes it, fetches the key's row through
+ * the primary key index directly (no SPI, no planning) and compares hashes
+ * in constant time.  The key's other states are looked at only once the secret is
  * proven.  Nothing here writes, so verification works in read-only
  * transactions and on hot standbys.
  */
@@ -41,6 +42,7 @@
 #include "utils/snapmgr.h"
 
 #include "apikey.h"
+#include "imported.h"
 #include "keycache.h"
 #include "keychange.h"
 #include "keyhash.h"
@@ -783,16 +785,59 @@ decide_status(const KeyState *key, const VerifyRequest *request, TimestampTz now
 	return VS_VALID;
 }
 
-void
-verify_key(const VerifyRequest *request, VerifyResult *result)
+bool
+verify_prove(text *api_key, TimestampTz now, VerifyResult *result)
 {
 	AkParsed	parsed;
 	uint8		hash[KEY_HASH_LEN];
+	uint64		key_id;
+	const char *text_ptr = VARDATA_ANY(api_key);
+	size_t		text_len = VARSIZE_ANY_EXHDR(api_key);
+
+	key_text_guard_begin();
+	switch (ak_parse(text_ptr, text_len, &parsed))
+	{
+		case AK_MALFORMED:
+			/* not our format: an imported key's text, if any were imported */
+			if (text_len == 0 || text_len > IMPORTED_KEY_MAX || !imported_keys_exist())
+			{
+				result->status = VS_MALFORMED;
+				key_text_guard_end();
+				return false;
+			}
+			key_hash_compute(text_ptr, text_len, hash);
+			if (!imported_key_lookup(hash, &key_id))
+			{
+				explicit_bzero(hash, sizeof(hash));
+				result->status = VS_MALFORMED;
+				key_text_guard_end();
+				return false;
+			}
+			break;
+		case AK_PUBLIC:
+			result->status = VS_PUBLIC_KEY;
+			key_text_guard_end();
+			return false;
+		case AK_PRIVATE:
+			key_id = parsed.key_id;
+			key_hash_compute(text_ptr, text_len, hash);
+			break;
+	}
+
+	result->proven = probe_key(key_id, hash, now, &result->key, &result->cached);
+	explicit_bzero(hash, sizeof(hash));
+	key_text_guard_end();
+	if (!result->proven)
+		result->status = VS_NOT_FOUND;
+	return result->proven;
+}
+
+void
+verify_key(const VerifyRequest *request, VerifyResult *result)
+{
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	const char *env = NULL;
 	size_t		env_len = 0;
-	const char *text_ptr;
-	size_t		text_len;
 
 	memset(result, 0, sizeof(*result));
 	if (request->api_key == NULL)
@@ -800,32 +845,8 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 		result->status = VS_MALFORMED;
 		return;
 	}
-	key_text_guard_begin();
-	text_ptr = VARDATA_ANY(request->api_key);
-	text_len = VARSIZE_ANY_EXHDR(request->api_key);
-	switch (ak_parse(text_ptr, text_len, &parsed))
-	{
-		case AK_MALFORMED:
-			result->status = VS_MALFORMED;
-			key_text_guard_end();
-			return;
-		case AK_PUBLIC:
-			result->status = VS_PUBLIC_KEY;
-			key_text_guard_end();
-			return;
-		case AK_PRIVATE:
-			break;
-	}
-
-	key_hash_compute(text_ptr, text_len, hash);
-	result->proven = probe_key(parsed.key_id, hash, now, &result->key, &result->cached);
-	explicit_bzero(hash, sizeof(hash));
-	key_text_guard_end();
-	if (!result->proven)
-	{
-		result->status = VS_NOT_FOUND;
+	if (!verify_prove(request->api_key, now, result))
 		return;
-	}
 
 	/* without an environment argument, apikey.environment (compared in place) */
 	if (request->environment != NULL)

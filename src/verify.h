@@ -89,6 +89,15 @@ extern char *apikey_default_environment;
 extern bool apikey_require_environment;
 
 extern void verify_key(const VerifyRequest *request, VerifyResult *result);
+
+/*
+ * The first half of verify_key: is the text a key's, and whose?  Parses it
+ * (or finds it among imported keys), hashes it, fetches the key's row and
+ * compares.  When proven, fills result->key; otherwise sets result->status
+ * (malformed, public_key or not_found).  No status is decided and no use
+ * recorded.
+ */
+extern bool verify_prove(text *api_key, TimestampTz now, VerifyResult *result);
 extern const char *verify_status_name(VerifyStatus status);
 
 /* The request of a verify(api_key, environment, scope, resource, cost, client_ip) call. */

@@ -261,7 +261,8 @@ END
 $$;
 COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
 
-CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL)
+CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
+		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
 AS $$
@@ -269,17 +270,24 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	reason := apikey._checked_label('reason', reason, 1000, false);
+	IF terminate IS NULL THEN
+		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	IF k.revoked_at IS NOT NULL THEN
 		RAISE EXCEPTION 'key % is already revoked', k.key_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
+	IF terminate THEN
+		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+	END IF;
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
-		jsonb_build_object('reason', reason));
+		jsonb_build_object('reason', reason)
+		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
 END
 $$;
-COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text) IS
-	'disable a key from the next verification on; reversible with reactivate_key';
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
+	'disable a key from the next verification on; reversible with reactivate_key. terminate => true also stops, at commit, the transactions authenticated by the key on this server (needs shared_preload_libraries)';
 
 CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -309,6 +317,7 @@ BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -347,8 +356,11 @@ BEGIN
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
-	       previous_hash_expires_at = grace_end
+	       previous_hash_expires_at = grace_end, imported = false
 	 WHERE x.key_id = k.key_id;
+	-- an imported text is found through apikey.imported_keys while it works
+	DELETE FROM apikey.imported_keys AS i
+	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
 	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));

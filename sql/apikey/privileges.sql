@@ -9,6 +9,7 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.public_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -40,7 +41,7 @@ BEGIN
 		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
 		apikey.rename_key(apikey.key_id, text),
 		apikey.describe_key(apikey.key_id, text),
-		apikey.revoke_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
 		apikey.reactivate_key(apikey.key_id),
 		apikey.delete_key(apikey.key_id),
 		apikey.roll_key(apikey.key_id, interval),
@@ -53,7 +54,9 @@ BEGIN
 		apikey.revoke_owner_keys(text, text, text),
 		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
 		apikey.drop_key_role(text, text, boolean),
-		apikey.set_actor(text)
+		apikey.set_actor(text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 END

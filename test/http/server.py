@@ -14,6 +14,16 @@ as a query parameter, never formatted into SQL, and never logged.
   POST /orders {"collection_id", "item", "amount"}
                                     orders:write  201 and the new order
 
+  POST /github/secret-scanning      (with --leak-dsn and --github-keys)
+      GitHub's secret-scanning partner format: a JSON array of {"token",
+      "type", "url", "source"}, signed by GitHub (ECDSA P-256 with SHA-256
+      over the raw body, base64 in Github-Public-Key-Signature, the key
+      named by Github-Public-Key-Identifier).  Each token is reported with
+      apikey.report_leak, as a role granted only that; the answer is a JSON
+      array of {"token_raw", "token_type", "label"}, label true_positive for
+      a real key (now revoked) and false_positive otherwise.  A missing,
+      unknown or wrong signature: 401, nothing reported.
+
 Errors: no key, or a key that is malformed, unknown, revoked, expired or of
 another environment: 401.  A valid key without the scope, or restricted to
 another resource: 403.  The connection sets apikey.environment, so keys of
@@ -23,9 +33,15 @@ for --pool-wait seconds, or the database unreachable: 503 with Retry-After
 
 Usage: server.py --dsn DSN [--port 0] [--environment production]
                  [--pool-size 8] [--pool-wait 5] [--pid-file FILE]
+                 [--leak-dsn DSN --github-keys FILE]
+--github-keys is a file in the format of GitHub's
+https://api.github.com/meta/public_keys/secret_scanning (the keys GitHub
+signs with); --leak-dsn connects as a role granted apikey.grant_leak_reporter.
 Prints "listening on <port>" once ready.
 """
 import argparse
+import base64
+import binascii
 import json
 import os
 import re
@@ -38,6 +54,33 @@ import psycopg2.extras
 import psycopg2.pool
 
 FORBIDDEN = {"insufficient_scope", "wrong_resource"}
+LEAKED = {"revoked", "already_revoked"}     # report_leak's answers for a real key
+MAX_REPORT = 1 << 20                        # bytes of a secret-scanning request
+
+
+def load_github_keys(path):
+    """GitHub's signing keys by identifier, from a file in the format of
+    https://api.github.com/meta/public_keys/secret_scanning."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    with open(path) as f:
+        keys = json.load(f)["public_keys"]
+    return {k["key_identifier"]: load_pem_public_key(k["key"].encode()) for k in keys}
+
+
+def signature_valid(keys, key_id, signature, body):
+    """Is signature (base64 of a DER ECDSA signature) the one of the key
+    named key_id over the raw body?"""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = keys.get(key_id or "")
+    if key is None or not signature:
+        return False
+    try:
+        key.verify(base64.b64decode(signature, validate=True), body, ec.ECDSA(hashes.SHA256()))
+        return True
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
 
 
 class Rejected(Exception):
@@ -71,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
     pool = None
     slots = None            # one per pooled connection
     pool_wait = 5.0         # seconds a request waits for a free connection
+    leak_pool = None        # connections of the leak reporter's role
+    github_keys = {}
 
     def log_message(self, fmt, *args):
         # method, path and status only: never headers (the key is one)
@@ -149,7 +194,50 @@ class Handler(BaseHTTPRequestHandler):
             return self.handle_request("orders:read", work)
         self.reply(404, {"error": "not_found"})
 
+    def report_leaks(self):
+        """GitHub's secret-scanning partner endpoint: each token to report_leak."""
+        if self.leak_pool is None:
+            return self.reply(404, {"error": "not_found"})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return self.reply(400, {"error": "invalid_json"})
+        if length > MAX_REPORT:
+            return self.reply(413, {"error": "too_large"})
+        body = self.rfile.read(length)
+        # the signature first: nothing unsigned reaches the database
+        if not signature_valid(self.github_keys, self.headers.get("Github-Public-Key-Identifier"),
+                               self.headers.get("Github-Public-Key-Signature"), body):
+            return self.reply(401, {"error": "bad_signature"})
+        try:
+            matches = json.loads(body)
+            if not isinstance(matches, list) or not all(
+                    isinstance(m, dict) and isinstance(m.get("token"), str) for m in matches):
+                raise ValueError
+        except ValueError:
+            return self.reply(400, {"error": "invalid_json"})
+        conn = self.leak_pool.getconn()
+        try:
+            answer = []
+            with conn.cursor() as cur:
+                for m in matches:
+                    where = " ".join(str(m.get(k) or "") for k in ("source", "url")).strip()
+                    source = "".join(c for c in "github " + where if " " <= c != "\x7f")[:500]
+                    cur.execute("SELECT apikey.report_leak(%s, %s)", (m["token"], source))
+                    status = cur.fetchone()[0]
+                    answer.append({"token_raw": m["token"], "token_type": m.get("type"),
+                                   "label": "true_positive" if status in LEAKED else "false_positive"})
+            conn.commit()
+        except psycopg2.Error:
+            conn.rollback()
+            return self.reply(500, {"error": "internal"})
+        finally:
+            self.leak_pool.putconn(conn)
+        self.reply(200, answer)
+
     def do_POST(self):
+        if self.path == "/github/secret-scanning":
+            return self.report_leaks()
         if self.path != "/orders":
             return self.reply(404, {"error": "not_found"})
         try:
@@ -175,7 +263,11 @@ def main():
     ap.add_argument("--pool-size", type=int, default=8)
     ap.add_argument("--pool-wait", type=float, default=5.0)
     ap.add_argument("--pid-file")
+    ap.add_argument("--leak-dsn")
+    ap.add_argument("--github-keys")
     args = ap.parse_args()
+    if (args.leak_dsn is None) != (args.github_keys is None):
+        ap.error("--leak-dsn and --github-keys go together")
     if args.pid_file:
         with open(args.pid_file, "w") as f:
             f.write("%d\n" % os.getpid())
@@ -184,6 +276,9 @@ def main():
         1, args.pool_size, args.dsn, options="-c apikey.environment=%s" % args.environment)
     Handler.slots = threading.BoundedSemaphore(args.pool_size)
     Handler.pool_wait = args.pool_wait
+    if args.leak_dsn:
+        Handler.github_keys = load_github_keys(args.github_keys)
+        Handler.leak_pool = psycopg2.pool.ThreadedConnectionPool(1, 2, args.leak_dsn)
     httpd = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("listening on %d" % httpd.server_address[1], flush=True)
     try:
@@ -193,6 +288,8 @@ def main():
     finally:
         httpd.server_close()
         Handler.pool.closeall()
+        if Handler.leak_pool is not None:
+            Handler.leak_pool.closeall()
 
 
 if __name__ == "__main__":

@@ -7,3 +7,6 @@ INSERT INTO app.collections (collection_id, tenant_id, name) VALUES
 INSERT INTO app.orders (tenant_id, collection_id, item, amount) VALUES
 	(:a, 1, 'acme widget', 10), (:a, 2, 'acme gizmo', 30),
 	(:b, 3, 'globex widget', 100), (:b, 3, 'globex gadget', 200);
+-- the role the secret-scanning receiver reports leaks as, and nothing else
+CREATE ROLE leak_bot LOGIN;
+SELECT apikey.grant_leak_reporter('leak_bot');

@@ -4,8 +4,9 @@
 
 Usage: check_rights.py README CATALOG
 CATALOG has lines "<who> <name>": who is verifier (functions and views the
-verifier role may use beyond PUBLIC), admin (what grant_admin adds) or
-public; internal objects (a leading underscore) and the key_id type's
+verifier role may use beyond PUBLIC), admin (what grant_admin adds),
+leak_reporter (what a role granted grant_leak_reporter may use beyond
+PUBLIC) or public; internal objects (a leading underscore) and the key_id type's
 support functions are left out by the query that writes it.
 Prints one "ok"/"FAIL" line per group.
 """
@@ -17,24 +18,26 @@ from blocks import block  # noqa: E402
 
 text = block(open(sys.argv[1], encoding="utf-8").read(), "rights")
 bullets = re.split(r"\n(?=- )", text.strip())
-said = {"verifier": set(), "admin": set(), "public": set()}
+said = {"verifier": set(), "admin": set(), "leak_reporter": set(), "public": set()}
 for b in bullets:
-    names = set(re.findall(r"`([a-z_]+)`", b)) - {"grant_verifier", "grant_admin"}
+    names = set(re.findall(r"`([a-z_]+)`", b)) - {"grant_verifier", "grant_admin", "grant_leak_reporter"}
     if b.startswith("- Every role"):
         said["public"] |= names
     elif b.startswith("- `grant_admin`"):
         said["admin"] |= names
+    elif b.startswith("- `grant_leak_reporter`"):
+        said["leak_reporter"] |= names
     else:
         said["verifier"] |= names
 
-catalog = {"verifier": set(), "admin": set(), "public": set()}
+catalog = {"verifier": set(), "admin": set(), "leak_reporter": set(), "public": set()}
 for line in open(sys.argv[2]):
     who, name = line.split()
     catalog[who].add(name)
 
 failed = 0
 for who, what in (("verifier", "grant_verifier allows"), ("admin", "grant_admin adds"),
-                  ("public", "every role may use")):
+                  ("leak_reporter", "grant_leak_reporter allows"), ("public", "every role may use")):
     missing = sorted(catalog[who] - said[who])
     wrong = sorted(said[who] - catalog[who])
     if catalog[who] and not missing and not wrong:

@@ -15,6 +15,9 @@
 #    README's status -> HTTP table agrees with test/http/server.py, with
 #    what 26-http.sh expects, with the README's Python example and with the
 #    PostgREST function (check_http.py).
+#  - "Adoption and incidents": the regular expression for key text, its
+#    checksum check and the gitleaks rule against generated keys of every
+#    prefix and tag length and near misses (check_key_regex.py).
 #  - The demo (test/demo.sh): it completes (its queries after the first
 #    section run as a key administrator and as the application, not as a
 #    superuser, so it queries nothing an administrator could not), and its
@@ -108,7 +111,9 @@ json.dump({"acme": "$(grep '^ak_live_' "$work/first-key.out")",
 PYEOF
 	chmod 600 "$work/keys.json"
 
-	# what each grant allows, from the catalog
+	# what each grant allows, from the catalog (the leak reporter is the test's)
+	cluster_psql -q -d appdb -c "CREATE ROLE leak_check" -c "SELECT apikey.grant_leak_reporter('leak_check')" \
+		>/dev/null || bad "grant_leak_reporter"
 	cluster_psql -At -d appdb -F ' ' >"$work/catalog.txt" <<-'SQL'
 		SELECT 'verifier', p.proname FROM pg_proc AS p
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
@@ -123,6 +128,11 @@ PYEOF
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
 		   AND has_function_privilege('alice', p.oid, 'EXECUTE')
 		   AND NOT has_function_privilege('web_app', p.oid, 'EXECUTE')
+		UNION ALL
+		SELECT 'leak_reporter', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
+		   AND has_function_privilege('leak_check', p.oid, 'EXECUTE')
+		   AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
 		UNION ALL
 		SELECT 'public', p.proname FROM pg_proc AS p
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
@@ -186,6 +196,11 @@ PYEOF
 	else
 		bad "the PostgREST block: $(cat "$work/postgrest.out")"
 	fi
+
+	echo "# Adoption and incidents: the regular expression for key text"
+	"$PY" "$REPO/test/readme/check_key_regex.py" "$REPO/README.md" \
+		"host=127.0.0.1 port=$PGPORT dbname=appdb user=postgres" >"$work/regex.checks" 2>&1
+	tally "$work/regex.checks" check_key_regex.py $?
 fi
 
 echo "# Using it from an application: the HTTP answers"

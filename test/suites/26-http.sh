@@ -3,8 +3,11 @@
 # psycopg2) in front of a throwaway cluster with the example RLS schema,
 # driven with curl.  Status codes for good and bad keys, scopes, resources,
 # and tenant isolation; 20 concurrent requests all answered 200; 503, not a
-# dropped connection, when every pooled connection stays busy; key texts
-# must not appear in the server's log.
+# dropped connection, when every pooled connection stays busy; leak reports
+# in GitHub's secret-scanning partner format, signed with a key pair the
+# test makes (openssl), labelled and revoking the leaked key, and refused
+# when the signature is wrong; key texts must not appear in the server's
+# log.
 # timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -54,6 +57,8 @@ acme_preview=$(newkey "'acme', 'preview', 'preview', scopes => '{orders:*}'")
 revoked=$(newkey "'acme', 'production', 'revoked', scopes => '{orders:*}'")
 expired=$(newkey "'acme', 'production', 'expired', scopes => '{orders:*}'")
 deleted=$(newkey "'acme', 'production', 'deleted', scopes => '{orders:*}'")
+leaked=$(newkey "'acme', 'production', 'leaked', scopes => '{orders:*}'")
+spared=$(newkey "'acme', 'production', 'spared', scopes => '{orders:*}'")
 idof() { sql -c "SELECT key_id FROM apikey.verify('$1')"; }
 sql -c "SELECT apikey.revoke_key('$(idof "$revoked")', 'test')" >/dev/null &&
 sql -c "SELECT apikey.set_key_expiry('$(idof "$expired")', now() - interval '1 minute')" >/dev/null &&
@@ -75,7 +80,21 @@ start_server() {
 	port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$work/$name.out")
 	[ -n "$port" ] || fail "server $name did not start: $(cat "$work/$name.log")"
 }
-start_server server
+# GitHub's signing key for secret-scanning reports: a key pair of the
+# test's own, published to the receiver in GitHub's format; and a key
+# GitHub does not sign with
+openssl ecparam -name prime256v1 -genkey -noout -out "$work/github.key" 2>/dev/null &&
+	openssl ec -in "$work/github.key" -pubout -out "$work/github.pub" 2>/dev/null &&
+	openssl ecparam -name prime256v1 -genkey -noout -out "$work/forger.key" 2>/dev/null ||
+	fail "openssl could not make the key pairs"
+github_key_id=$(openssl pkey -pubin -in "$work/github.pub" -outform DER | sha256sum | cut -d' ' -f1)
+"$PY" - "$work/github.pub" "$github_key_id" >"$work/github_keys.json" <<'PYEOF'
+import json, sys
+print(json.dumps({"public_keys": [{"key_identifier": sys.argv[2], "key": open(sys.argv[1]).read(),
+                                   "is_current": True}]}))
+PYEOF
+start_server server --leak-dsn "host=$work port=$pgport user=leak_bot dbname=apikey" \
+	--github-keys "$work/github_keys.json"
 base="http://127.0.0.1:$port"
 
 passed=0
@@ -151,6 +170,85 @@ check "other tenant's collection is empty, not an error" 200 '"orders": \[\]' \
 	-H "X-API-Key: $acme_rw" "$base/collections/3/orders"
 check "bad JSON" 400 '"error": "invalid_json"' -H "X-API-Key: $acme_rw" -d 'nope' "$base/orders"
 check "unknown path" 404 '"error": "not_found"' -H "X-API-Key: $acme_rw" "$base/keys"
+# leak reports in GitHub's secret-scanning partner format.
+# leak_body FILE TOKEN...: a request body, one match per token
+leak_body() {
+	local f=$1
+	shift
+	"$PY" - "$@" >"$f" <<'PYEOF'
+import json, sys
+print(json.dumps([{"token": t, "type": "apikey_private_key", "source": "content",
+                   "url": "https://github.com/acme/app/blob/main/.env"} for t in sys.argv[1:]]))
+PYEOF
+}
+# leak_post NAME WANT_CODE BODY SIGNING_KEY [KEY_ID [SIGNATURE]]: POST, signed
+# (the signature is over the raw body, base64 of DER); the answer in
+# $work/leak.answer, never printed (it holds the tokens)
+leak_post() {
+	local name=$1 want=$2 body=$3 keyfile=$4 id=${5:-$github_key_id} sig code
+	sig=${6:-$(openssl dgst -sha256 -sign "$keyfile" "$body" | base64 -w0)}
+	code=$(curl -s -m 10 -o "$work/leak.answer" -w '%{http_code}' -X POST --data-binary "@$body" \
+		-H 'Content-Type: application/json' -H "Github-Public-Key-Identifier: $id" \
+		-H "Github-Public-Key-Signature: $sig" "$base/github/secret-scanning")
+	if [ "$code" = "$want" ]; then
+		passed=$((passed + 1)); echo "ok   $want $name"
+	else
+		failed=$((failed + 1)); echo "FAIL $name: got $code, want $want"
+	fi
+}
+# leak_labels NAME BODY LABEL...: the answer names each token of the body,
+# in order, with its type and these labels
+leak_labels() {
+	local name=$1 body=$2
+	shift 2
+	if "$PY" - "$body" "$work/leak.answer" "$@" <<'PYEOF'
+import json, sys
+sent = json.load(open(sys.argv[1]))
+try:
+    answer = json.load(open(sys.argv[2]))
+except ValueError:
+    sys.exit(1)
+ok = isinstance(answer, list) and len(answer) == len(sent) == len(sys.argv) - 3 and all(
+    a.get("token_raw") == s["token"] and a.get("token_type") == s["type"] and a.get("label") == want
+    for a, s, want in zip(answer, sent, sys.argv[3:]))
+sys.exit(0 if ok else 1)
+PYEOF
+	then passed=$((passed + 1)); echo "ok   $name"
+	else failed=$((failed + 1)); echo "FAIL $name: labels $("$PY" -c 'import json,sys; print([a.get("label") for a in json.load(open(sys.argv[1]))])' "$work/leak.answer" 2>&1 | head -c 200)"
+	fi
+}
+public_key=$(sql -c "SELECT apikey.public_key('acme', 'production')")
+leak_body "$work/leak.body" "$leaked" "$revoked" "$public_key" "not a key" "$deleted"
+check "the key to be leaked works" 200 '"tenant": "acme"' -H "X-API-Key: $leaked" "$base/orders"
+leak_post "GitHub's report, signed" 200 "$work/leak.body" "$work/github.key"
+leak_labels "  ... labels: a real key (revoked now, or already) true_positive, else false_positive" \
+	"$work/leak.body" true_positive true_positive false_positive false_positive false_positive
+check "the leaked key is revoked at once" 401 '"error": "revoked"' -H "X-API-Key: $leaked" "$base/orders"
+if [ "$(sql -c "SELECT string_agg(a.actor_role || ' ' || (a.details ->> 'source'), ',') FROM apikey.audit_log AS a
+		WHERE a.action = 'leaked' AND a.key_id = '$(idof "$leaked")'")" = \
+	"leak_bot github content https://github.com/acme/app/blob/main/.env" ]; then
+	passed=$((passed + 1)); echo "ok   the report is audited as leaked, by the leak reporter's role, with where it was found"
+else
+	failed=$((failed + 1)); echo "FAIL the leak report's audit event"
+fi
+leak_post "the same report again" 200 "$work/leak.body" "$work/github.key"
+leak_labels "  ... still true_positive for the real keys" \
+	"$work/leak.body" true_positive true_positive false_positive false_positive false_positive
+leak_body "$work/spare.body" "$spared"
+leak_post "signed by a key GitHub does not use: refused" 401 "$work/spare.body" "$work/forger.key"
+leak_post "signed by GitHub's key but named as another: refused" 401 "$work/spare.body" "$work/github.key" unknown
+good_sig=$(openssl dgst -sha256 -sign "$work/github.key" "$work/spare.body" | base64 -w0)
+cp "$work/spare.body" "$work/tampered.body" && echo " " >>"$work/tampered.body"
+leak_post "a body changed after signing: refused" 401 "$work/tampered.body" - "$github_key_id" "$good_sig"
+leak_post "a signature that is not base64: refused" 401 "$work/spare.body" - "$github_key_id" 'not*base64'
+code=$(curl -s -m 10 -o "$work/leak.answer" -w '%{http_code}' -X POST --data-binary "@$work/spare.body" \
+	"$base/github/secret-scanning")
+if [ "$code" = 401 ]; then passed=$((passed + 1)); echo "ok   401 unsigned: refused"
+else failed=$((failed + 1)); echo "FAIL unsigned report: got $code, want 401"; fi
+check "  ... and the key in the refused reports still works" 200 '"tenant": "acme"' -H "X-API-Key: $spared" "$base/orders"
+echo '{"token": "not a list"}' >"$work/bad.body"
+leak_post "a signed body that is not a list of matches: 400" 400 "$work/bad.body" "$work/github.key"
+
 # 20 concurrent requests of two tenants, more than the server's 8 pooled
 # connections: every one is answered 200 with its own tenant's orders
 curls=()
@@ -219,7 +317,8 @@ check "the connection is free again: 200" 200 '"tenant": "acme"' -H "X-API-Key: 
 # STATEMENT, which holds the key)
 for log in server.log busy.log postgres.log; do
 	leaks=0
-	for k in "$acme_rw" "$acme_ro" "$acme_c2" "$globex_rw" "$acme_preview" "$revoked" "$expired" "$deleted"; do
+	for k in "$acme_rw" "$acme_ro" "$acme_c2" "$globex_rw" "$acme_preview" "$revoked" "$expired" "$deleted" \
+		"$leaked" "$spared"; do
 		grep -qF -- "${k:8}" "$work/$log" && leaks=$((leaks + 1))
 	done
 	if [ "$leaks" -eq 0 ]; then passed=$((passed + 1)); echo "ok   no key text in $log"
