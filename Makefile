@@ -4,11 +4,15 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 
 MODULE_big = apikey
 OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
-	src/scopes.o src/validate.o src/verify.o src/identity.o src/usage.o
+	src/scopes.o src/validate.o src/verify.o src/identity.o src/usage.o \
+	src/ratelimit.o \
+	src/credits.o
 
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
-	sql/apikey/keys.sql sql/apikey/views.sql sql/apikey/privileges.sql
+	sql/apikey/keys.sql \
+	sql/apikey/usage.sql \
+	sql/apikey/views.sql sql/apikey/privileges.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 # Released versions' frozen install scripts and the upgrade scripts between them
 DATA = $(filter-out $(DATA_built), $(wildcard sql/$(EXTENSION)--*.sql))

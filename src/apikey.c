@@ -11,6 +11,8 @@
 #include "utils/memutils.h"
 
 #include "apikey.h"
+#include "credits.h"
+#include "ratelimit.h"
 #include "verify.h"
 
 PG_MODULE_MAGIC;
@@ -72,11 +74,13 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 	usage_init();
+	ratelimit_init();
 	MarkGUCPrefixReserved("apikey");
 
 	verify_init();
 	identity_init();
 	authz_init();
+	credits_init();
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = hide_key_text;

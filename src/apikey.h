@@ -24,8 +24,11 @@ extern void authz_init(void);
 extern void key_text_guard_begin(void);
 extern void key_text_guard_end(void);
 
-/* Note a valid use of a key, for last_used_at (usage.c). */
-extern void usage_record(uint64 key_id, TimestampTz when);
+/*
+ * Note a verification of a known key (its status, a VerifyStatus), for
+ * usage_stats and, when valid, last_used_at (usage.c).
+ */
+extern void usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when);
 
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);

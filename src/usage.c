@@ -1,25 +1,31 @@
 /*
  * usage.c
- *		last_used_at without a write per verification.
+ *		last_used_at and usage_stats without a write per verification.
  *
- * A valid verification appends (database, key id, time) to a small buffer
- * in backend memory: no lock, no write.  The buffer is drained into a hash
- * table in shared memory when it fills and at the end of each transaction.
- * A background worker writes that table into apikey.key_usage every
- * apikey.usage_flush_interval, starting one short-lived worker per database
- * with pending entries.  A key's row there is rewritten only when its time
- * moves by more than apikey.usage_precision, so the writes grow with the
- * number of keys in use, not with the traffic; the row is narrow, so the
- * write is cheap and the key table itself is never touched.
+ * A verification of a known key (any status, including not_found for a
+ * wrong secret) appends (key id, tenant, status, time) to a small buffer in
+ * backend memory: no lock, no write; a repeat of the previous entry only
+ * increments it.  The buffer is drained, under one lock, into two hash
+ * tables in shared memory when it fills and at the end of each transaction:
+ * the last valid use of each key, and the verifications per key, hour and
+ * status.  A background worker writes both every
+ * apikey.usage_flush_interval (or when apikey.usage_flush() asks), starting
+ * one short-lived worker per database with pending entries: last uses into
+ * apikey.key_usage, counts added into apikey.usage_hourly (then forgotten,
+ * so each verification is counted exactly once).  A key's last use is
+ * rewritten only when it moves by more than apikey.usage_precision, so the
+ * writes grow with the number of keys in use, not with the traffic; the key
+ * table itself is never touched.  Counts older than
+ * apikey.usage_stats_retention are deleted as the worker writes.
  *
  * The writer runs its one statement as the extension's owner with a fixed
  * search_path (pg_catalog, pg_temp) and schema-qualified operators: nothing
  * that a database owner or anyone else sets up can change what it runs.
  *
  * Shared memory needs shared_preload_libraries = 'apikey'.  Without it
- * nothing is tracked (last_used_at stays NULL) and everything else works.
- * On a hot standby nothing is written; key_list there shows what the
- * primary recorded.
+ * nothing is tracked (last_used_at stays NULL, usage_stats empty) and
+ * everything else works.  On a hot standby nothing is written and nothing
+ * is counted; key_list and usage_stats there show what the primary wrote.
  */
 #include "postgres.h"
 
@@ -47,12 +53,15 @@
 
 #include "apikey.h"
 #include "keyid.h"
+#include "verify.h"
 
 /* Settings */
 static bool track_usage = true;
 static int	usage_max_keys = 65536;
 static int	usage_flush_interval = 10;	/* seconds */
 static int	usage_precision = 60;	/* seconds */
+static int	usage_stats_max_counts = 65536;
+static int	usage_stats_retention = 90 * 86400; /* seconds; 0: forever */
 
 typedef struct UsageKey
 {
@@ -66,20 +75,59 @@ typedef struct UsageEntry
 	TimestampTz last_used;
 } UsageEntry;
 
+/* Verifications of a key in an hour with a status (usage_stats). */
+typedef struct CountKey
+{
+	Oid			dbid;
+	int32		status;
+	uint64		key_id;
+	TimestampTz hour;
+} CountKey;
+
+typedef struct CountEntry
+{
+	CountKey	key;
+	int64		tenant_id;
+	uint64		verifications;
+} CountEntry;
+
 typedef struct UsageShared
 {
-	LWLock	   *lock;
+	LWLock	   *lock;			/* both tables */
 	uint64		dropped;		/* times lost because the table was full */
+	uint64		counts_dropped; /* verifications not counted (table full) */
+	int			launcher_procno;	/* -1: no launcher running */
+	pg_atomic_uint64 flush_requests;	/* apikey.usage_flush() calls */
+	pg_atomic_uint64 flushes_done;	/* requests the launcher has served */
 } UsageShared;
 
 static UsageShared *usage_shared = NULL;
 static HTAB *usage_hash = NULL;
+static HTAB *counts_hash = NULL;
 static bool usage_preloaded = false;
 
 /* The backend's buffer, drained into shared memory in batches. */
+typedef struct UsageEvent
+{
+	uint64		key_id;
+	int64		tenant_id;
+	TimestampTz when;
+	int32		status;
+	uint32		n;				/* verifications alike (same key, status, hour) */
+} UsageEvent;
+
 #define USAGE_BUFFER 256
-static UsageEntry buffer[USAGE_BUFFER];
+static UsageEvent buffer[USAGE_BUFFER];
 static int	buffered = 0;
+
+/* The start of the hour (UTC) that t falls in. */
+static inline TimestampTz
+hour_start(TimestampTz t)
+{
+	TimestampTz r = t % USECS_PER_HOUR;
+
+	return t - (r < 0 ? r + USECS_PER_HOUR : r);
+}
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -90,7 +138,8 @@ usage_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(UsageShared)) +
-						   hash_estimate_size(usage_max_keys, sizeof(UsageEntry)));
+						   hash_estimate_size(usage_max_keys, sizeof(UsageEntry)) +
+						   hash_estimate_size(usage_stats_max_counts, sizeof(CountEntry)));
 	RequestNamedLWLockTranche("apikey usage", 1);
 }
 
@@ -109,11 +158,19 @@ usage_shmem_startup(void)
 	{
 		usage_shared->lock = &(GetNamedLWLockTranche("apikey usage"))->lock;
 		usage_shared->dropped = 0;
+		usage_shared->counts_dropped = 0;
+		usage_shared->launcher_procno = -1;
+		pg_atomic_init_u64(&usage_shared->flush_requests, 0);
+		pg_atomic_init_u64(&usage_shared->flushes_done, 0);
 	}
 	info.keysize = sizeof(UsageKey);
 	info.entrysize = sizeof(UsageEntry);
 	usage_hash = ShmemInitHash("apikey usage hash", usage_max_keys, usage_max_keys,
 							   &info, HASH_ELEM | HASH_BLOBS);
+	info.keysize = sizeof(CountKey);
+	info.entrysize = sizeof(CountEntry);
+	counts_hash = ShmemInitHash("apikey usage counts", usage_stats_max_counts,
+								usage_stats_max_counts, &info, HASH_ELEM | HASH_BLOBS);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -121,6 +178,9 @@ usage_shmem_startup(void)
 static void
 usage_drain(void)
 {
+	/* a standby writes no counts: it keeps none */
+	bool		count = !RecoveryInProgress();
+
 	if (buffered == 0 || usage_hash == NULL)
 	{
 		buffered = 0;
@@ -129,16 +189,46 @@ usage_drain(void)
 	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < buffered; i++)
 	{
+		const UsageEvent *ev = &buffer[i];
 		bool		found = true;
-		UsageEntry *e = hash_search(usage_hash, &buffer[i].key, HASH_FIND, NULL);
 
-		/* a new key only while fewer than usage_max_keys are pending */
-		if (e == NULL && hash_get_num_entries(usage_hash) < usage_max_keys)
-			e = hash_search(usage_hash, &buffer[i].key, HASH_ENTER_NULL, &found);
-		if (e == NULL)
-			usage_shared->dropped++;
-		else if (!found || e->last_used < buffer[i].last_used)
-			e->last_used = buffer[i].last_used;
+		if (ev->status == VS_VALID)
+		{
+			UsageKey	key = {.dbid = MyDatabaseId,.key_id = ev->key_id};
+			UsageEntry *e = hash_search(usage_hash, &key, HASH_FIND, NULL);
+
+			/* a new key only while fewer than usage_max_keys are pending */
+			if (e == NULL && hash_get_num_entries(usage_hash) < usage_max_keys)
+				e = hash_search(usage_hash, &key, HASH_ENTER_NULL, &found);
+			if (e == NULL)
+				usage_shared->dropped++;
+			else if (!found || e->last_used < ev->when)
+				e->last_used = ev->when;
+		}
+		if (count)
+		{
+			CountKey	key;
+			CountEntry *c;
+
+			memset(&key, 0, sizeof(key));
+			key.dbid = MyDatabaseId;
+			key.status = ev->status;
+			key.key_id = ev->key_id;
+			key.hour = hour_start(ev->when);
+			c = hash_search(counts_hash, &key, HASH_FIND, NULL);
+			found = true;
+			if (c == NULL && hash_get_num_entries(counts_hash) < usage_stats_max_counts)
+				c = hash_search(counts_hash, &key, HASH_ENTER_NULL, &found);
+			if (c == NULL)
+				usage_shared->counts_dropped += ev->n;
+			else if (!found)
+			{
+				c->tenant_id = ev->tenant_id;
+				c->verifications = ev->n;
+			}
+			else
+				c->verifications += ev->n;
+		}
 	}
 	LWLockRelease(usage_shared->lock);
 	buffered = 0;
@@ -153,18 +243,37 @@ usage_xact_callback(XactEvent event, void *arg)
 		usage_drain();
 }
 
-/* Note a valid use of a key (the hot path: no lock, no allocation). */
+/*
+ * Note a verification of a known key: its status, and for a valid one its
+ * use (the hot path: no lock, no allocation).
+ */
 void
-usage_record(uint64 key_id, TimestampTz when)
+usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when)
 {
+	UsageEvent *ev;
+
 	if (!usage_preloaded || !track_usage)
 		return;
+	if (buffered > 0)
+	{
+		ev = &buffer[buffered - 1];
+		if (ev->key_id == key_id && ev->status == status && ev->n < PG_UINT32_MAX &&
+			hour_start(ev->when) == hour_start(when))
+		{
+			ev->n++;
+			if (ev->when < when)
+				ev->when = when;
+			return;
+		}
+	}
 	if (buffered == USAGE_BUFFER)
 		usage_drain();
-	buffer[buffered].key.dbid = MyDatabaseId;
-	buffer[buffered].key.key_id = key_id;
-	buffer[buffered].last_used = when;
-	buffered++;
+	ev = &buffer[buffered++];
+	ev->key_id = key_id;
+	ev->tenant_id = tenant_id;
+	ev->when = when;
+	ev->status = status;
+	ev->n = 1;
 }
 
 /*
@@ -186,6 +295,8 @@ usage_tracking(PG_FUNCTION_ARGS)
 {
 	long		pending = 0;
 	uint64		dropped = 0;
+	long		counts = 0;
+	uint64		counts_dropped = 0;
 
 	if (!usage_preloaded || usage_hash == NULL)
 		PG_RETURN_TEXT_P(cstring_to_text("off: add apikey to shared_preload_libraries to keep last_used_at"));
@@ -194,11 +305,15 @@ usage_tracking(PG_FUNCTION_ARGS)
 	LWLockAcquire(usage_shared->lock, LW_SHARED);
 	pending = hash_get_num_entries(usage_hash);
 	dropped = usage_shared->dropped;
+	counts = hash_get_num_entries(counts_hash);
+	counts_dropped = usage_shared->counts_dropped;
 	LWLockRelease(usage_shared->lock);
-	PG_RETURN_TEXT_P(cstring_to_text(psprintf("on: flushed every %d s%s; %ld keys pending, %llu uses dropped (table full)",
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("on: flushed every %d s%s; %ld keys pending, %llu uses dropped (table full); "
+											  "%ld usage counts pending, %llu verifications not counted (table full)",
 											  usage_flush_interval,
 											  RecoveryInProgress() ? " (not on this standby)" : "",
-											  pending, (unsigned long long) dropped)));
+											  pending, (unsigned long long) dropped,
+											  counts, (unsigned long long) counts_dropped)));
 }
 
 /* Copy this database's pending entries out of shared memory. */
@@ -228,9 +343,30 @@ compare_entries(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Forget entries written to the table, unless used again since. */
+/* Copy this database's pending counts out of shared memory. */
+static int
+counts_collect(Oid dbid, CountEntry **entries)
+{
+	HASH_SEQ_STATUS seq;
+	CountEntry *e;
+	int			n = 0;
+
+	LWLockAcquire(usage_shared->lock, LW_SHARED);
+	*entries = palloc(sizeof(CountEntry) * Max(1, hash_get_num_entries(counts_hash)));
+	hash_seq_init(&seq, counts_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.dbid == dbid)
+			(*entries)[n++] = *e;
+	LWLockRelease(usage_shared->lock);
+	return n;
+}
+
+/*
+ * Forget entries written to the tables: last uses unless used again since,
+ * counts by what was written (verifications counted since stay pending).
+ */
 static void
-usage_forget(UsageEntry *entries, int n, bool *written)
+usage_forget(UsageEntry *entries, int n, bool *written, CountEntry *counts, int ncounts)
 {
 	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
@@ -242,6 +378,16 @@ usage_forget(UsageEntry *entries, int n, bool *written)
 		e = hash_search(usage_hash, &entries[i].key, HASH_FIND, NULL);
 		if (e != NULL && e->last_used <= entries[i].last_used)
 			hash_search(usage_hash, &entries[i].key, HASH_REMOVE, NULL);
+	}
+	for (int i = 0; i < ncounts; i++)
+	{
+		CountEntry *c = hash_search(counts_hash, &counts[i].key, HASH_FIND, NULL);
+
+		if (c == NULL)
+			continue;
+		c->verifications -= Min(c->verifications, counts[i].verifications);
+		if (c->verifications == 0)
+			hash_search(counts_hash, &counts[i].key, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(usage_shared->lock);
 }
@@ -273,6 +419,32 @@ static const char flush_sql[] =
 "  WHERE EXISTS (SELECT FROM apikey.key_usage AS s WHERE s.key_id OPERATOR(pg_catalog.=) u.key_id)"
 "    AND NOT EXISTS (SELECT FROM locked WHERE locked.key_id OPERATOR(pg_catalog.=) u.key_id)";
 
+/*
+ * The statement that adds one database's pending counts to usage_hourly:
+ * key ids ($1), hours ($2), statuses ($3), tenants ($4), verifications ($5),
+ * one row per (key, hour, status).
+ */
+static const char counts_sql[] =
+"INSERT INTO apikey.usage_hourly AS s (key_id, hour, status, tenant_id, verifications)"
+" SELECT x.key_id, x.hour, x.status, x.tenant_id, x.n"
+"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+"                   pg_catalog.unnest($4), pg_catalog.unnest($5)) AS x(key_id, hour, status, tenant_id, n)"
+" ON CONFLICT (key_id, hour, status) DO UPDATE"
+"   SET verifications = s.verifications OPERATOR(pg_catalog.+) excluded.verifications";
+
+/* Counts of hours before $1 are past the retention. */
+static const char retention_sql[] =
+"DELETE FROM apikey.usage_hourly AS s WHERE s.hour OPERATOR(pg_catalog.<) $1";
+
+/* Does the table apikey.<name> exist (a database not updated may lack it)? */
+static bool
+apikey_table_exists(const char *name)
+{
+	Oid			nsp = get_namespace_oid("apikey", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid(name, nsp));
+}
+
 /* The owner of extension apikey in this database, or InvalidOid. */
 static Oid
 extension_owner(void)
@@ -295,8 +467,66 @@ extension_owner(void)
 }
 
 /*
- * Write one database's pending times, as the extension's owner with a
- * search_path of pg_catalog and pg_temp only.
+ * Add one database's pending counts to apikey.usage_hourly and delete the
+ * hours past the retention, as the extension's owner (in the writer's
+ * transaction, whose search_path is pg_catalog and pg_temp only).
+ */
+static void
+counts_write(Oid owner, CountEntry *counts, int n)
+{
+	Oid			nsp = get_namespace_oid("apikey", false);
+	Oid			keyid_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+											 CStringGetDatum("key_id"),
+											 ObjectIdGetDatum(nsp));
+	Oid			save_userid;
+	int			save_sec_context;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (n > 0)
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * n);
+		Datum	   *hours = palloc(sizeof(Datum) * n);
+		Datum	   *statuses = palloc(sizeof(Datum) * n);
+		Datum	   *tenants = palloc(sizeof(Datum) * n);
+		Datum	   *numbers = palloc(sizeof(Datum) * n);
+		Datum		args[5];
+		Oid			argtypes[5] = {get_array_type(keyid_type), TIMESTAMPTZARRAYOID, TEXTARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID};
+
+		for (int i = 0; i < n; i++)
+		{
+			ids[i] = KeyIdGetDatum(counts[i].key.key_id);
+			hours[i] = TimestampTzGetDatum(counts[i].key.hour);
+			statuses[i] = CStringGetTextDatum(verify_status_name(counts[i].key.status));
+			tenants[i] = Int64GetDatum(counts[i].tenant_id);
+			numbers[i] = Int64GetDatum((int64) counts[i].verifications);
+		}
+		args[0] = PointerGetDatum(construct_array(ids, n, keyid_type, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(construct_array(hours, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
+		args[3] = PointerGetDatum(construct_array(tenants, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = PointerGetDatum(construct_array(numbers, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_with_args(counts_sql, 5, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "apikey: could not write usage counts");
+	}
+	if (usage_stats_retention > 0)
+	{
+		Oid			argtypes[1] = {TIMESTAMPTZOID};
+		Datum		args[1];
+
+		args[0] = TimestampTzGetDatum(hour_start(GetCurrentTimestamp()) -
+									  (int64) usage_stats_retention * USECS_PER_SEC);
+		if (SPI_execute_with_args(retention_sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "apikey: could not delete usage counts past the retention");
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
+ * Write one database's pending times and counts, as the extension's owner
+ * with a search_path of pg_catalog and pg_temp only.
  */
 static void
 usage_flush_database(void)
@@ -304,10 +534,12 @@ usage_flush_database(void)
 	UsageEntry *entries;
 	int			n = usage_collect(MyDatabaseId, &entries);
 	bool	   *written = palloc0(sizeof(bool) * Max(1, n));
+	CountEntry *counts;
+	int			ncounts = counts_collect(MyDatabaseId, &counts);
 	Oid			owner;
 	int			nestlevel;
 
-	if (n == 0)
+	if (n == 0 && ncounts == 0)
 		return;
 	qsort(entries, n, sizeof(UsageEntry), compare_entries);
 	for (int i = 0; i < n; i++)
@@ -322,8 +554,7 @@ usage_flush_database(void)
 	SPI_connect();
 	owner = extension_owner();
 	/* a database whose apikey is not updated to 0.3.0 yet has no key_usage */
-	if (OidIsValid(owner) &&
-		OidIsValid(get_relname_relid("key_usage", get_namespace_oid("apikey", false))))
+	if (OidIsValid(owner) && n > 0 && apikey_table_exists("key_usage"))
 	{
 		Oid			nsp = get_namespace_oid("apikey", false);
 		Oid			keyid_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
@@ -371,11 +602,13 @@ usage_flush_database(void)
 		}
 	}
 	/* else: no apikey here (any more), or not updated: nothing to keep */
+	if (OidIsValid(owner) && apikey_table_exists("usage_hourly"))
+		counts_write(owner, counts, ncounts);
 	SPI_finish();
 	PopActiveSnapshot();
 	AtEOXact_GUC(true, nestlevel);
 	CommitTransactionCommand();
-	usage_forget(entries, n, written);
+	usage_forget(entries, n, written, counts, ncounts);
 }
 
 /* The per-database writer: connect, flush, exit. */
@@ -390,7 +623,7 @@ usage_database_main(Datum arg)
 	proc_exit(0);
 }
 
-static void
+static bool
 usage_start_database_writer(Oid dbid)
 {
 	BackgroundWorker worker;
@@ -407,7 +640,7 @@ usage_start_database_writer(Oid dbid)
 	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey usage writer");
 	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-		return;					/* no slot now: the next round retries */
+		return false;			/* no slot now: the next round retries */
 
 	/*
 	 * Poll until it is done: a worker without a database connection ignores
@@ -424,9 +657,13 @@ usage_start_database_writer(Oid dbid)
 						 100L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+	return true;
 }
 
-/* The launcher: every flush interval, one writer per database with entries. */
+/*
+ * The launcher: every flush interval, or when apikey.usage_flush() wakes it,
+ * one writer per database with entries.
+ */
 PGDLLEXPORT void usage_launcher_main(Datum arg);
 void
 usage_launcher_main(Datum arg)
@@ -435,6 +672,9 @@ usage_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	pgstat_report_appname("apikey usage launcher");
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	usage_shared->launcher_procno = MyProc->pgprocno;
+	LWLockRelease(usage_shared->lock);
 
 	for (;;)
 	{
@@ -442,6 +682,9 @@ usage_launcher_main(Datum arg)
 		int			ndb = 0;
 		HASH_SEQ_STATUS seq;
 		UsageEntry *e;
+		CountEntry *c;
+		uint64		requested;
+		bool		all_started = true;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 usage_flush_interval * 1000L, PG_WAIT_EXTENSION);
@@ -453,11 +696,15 @@ usage_launcher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* what was pending when the requests so far were made is written below */
+		requested = pg_atomic_read_u64(&usage_shared->flush_requests);
+		pg_memory_barrier();
 		if (RecoveryInProgress())
 			continue;
 
 		LWLockAcquire(usage_shared->lock, LW_SHARED);
-		dbids = palloc(sizeof(Oid) * Max(1, hash_get_num_entries(usage_hash)));
+		dbids = palloc(sizeof(Oid) * Max(1, hash_get_num_entries(usage_hash) +
+										 hash_get_num_entries(counts_hash)));
 		hash_seq_init(&seq, usage_hash);
 		while ((e = hash_seq_search(&seq)) != NULL)
 		{
@@ -468,12 +715,67 @@ usage_launcher_main(Datum arg)
 			if (i == ndb)
 				dbids[ndb++] = e->key.dbid;
 		}
+		hash_seq_init(&seq, counts_hash);
+		while ((c = hash_seq_search(&seq)) != NULL)
+		{
+			int			i;
+
+			for (i = 0; i < ndb && dbids[i] != c->key.dbid; i++)
+				;
+			if (i == ndb)
+				dbids[ndb++] = c->key.dbid;
+		}
 		LWLockRelease(usage_shared->lock);
 
 		for (int i = 0; i < ndb && !ShutdownRequestPending; i++)
-			usage_start_database_writer(dbids[i]);
+			all_started &= usage_start_database_writer(dbids[i]);
 		pfree(dbids);
+		if (all_started)
+			pg_atomic_write_u64(&usage_shared->flushes_done, requested);
 	}
+}
+
+/*
+ * usage_flush(): write what is pending now (last uses and counts of every
+ * database) and return once it is written.
+ */
+PG_FUNCTION_INFO_V1(usage_flush);
+Datum
+usage_flush(PG_FUNCTION_ARGS)
+{
+	uint64		target;
+	int			procno;
+
+	if (!usage_preloaded || usage_hash == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("usage is not tracked in this server"),
+				 errhint("Add apikey to shared_preload_libraries and restart the server.")));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("usage is not written on a standby"),
+				 errdetail("The primary writes its own verifications; a standby counts none.")));
+	usage_drain();
+	target = pg_atomic_add_fetch_u64(&usage_shared->flush_requests, 1);
+	LWLockAcquire(usage_shared->lock, LW_SHARED);
+	procno = usage_shared->launcher_procno;
+	LWLockRelease(usage_shared->lock);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	for (int waited = 0; pg_atomic_read_u64(&usage_shared->flushes_done) < target; waited += 10)
+	{
+		if (waited >= 60000)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the apikey usage writer did not write within 60 s"),
+					 errhint("See the server log; the writer needs a free background worker slot (max_worker_processes).")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_VOID();
 }
 
 void
@@ -495,6 +797,13 @@ usage_init(void)
 							10, 1, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.usage_stats_retention",
+							"How long usage_stats keeps its hourly counts (0: for ever).",
+							"Older hours are deleted as the background writer writes.",
+							&usage_stats_retention,
+							90 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("apikey.usage_precision",
 							"How far last_used_at must move before it is written again.",
 							"A key in constant use is rewritten once per this interval at most.",
@@ -511,6 +820,13 @@ usage_init(void)
 							"Keys whose last use can wait in shared memory between writes.",
 							NULL,
 							&usage_max_keys,
+							65536, 1024, 16777216,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.usage_stats_max_counts",
+							"Counts of usage_stats (one per key, hour and status) that can wait in shared memory between writes.",
+							NULL,
+							&usage_stats_max_counts,
 							65536, 1024, 16777216,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);

@@ -7,7 +7,8 @@
  * key index directly (no SPI, no planning) and compares hashes in constant
  * time.  The key's other states are looked at only once the secret is
  * proven.  Nothing here writes, so verification works in read-only
- * transactions and on hot standbys.
+ * transactions and on hot standbys, except the charge of a key that has
+ * credits (credits.c), made in the caller's transaction.
  */
 #include "postgres.h"
 
@@ -35,9 +36,11 @@
 #include "utils/snapmgr.h"
 
 #include "apikey.h"
+#include "credits.h"
 #include "keyhash.h"
 #include "keyid.h"
 #include "keytext.h"
+#include "ratelimit.h"
 #include "scopes.h"
 #include "verify.h"
 
@@ -471,10 +474,13 @@ fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *
 
 /*
  * Fetch the key's row by id and, when the hash matches, read its state.
- * Returns whether the secret was proven.
+ * Returns whether the secret was proven; *row_tenant_id is the tenant of
+ * the row when there is one (for usage_stats: a known key id with a wrong
+ * secret), else -1.
  */
 static bool
-probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
+probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
+		  int64 *row_tenant_id)
 {
 	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	Relation	heap;
@@ -509,10 +515,17 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key)
 	if (!found)
 		found = fetch_by_index(heap, key_id, snapshot, slot);
 
-	if (found && secret_matches(slot, hash, now))
+	*row_tenant_id = -1;
+	if (found)
 	{
-		proven = true;
-		read_key_state(slot, key_id, key);
+		bool		isnull;
+
+		*row_tenant_id = DatumGetInt64(slot_getattr(slot, catalog.attnum[COL_TENANT_ID], &isnull));
+		if (secret_matches(slot, hash, now))
+		{
+			proven = true;
+			read_key_state(slot, key_id, key);
+		}
 	}
 
 	ExecDropSingleTupleTableSlot(slot);
@@ -621,11 +634,54 @@ decide_status(const KeyState *key, const VerifyRequest *request, TimestampTz now
 	return VS_VALID;
 }
 
+/*
+ * What a verification that is otherwise valid costs: every rate limit that
+ * applies takes cost units (all or none), then the key's credits are
+ * charged.  A refused request takes nothing: when the credits refuse (or
+ * charging them fails), the rate-limit units are given back.
+ */
+static void
+apply_usage_control(const VerifyRequest *request, VerifyResult *result, TimestampTz now)
+{
+	const KeyState *key = &result->key;
+	RateTaken	taken;
+	volatile CreditsOutcome outcome = CREDITS_NONE;
+
+	if (key->rate_limits == NULL && key->tenant_rate_limits == NULL && !key->has_credits)
+		return;
+	/* an error from here on must not log the statement: it may hold the key */
+	key_text_guard_begin();
+	if (!ratelimit_take(key, request->cost, &taken, &result->has_retry_after,
+						&result->retry_after_us))
+		result->status = VS_RATE_LIMITED;
+	else if (key->has_credits)
+	{
+		PG_TRY();
+		{
+			outcome = credits_charge(key->key_id, request->cost, now, &result->remaining);
+		}
+		PG_CATCH();
+		{
+			ratelimit_give_back(&taken);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		result->has_remaining = outcome != CREDITS_NONE;
+		if (outcome == CREDITS_TOO_FEW)
+		{
+			result->status = VS_USAGE_EXCEEDED;
+			ratelimit_give_back(&taken);
+		}
+	}
+	key_text_guard_end();
+}
+
 void
 verify_key(const VerifyRequest *request, VerifyResult *result)
 {
 	AkParsed	parsed;
 	uint8		hash[KEY_HASH_LEN];
+	int64		row_tenant_id;
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	const char *env = NULL;
 	size_t		env_len = 0;
@@ -656,12 +712,15 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 	}
 
 	key_hash_compute(text_ptr, text_len, hash);
-	result->proven = probe_key(parsed.key_id, hash, now, &result->key);
+	result->proven = probe_key(parsed.key_id, hash, now, &result->key, &row_tenant_id);
 	explicit_bzero(hash, sizeof(hash));
 	key_text_guard_end();
 	if (!result->proven)
 	{
 		result->status = VS_NOT_FOUND;
+		/* a known key with a wrong secret: someone holds an old or wrong one */
+		if (row_tenant_id >= 0)
+			usage_record(parsed.key_id, row_tenant_id, VS_NOT_FOUND, now);
 		return;
 	}
 
@@ -678,7 +737,8 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 	}
 	result->status = decide_status(&result->key, request, now, env, env_len);
 	if (result->status == VS_VALID)
-		usage_record(result->key.key_id, now);
+		apply_usage_control(request, result, now);
+	usage_record(result->key.key_id, result->key.tenant_id, result->status, now);
 }
 
 void

@@ -55,6 +55,14 @@ typedef struct KeyState
 	TimestampTz expires_at;
 } KeyState;
 
+/*
+ * The SQLSTATEs authenticate raises for rate_limited and usage_exceeded
+ * (an implementation-defined class, "KA"), so that an HTTP layer can answer
+ * 429 and 402 without parsing a message; every other refusal is 28000.
+ */
+#define ERRCODE_APIKEY_RATE_LIMITED		MAKE_SQLSTATE('K','A','4','2','9')
+#define ERRCODE_APIKEY_USAGE_EXCEEDED	MAKE_SQLSTATE('K','A','4','0','2')
+
 /* What a verification asks. */
 typedef struct VerifyRequest
 {

@@ -69,7 +69,9 @@ CREATE TABLE apikey.credits (
 	remaining     bigint NOT NULL,
 	refill_amount bigint,
 	refill_every  interval,
-	refilled_at   timestamptz
+	refilled_at   timestamptz,
+	refill_anchor timestamptz,   -- refills fall on refill_anchor + n * refill_every (UTC)
+	next_refill_at timestamptz   -- NULL: no refill
 );
 COMMENT ON TABLE apikey.credits IS
 	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';

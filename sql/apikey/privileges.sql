@@ -46,9 +46,14 @@ BEGIN
 		apikey.roll_key(apikey.key_id, interval),
 		apikey.set_key_expiry(apikey.key_id, timestamptz),
 		apikey.public_key(text, text),
-		apikey.regenerate_public_key(text, text)
+		apikey.regenerate_public_key(text, text),
+		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
+		apikey.remove_rate_limit(apikey.key_id, text),
+		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
+		apikey.add_credits(apikey.key_id, bigint)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
@@ -64,7 +69,11 @@ BEGIN
 		apikey.create_tenant(text, text, text[], text, interval, interval),
 		apikey.create_environment(text, text, text),
 		apikey.set_key_policy(text, interval, interval, text),
-		apikey.usage_tracking()
+		apikey.usage_tracking(),
+		apikey.set_tenant_rate_limit(text, text, integer, interval),
+		apikey.remove_tenant_rate_limit(text, text),
+		apikey.rate_limit_status(),
+		apikey.usage_flush()
 		TO %s', role);
 END
 $$;
