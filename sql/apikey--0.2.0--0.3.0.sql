@@ -85,6 +85,8 @@ ALTER TABLE apikey.tenants ADD COLUMN rate_limits apikey.rate_limit[];
 ALTER TABLE apikey.credits
 	ADD COLUMN refill_anchor timestamptz,
 	ADD COLUMN next_refill_at timestamptz;
+-- room on each page for a charge to rewrite its row in place (HOT)
+ALTER TABLE apikey.credits SET (fillfactor = 50);
 CREATE TABLE apikey.usage_hourly (
 	key_id        apikey.key_id NOT NULL,
 	hour          timestamptz NOT NULL,
@@ -1103,12 +1105,21 @@ AS $$
 DECLARE
 	c apikey.credits;
 	refilled boolean := false;
+	left_over bigint;
 BEGIN
 	IF cost IS NULL OR cost < 0 OR at IS NULL THEN
 		RAISE EXCEPTION 'cost must be at least 0, and at must not be null'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- the common case in one statement: enough credits, no refill due
 	IF cost > 0 THEN
+		UPDATE apikey.credits AS x SET remaining = x.remaining - cost
+		 WHERE x.key_id = _charge_credits.key_id AND x.remaining >= cost
+		   AND (x.next_refill_at IS NULL OR x.next_refill_at > at)
+		RETURNING x.remaining INTO left_over;
+		IF FOUND THEN
+			RETURN left_over;
+		END IF;
 		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id FOR UPDATE;
 	ELSE
 		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id;

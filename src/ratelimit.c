@@ -4,19 +4,21 @@
  *		interval, counted in shared memory, per server.
  *
  * The algorithm: a sliding window of sub-windows, all of them counted.  A
- * limit of N per W counts in sub-windows of g = ceil(W / 32).  A request at
+ * limit of N per W counts in sub-windows of g = ceil(W / 31).  A request at
  * time t, in sub-window i = floor(t / g), is admitted when the units taken
- * in sub-windows i - 32 .. i, plus its own, are at most N.  Those 33
+ * in sub-windows i - 31 .. i, plus its own, are at most N.  Those 32
  * sub-windows cover at least the last W (and at most W + g), so no interval
  * of length W ever holds more than N admitted units; a request may be
- * refused by at most one sub-window (1/32 of W) earlier than an exact
+ * refused by at most one sub-window (1/31 of W) earlier than an exact
  * sliding log would refuse it.  A fixed window admits up to 2N across a
  * boundary, a sliding-window counter estimates (and exceeds N), a token
  * bucket admits its burst plus its refill (up to 2N - 1 in W); an exact log
  * needs memory that grows with N.  (README, "Rate limits".)
  *
  * The state is a bucket per (database, key or tenant, limit name) in one of
- * RL_PARTITIONS hash tables, each under its own LWLock.  A verification
+ * RL_PARTITIONS open-addressing hash tables (linear probing, at most 3/4
+ * full), each under its own LWLock: a lookup is one probe of one cache line
+ * in the common case.  A verification
  * locks the partitions of every limit that applies (in partition order, so
  * backends never deadlock), checks them all, then takes from all or from
  * none: concurrent verifications never admit more than a limit allows.
@@ -45,7 +47,6 @@
 #include "utils/arrayaccess.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -57,8 +58,8 @@
 /* validate.c: a value as an error message may show it */
 extern Datum shown_value(PG_FUNCTION_ARGS);
 
-#define RL_SUBWINDOWS		32
-#define RL_SLOTS			(RL_SUBWINDOWS + 1)
+#define RL_SLOTS			32	/* the present sub-window and the 31 before */
+#define RL_SUBWINDOWS		(RL_SLOTS - 1)
 #define RL_PARTITION_BITS	5
 #define RL_PARTITIONS		(1 << RL_PARTITION_BITS)
 #define RL_MAX_LIMITS		(2 * RL_MAX_PER_OWNER)
@@ -70,24 +71,30 @@ extern Datum shown_value(PG_FUNCTION_ARGS);
 #define RL_MIN_PER_US		(USECS_PER_SEC / 1000)
 #define RL_MAX_PER_US		(INT64CONST(366) * USECS_PER_DAY)
 
+/* 192 bytes: the key and the clock in one cache line, the counts in two */
 typedef struct RateBucket
 {
-	RateKey		key;
+	RateKey		key;			/* key.kind 0: a free slot */
 	int64		slot_us;		/* length of a sub-window */
 	int64		newest;			/* index of the newest sub-window counted */
 	uint32		counts[RL_SLOTS];	/* sub-window j in counts[j % RL_SLOTS] */
 } RateBucket;
 
+StaticAssertDecl(sizeof(RateBucket) == 3 * 64, "a bucket is three cache lines");
+
 typedef struct RateShared
 {
 	LWLockPadded *locks;		/* one per partition */
 	pg_atomic_uint64 refused_full;	/* requests refused for want of a bucket */
+	uint32		slots;			/* slots per partition */
+	uint32		limit;			/* buckets a partition may hold (<= 3/4 of slots) */
+	uint32		used[RL_PARTITIONS];	/* buckets each partition holds */
 } RateShared;
 
 static int	rate_limit_buckets = 32768;
 static bool rate_preloaded = false;
 static RateShared *rate_shared = NULL;
-static HTAB *rate_tables[RL_PARTITIONS];
+static RateBucket *rate_buckets = NULL; /* partition p: slots p * slots .. */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -103,10 +110,24 @@ typedef struct AppliedLimit
 	RateBucket *bucket;
 } AppliedLimit;
 
-static inline long
-partition_capacity(void)
+/* Buckets a partition may hold, and the slots it has for them. */
+static inline uint32
+partition_limit(void)
 {
 	return (rate_limit_buckets + RL_PARTITIONS - 1) / RL_PARTITIONS;
+}
+
+static inline uint32
+partition_slots(void)
+{
+	return partition_limit() + partition_limit() / 3 + 1;
+}
+
+static Size
+rate_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(RateShared)) + PG_CACHE_LINE_SIZE,
+					mul_size(mul_size(RL_PARTITIONS, partition_slots()), sizeof(RateBucket)));
 }
 
 static void
@@ -114,9 +135,7 @@ rate_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(RateShared)) +
-						   mul_size(RL_PARTITIONS,
-									hash_estimate_size(partition_capacity(), sizeof(RateBucket))));
+	RequestAddinShmemSpace(rate_shmem_size());
 	RequestNamedLWLockTranche("apikey rate limits", RL_PARTITIONS);
 }
 
@@ -129,24 +148,82 @@ rate_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	rate_shared = ShmemInitStruct("apikey rate limits", sizeof(RateShared), &found);
+	rate_shared = ShmemInitStruct("apikey rate limits", rate_shmem_size(), &found);
+	rate_buckets = (RateBucket *) TYPEALIGN(PG_CACHE_LINE_SIZE,
+											(char *) rate_shared + MAXALIGN(sizeof(RateShared)));
 	if (!found)
 	{
 		rate_shared->locks = GetNamedLWLockTranche("apikey rate limits");
 		pg_atomic_init_u64(&rate_shared->refused_full, 0);
-	}
-	for (int p = 0; p < RL_PARTITIONS; p++)
-	{
-		HASHCTL		info;
-		char		name[64];
-
-		info.keysize = sizeof(RateKey);
-		info.entrysize = sizeof(RateBucket);
-		snprintf(name, sizeof(name), "apikey rate limits %d", p);
-		rate_tables[p] = ShmemInitHash(name, partition_capacity(), partition_capacity(),
-									   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+		rate_shared->slots = partition_slots();
+		rate_shared->limit = partition_limit();
+		memset(rate_shared->used, 0, sizeof(rate_shared->used));
+		/* every slot free (key.kind 0) */
+		memset(rate_buckets, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateBucket));
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The slot a key hashes to in its partition (the partition took the top bits). */
+static inline uint32
+home_slot(uint32 hash)
+{
+	return (hash & ((1U << (32 - RL_PARTITION_BITS)) - 1)) % rate_shared->slots;
+}
+
+static inline RateBucket *
+partition_slot(int partition, uint32 i)
+{
+	return &rate_buckets[(Size) partition * rate_shared->slots + i];
+}
+
+/*
+ * The bucket of a key, or NULL.  A partition is never more than 3/4 full,
+ * so the probe always meets a free slot.
+ */
+static RateBucket *
+bucket_find(int partition, const RateKey *key, uint32 hash)
+{
+	uint32		i = home_slot(hash);
+
+	for (;;)
+	{
+		RateBucket *b = partition_slot(partition, i);
+
+		if (b->key.kind == 0)
+			return NULL;
+		if (memcmp(&b->key, key, sizeof(RateKey)) == 0)
+			return b;
+		if (++i == rate_shared->slots)
+			i = 0;
+	}
+}
+
+/* Free the slot at i, moving back the buckets after it that probed past it. */
+static void
+bucket_delete(int partition, uint32 i)
+{
+	uint32		j = i;
+
+	for (;;)
+	{
+		RateBucket *b;
+		uint32		home;
+
+		if (++j == rate_shared->slots)
+			j = 0;
+		b = partition_slot(partition, j);
+		if (b->key.kind == 0)
+			break;
+		home = home_slot(hash_bytes((const unsigned char *) &b->key, sizeof(RateKey)));
+		/* it stays when its home is cyclically within (i, j] */
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		*partition_slot(partition, i) = *b;
+		i = j;
+	}
+	memset(partition_slot(partition, i), 0, sizeof(RateBucket));
+	rate_shared->used[partition]--;
 }
 
 void
@@ -180,6 +257,7 @@ require_shared_memory(void)
 }
 
 /* The descriptor of apikey.rate_limit, looked up once per backend. */
+#define LIMIT_TYPE_MAX_ATTS 8
 static Oid	limit_type = InvalidOid;
 static TupleDesc limit_desc = NULL;
 static int16 limit_typlen;
@@ -197,7 +275,7 @@ load_limit_type(Oid type)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	desc = lookup_rowtype_tupdesc_copy(type, -1);
 	MemoryContextSwitchTo(old);
-	if (desc->natts < 3 ||
+	if (desc->natts < 3 || desc->natts > LIMIT_TYPE_MAX_ATTS ||
 		TupleDescAttr(desc, 0)->atttypid != TEXTOID ||
 		TupleDescAttr(desc, 1)->atttypid != INT4OID ||
 		TupleDescAttr(desc, 2)->atttypid != INTERVALOID)
@@ -250,11 +328,12 @@ collect_limits(ArrayType *limits, uint32 kind, uint64 owner, AppliedLimit *out, 
 		Datum		d = array_iter_next(&it, &isnull, i, limit_typlen, limit_typbyval, limit_typalign);
 		HeapTupleHeader h;
 		HeapTupleData tuple;
-		bool		nulls[3];
+		Datum		values[LIMIT_TYPE_MAX_ATTS];
+		bool		nulls[LIMIT_TYPE_MAX_ATTS];
 		text	   *name;
 		int32		max;
 		int64		per;
-		AppliedLimit	   *l;
+		AppliedLimit *l;
 
 		if (isnull)
 			continue;
@@ -263,10 +342,11 @@ collect_limits(ArrayType *limits, uint32 kind, uint64 owner, AppliedLimit *out, 
 		tuple.t_data = h;
 		ItemPointerSetInvalid(&tuple.t_self);
 		tuple.t_tableOid = InvalidOid;
-		name = DatumGetTextPP(heap_getattr(&tuple, 1, limit_desc, &nulls[0]));
-		max = DatumGetInt32(heap_getattr(&tuple, 2, limit_desc, &nulls[1]));
-		per = nulls[0] || nulls[1] ? 0 :
-			per_usecs(DatumGetIntervalP(heap_getattr(&tuple, 3, limit_desc, &nulls[2])));
+		/* the first three attributes (name, max_requests, per) in one pass */
+		heap_deform_tuple(&tuple, limit_desc, values, nulls);
+		name = DatumGetTextPP(values[0]);
+		max = DatumGetInt32(values[1]);
+		per = nulls[2] ? 0 : per_usecs(DatumGetIntervalP(values[2]));
 		if (nulls[0] || nulls[1] || nulls[2] || VARSIZE_ANY_EXHDR(name) > RL_NAME_LEN ||
 			max <= 0 || per < RL_MIN_PER_US || per > RL_MAX_PER_US || n == RL_MAX_LIMITS)
 			ereport(ERROR,
@@ -387,46 +467,54 @@ bucket_retry_after(RateBucket *b, int64 excess, TimestampTz now)
 }
 
 /*
- * Make room in a full partition: remove its idle buckets (their window has
- * passed, so they count nothing: removing them changes no answer).
+ * Make room in a full partition: free its idle buckets (their window has
+ * passed, so they count nothing: freeing them changes no answer).  A
+ * deletion may move a later bucket into the slot just looked at, so that
+ * slot is looked at again.
  */
 static int
-evict_idle(HTAB *table, TimestampTz now)
+evict_idle(int partition, TimestampTz now)
 {
-	HASH_SEQ_STATUS seq;
-	RateBucket *b;
 	int			removed = 0;
 
-	hash_seq_init(&seq, table);
-	while ((b = hash_seq_search(&seq)) != NULL)
+	for (uint32 i = 0; i < rate_shared->slots;)
 	{
-		bucket_advance(b, b->slot_us, now);
-		if (bucket_used(b) == 0)
+		RateBucket *b = partition_slot(partition, i);
+
+		if (b->key.kind != 0)
 		{
-			hash_search(table, &b->key, HASH_REMOVE, NULL);
-			removed++;
+			bucket_advance(b, b->slot_us, now);
+			if (bucket_used(b) == 0)
+			{
+				bucket_delete(partition, i);
+				removed++;
+				continue;
+			}
 		}
+		i++;
 	}
 	return removed;
 }
 
-/* The limit's bucket, new if need be; NULL when the partition is full. */
+/* A new bucket for the limit; NULL when its partition is full. */
 static RateBucket *
 bucket_enter(AppliedLimit *l, TimestampTz now)
 {
-	HTAB	   *table = rate_tables[l->partition];
 	RateBucket *b;
-	bool		found;
+	uint32		i;
 
-	if (hash_get_num_entries(table) >= partition_capacity() && evict_idle(table, now) == 0)
+	if (rate_shared->used[l->partition] >= rate_shared->limit &&
+		evict_idle(l->partition, now) == 0)
 		return NULL;
-	b = hash_search_with_hash_value(table, &l->key, l->hash, HASH_ENTER_NULL, &found);
-	if (b != NULL && !found)
-	{
-		b->slot_us = l->slot_us;
-		b->newest = now / l->slot_us;
-		memset(b->counts, 0, sizeof(b->counts));
-	}
+	for (i = home_slot(l->hash); partition_slot(l->partition, i)->key.kind != 0;)
+		if (++i == rate_shared->slots)
+			i = 0;
+	b = partition_slot(l->partition, i);
+	b->key = l->key;
+	b->slot_us = l->slot_us;
+	b->newest = now / l->slot_us;
+	memset(b->counts, 0, sizeof(b->counts));
+	rate_shared->used[l->partition]++;
 	return b;
 }
 
@@ -463,8 +551,7 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 		AppliedLimit	   *l = &limits[i];
 		int64		used;
 
-		l->bucket = hash_search_with_hash_value(rate_tables[l->partition], &l->key, l->hash,
-												HASH_FIND, NULL);
+		l->bucket = bucket_find(l->partition, &l->key, l->hash);
 		if (l->bucket == NULL && cost > 0)
 		{
 			l->bucket = bucket_enter(l, now);
@@ -529,9 +616,7 @@ ratelimit_give_back(const RateTaken *taken)
 	m = lock_partitions(partitions, taken->n, locked);
 	for (int i = 0; i < taken->n; i++)
 	{
-		RateBucket *b = hash_search_with_hash_value(rate_tables[partitions[i]],
-													&taken->item[i].key, taken->item[i].hash,
-													HASH_FIND, NULL);
+		RateBucket *b = bucket_find(partitions[i], &taken->item[i].key, taken->item[i].hash);
 		int64		slot = taken->item[i].slot;
 
 		/* unless the units have left the window (or the interval changed) */
@@ -631,10 +716,10 @@ rate_limit_status(PG_FUNCTION_ARGS)
 	for (int p = 0; p < RL_PARTITIONS; p++)
 	{
 		LWLockAcquire(&rate_shared->locks[p].lock, LW_SHARED);
-		in_use += hash_get_num_entries(rate_tables[p]);
+		in_use += rate_shared->used[p];
 		LWLockRelease(&rate_shared->locks[p].lock);
 	}
-	values[1] = Int32GetDatum(partition_capacity() * RL_PARTITIONS);
+	values[1] = Int32GetDatum(rate_shared->limit * RL_PARTITIONS);
 	values[2] = Int64GetDatum(in_use);
 	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&rate_shared->refused_full));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

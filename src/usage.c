@@ -195,11 +195,13 @@ usage_drain(void)
 		if (ev->status == VS_VALID)
 		{
 			UsageKey	key = {.dbid = MyDatabaseId,.key_id = ev->key_id};
-			UsageEntry *e = hash_search(usage_hash, &key, HASH_FIND, NULL);
+			UsageEntry *e;
 
 			/* a new key only while fewer than usage_max_keys are pending */
-			if (e == NULL && hash_get_num_entries(usage_hash) < usage_max_keys)
+			if (hash_get_num_entries(usage_hash) < usage_max_keys)
 				e = hash_search(usage_hash, &key, HASH_ENTER_NULL, &found);
+			else
+				e = hash_search(usage_hash, &key, HASH_FIND, NULL);
 			if (e == NULL)
 				usage_shared->dropped++;
 			else if (!found || e->last_used < ev->when)
@@ -215,10 +217,11 @@ usage_drain(void)
 			key.status = ev->status;
 			key.key_id = ev->key_id;
 			key.hour = hour_start(ev->when);
-			c = hash_search(counts_hash, &key, HASH_FIND, NULL);
 			found = true;
-			if (c == NULL && hash_get_num_entries(counts_hash) < usage_stats_max_counts)
+			if (hash_get_num_entries(counts_hash) < usage_stats_max_counts)
 				c = hash_search(counts_hash, &key, HASH_ENTER_NULL, &found);
+			else
+				c = hash_search(counts_hash, &key, HASH_FIND, NULL);
 			if (c == NULL)
 				usage_shared->counts_dropped += ev->n;
 			else if (!found)

@@ -209,8 +209,9 @@ COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
 -- charges nothing, and needs one credit left), or -1 minus what there is
 -- when that is too few (nothing charged); NULL when the key has no credits.
 -- A refill that is due is applied first.  The row lock makes concurrent
--- charges of a key wait for each other; a check (cost 0) takes none and
--- writes nothing, so it works in a read-only transaction.
+-- charges of a key wait for each other (and the UPDATE re-checks the row
+-- the previous charge left); a check (cost 0) takes no lock and writes
+-- nothing, so it works in a read-only transaction.
 CREATE FUNCTION apikey._charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, apikey, pg_temp
@@ -218,12 +219,21 @@ AS $$
 DECLARE
 	c apikey.credits;
 	refilled boolean := false;
+	left_over bigint;
 BEGIN
 	IF cost IS NULL OR cost < 0 OR at IS NULL THEN
 		RAISE EXCEPTION 'cost must be at least 0, and at must not be null'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- the common case in one statement: enough credits, no refill due
 	IF cost > 0 THEN
+		UPDATE apikey.credits AS x SET remaining = x.remaining - cost
+		 WHERE x.key_id = _charge_credits.key_id AND x.remaining >= cost
+		   AND (x.next_refill_at IS NULL OR x.next_refill_at > at)
+		RETURNING x.remaining INTO left_over;
+		IF FOUND THEN
+			RETURN left_over;
+		END IF;
 		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id FOR UPDATE;
 	ELSE
 		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id;
