@@ -97,6 +97,7 @@ typedef struct UsageShared
 	uint64		dropped;		/* times lost because the table was full */
 	uint64		counts_dropped; /* verifications not counted (table full) */
 	int			launcher_procno;	/* -1: no launcher running */
+	bool		writer_wrote;	/* the last writer finished its database */
 	pg_atomic_uint64 flush_requests;	/* apikey.usage_flush() calls */
 	pg_atomic_uint64 flushes_done;	/* requests the launcher has served */
 } UsageShared;
@@ -105,6 +106,9 @@ static UsageShared *usage_shared = NULL;
 static HTAB *usage_hash = NULL;
 static HTAB *counts_hash = NULL;
 static bool usage_preloaded = false;
+
+/* A database whose writer fails this many times in a row loses its pending usage. */
+#define USAGE_WRITER_ATTEMPTS 3
 
 /* The backend's buffer, drained into shared memory in batches. */
 typedef struct UsageEvent
@@ -614,6 +618,44 @@ usage_flush_database(void)
 	usage_forget(entries, n, written, counts, ncounts);
 }
 
+/*
+ * Forget what is pending for a database whose writer keeps failing (one that
+ * was dropped, typically): counted as dropped, and said in the log.
+ */
+static void
+usage_drop_database(Oid dbid)
+{
+	HASH_SEQ_STATUS seq;
+	UsageEntry *e;
+	CountEntry *c;
+	uint64		uses = 0;
+	uint64		verifications = 0;
+
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, usage_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.dbid == dbid)
+		{
+			hash_search(usage_hash, &e->key, HASH_REMOVE, NULL);
+			uses++;
+		}
+	hash_seq_init(&seq, counts_hash);
+	while ((c = hash_seq_search(&seq)) != NULL)
+		if (c->key.dbid == dbid)
+		{
+			verifications += c->verifications;
+			hash_search(counts_hash, &c->key, HASH_REMOVE, NULL);
+		}
+	usage_shared->dropped += uses;
+	usage_shared->counts_dropped += verifications;
+	LWLockRelease(usage_shared->lock);
+	ereport(LOG,
+			(errmsg("apikey: dropped the pending usage of database %u (%llu last uses, %llu verifications) after %d failed writes",
+					dbid, (unsigned long long) uses, (unsigned long long) verifications,
+					USAGE_WRITER_ATTEMPTS),
+			 errdetail("The database no longer exists, or its writer failed: see the errors above.")));
+}
+
 /* The per-database writer: connect, flush, exit. */
 PGDLLEXPORT void usage_database_main(Datum arg);
 void
@@ -623,10 +665,20 @@ usage_database_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	pgstat_report_appname("apikey usage writer");
 	usage_flush_database();
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	usage_shared->writer_wrote = true;
+	LWLockRelease(usage_shared->lock);
 	proc_exit(0);
 }
 
-static bool
+typedef enum WriterOutcome
+{
+	WRITER_NO_SLOT,				/* no free background worker slot */
+	WRITER_FAILED,
+	WRITER_WROTE
+} WriterOutcome;
+
+static WriterOutcome
 usage_start_database_writer(Oid dbid)
 {
 	BackgroundWorker worker;
@@ -642,8 +694,11 @@ usage_start_database_writer(Oid dbid)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey usage writer for database %u", dbid);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey usage writer");
 	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	usage_shared->writer_wrote = false;
+	LWLockRelease(usage_shared->lock);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-		return false;			/* no slot now: the next round retries */
+		return WRITER_NO_SLOT;	/* the next round retries */
 
 	/*
 	 * Poll until it is done: a worker without a database connection ignores
@@ -660,7 +715,7 @@ usage_start_database_writer(Oid dbid)
 						 100L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	return true;
+	return usage_shared->writer_wrote ? WRITER_WROTE : WRITER_FAILED;
 }
 
 /*
@@ -671,6 +726,14 @@ PGDLLEXPORT void usage_launcher_main(Datum arg);
 void
 usage_launcher_main(Datum arg)
 {
+	/* databases whose writer failed, and how many times in a row */
+	struct
+	{
+		Oid			dbid;
+		int			attempts;
+	}			failed[64];
+	int			nfailed = 0;
+
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
@@ -687,10 +750,11 @@ usage_launcher_main(Datum arg)
 		UsageEntry *e;
 		CountEntry *c;
 		uint64		requested;
-		bool		all_started = true;
+		bool		all_written = true;
 
+		/* after a failure, the next round comes soon */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 usage_flush_interval * 1000L, PG_WAIT_EXTENSION);
+						 nfailed > 0 ? 1000L : usage_flush_interval * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		if (ShutdownRequestPending)
 			proc_exit(0);
@@ -731,9 +795,44 @@ usage_launcher_main(Datum arg)
 		LWLockRelease(usage_shared->lock);
 
 		for (int i = 0; i < ndb && !ShutdownRequestPending; i++)
-			all_started &= usage_start_database_writer(dbids[i]);
+		{
+			WriterOutcome outcome = usage_start_database_writer(dbids[i]);
+			int			f;
+
+			for (f = 0; f < nfailed && failed[f].dbid != dbids[i]; f++)
+				;
+			if (outcome == WRITER_WROTE)
+			{
+				if (f < nfailed)
+					failed[f] = failed[--nfailed];
+				continue;
+			}
+			if (outcome == WRITER_NO_SLOT)
+			{
+				all_written = false;
+				continue;
+			}
+			if (f == nfailed)
+			{
+				if (nfailed == lengthof(failed))
+				{
+					all_written = false;
+					continue;	/* tried again later */
+				}
+				failed[nfailed].dbid = dbids[i];
+				failed[nfailed++].attempts = 0;
+			}
+			if (++failed[f].attempts >= USAGE_WRITER_ATTEMPTS)
+			{
+				/* nothing of it is pending any more */
+				usage_drop_database(dbids[i]);
+				failed[f] = failed[--nfailed];
+			}
+			else
+				all_written = false;
+		}
 		pfree(dbids);
-		if (all_started)
+		if (all_written)
 			pg_atomic_write_u64(&usage_shared->flushes_done, requested);
 	}
 }
