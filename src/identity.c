@@ -188,8 +188,8 @@ authenticate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_APIKEY_USAGE_EXCEEDED),
 				 errmsg("API key rejected: %s", verify_status_name(result.status)),
-				 errdetail("The key's verification status is \"usage_exceeded\"; %lld credits remain.",
-						   (long long) result.remaining),
+				 errdetail("The key's verification status is \"usage_exceeded\": %lld credits left, the request costs %d.",
+						   (long long) result.remaining, request.cost),
 				 errhidestmt(true), errhidecontext(true)));
 	if (result.status != VS_VALID)
 		ereport(ERROR,
