@@ -8,10 +8,10 @@ set -uo pipefail
 
 work=$(scratch_dir isolation)
 cp -r "$REPO/test/isolation/specs" "$REPO/test/isolation/expected" \
-	"$REPO/test/isolation/isolation_schedule" "$work/"
+	"$REPO/test/isolation/isolation_schedule" "$REPO/test/isolation/isolation.conf" "$work/"
 chown -R --reference="$work" "$work"
 run_as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
-	--temp-instance="$work/instance" --bindir="$PGBIN" \
+	--temp-instance="$work/instance" --bindir="$PGBIN" --temp-config="$work/isolation.conf" \
 	--inputdir="$work" --outputdir="$work" \
 	--dbname=apikey_isolation \
 	--schedule="$work/isolation_schedule" | tee "$work/summary"
