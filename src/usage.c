@@ -198,8 +198,13 @@ usage_drain(void)
 
 		if (ev->status == VS_VALID)
 		{
-			UsageKey	key = {.dbid = MyDatabaseId,.key_id = ev->key_id};
+			UsageKey	key;
 			UsageEntry *e;
+
+			/* hashed as bytes: the padding too */
+			memset(&key, 0, sizeof(key));
+			key.dbid = MyDatabaseId;
+			key.key_id = ev->key_id;
 
 			/* a new key only while fewer than usage_max_keys are pending */
 			if (hash_get_num_entries(usage_hash) < usage_max_keys)
