@@ -1,0 +1,157 @@
+# Usage control across servers, crashes and concurrent clients.
+#
+# - Without shared_preload_libraries there are no rate limits: setting one
+#   is a clear error, and so is verifying a key that has one (never: no
+#   limit at all); credits work; the key text stays out of the log.
+# - Rate limits are per server: a hot standby counts its own.  A key with
+#   credits cannot be charged on a standby (25006); checking it (cost 0)
+#   works there.
+# - After the postmaster is killed with SIGKILL, a committed charge is
+#   still charged, an uncommitted one is not, and the rate limits start
+#   empty again.
+# - 8 pgbench clients, 800 attempts in all: against a limit of 200 per hour
+#   exactly 200 are admitted, against 300 credits exactly 300 (counted by
+#   the clients, by the credits left, and by usage_stats).
+#
+# Key texts are secrets even in tests: they stay in the table test_keys.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ApikeyTAP;
+
+my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
+my $id = sub { "(SELECT key_id FROM test_keys WHERE label = '$_[0]')" };
+my $setup = q{
+	CREATE EXTENSION apikey;
+	SELECT apikey.create_tenant('acme');
+	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
+	INSERT INTO test_keys
+		SELECT label, key_id, api_key
+		  FROM unnest('{limited,metered,race limited,race metered}'::text[]) AS label,
+		       apikey.create_key('acme', 'production', label);
+};
+# the SQLSTATE of a statement that fails (or 'ok')
+sub sqlstate
+{
+	my ($node, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
+	return 'ok' if $ret == 0;
+	return $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : "no SQLSTATE in: $err";
+}
+
+# --- without shared_preload_libraries
+my $plain = new_node('plain');
+$plain->safe_psql('postgres', $setup);
+is(sqlstate($plain, "SELECT apikey.set_rate_limit(${\ $id->('limited')}, 'burst', 5, '1 hour')"),
+	'55000', 'not preloaded: set_rate_limit is refused (55000)');
+is(sqlstate($plain, "SELECT apikey.set_tenant_rate_limit('acme', 'budget', 5, '1 hour')"),
+	'55000', 'not preloaded: set_tenant_rate_limit is refused (55000)');
+# a limit set elsewhere (a dump restored here, or a server started without
+# the library): verification refuses to count it as no limit
+$plain->safe_psql('postgres', qq{
+	UPDATE apikey.keys SET rate_limits = ARRAY[('burst', 5, '1 hour')::apikey.rate_limit]
+	 WHERE key_id = ${\ $id->('limited')}});
+is(sqlstate($plain, "SELECT apikey.verify(${\ $key->('limited')})"), '55000',
+	'not preloaded: verifying a key that has a rate limit is an error, not unlimited');
+my $err;
+$plain->psql('postgres', "SELECT apikey.verify(${\ $key->('limited')})", stderr => \$err);
+like($err, qr/rate limits need apikey in shared_preload_libraries/, 'the error says why');
+$plain->safe_psql('postgres', "SELECT apikey.set_credits(${\ $id->('metered')}, 2)");
+is($plain->safe_psql('postgres', qq{
+	SELECT string_agg((apikey.verify(${\ $key->('metered')})).status, ' ') FROM generate_series(1, 3)}),
+	'valid valid usage_exceeded', 'not preloaded: credits work');
+is($plain->safe_psql('postgres', 'SELECT preloaded FROM apikey.rate_limit_status()'), 'f',
+	'rate_limit_status says there are no buckets');
+is(sqlstate($plain, 'SELECT apikey.usage_flush()'), '55000', 'not preloaded: usage_flush is refused (55000)');
+my $texts = $plain->safe_psql('postgres', 'SELECT string_agg(substr(api_key, 9), \' \') FROM test_keys');
+my $log = slurp_file($plain->logfile);
+is(scalar(grep { index($log, $_) >= 0 } split / /, $texts), 0, 'no key text in the server log');
+$plain->stop;
+
+# --- a primary and its standby, the library preloaded on both
+my $primary = new_node('primary', allows_streaming => 1, conf => q{
+shared_preload_libraries = 'apikey'
+apikey.usage_flush_interval = 3600
+fsync = on
+});
+$primary->safe_psql('postgres', $setup . qq{
+	SELECT apikey.set_rate_limit(${\ $id->('limited')}, 'hourly', 5, '1 hour');
+	SELECT apikey.set_credits(${\ $id->('metered')}, 10);
+	SELECT apikey.set_rate_limit(${\ $id->('race limited')}, 'hourly', 200, '1 hour');
+	SELECT apikey.set_credits(${\ $id->('race metered')}, 300);
+	CREATE TABLE attempts (label text, status text);
+});
+$primary->backup('backup');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'backup', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby, 'replay');
+
+my $six = "SELECT string_agg((apikey.verify(${\ $key->('limited')})).status, ' ') FROM generate_series(1, 6)";
+is($primary->safe_psql('postgres', $six), 'valid valid valid valid valid rate_limited',
+	'primary: 5 per hour, the sixth is refused');
+is($standby->safe_psql('postgres', $six), 'valid valid valid valid valid rate_limited',
+	'standby: counts its own 5');
+is(sqlstate($standby, "SELECT apikey.verify(${\ $key->('metered')})"), '25006',
+	'standby: a key with credits cannot be charged (25006)');
+is($standby->safe_psql('postgres', "SELECT status || ' ' || remaining FROM apikey.verify(${\ $key->('metered')}, cost => 0)"),
+	'valid 10', 'standby: checking it (cost 0) works');
+is(sqlstate($standby, 'SELECT apikey.usage_flush()'), '25006', 'standby: usage is not written there');
+
+# --- a crash: a committed charge stays, an uncommitted one goes, limits restart empty
+is($primary->safe_psql('postgres', "SELECT remaining FROM apikey.verify(${\ $key->('metered')}, cost => 3)"),
+	'7', 'a charge committed');
+my $open = $primary->background_psql('postgres');
+$open->query_safe('BEGIN');
+is($open->query_safe("SELECT remaining FROM apikey.verify(${\ $key->('metered')}, cost => 5)"), '2',
+	'a charge not committed');
+my ($pid) = slurp_file($primary->data_dir . '/postmaster.pid') =~ /^(\d+)/;
+my @children = grep { (split / /, (slurp_file("/proc/$_/stat") =~ s/^.*\) //sr))[1] == $pid }
+  map { m{/proc/(\d+)$} ? $1 : () } glob('/proc/[0-9]*');
+ok(kill('KILL', $pid), 'postmaster killed with SIGKILL');
+$primary->{_pid} = undef;    # the module must not try to stop it
+eval { $open->quit };
+# its orphaned children must be gone before a new postmaster may start
+for (1 .. 300)
+{
+	last unless grep { -e "/proc/$_" } @children;
+	select(undef, undef, undef, 0.1);
+}
+$primary->start;
+ok($primary->log_contains('database system was interrupted|not properly shut down'),
+	'the server went through crash recovery');
+is($primary->safe_psql('postgres', 'SELECT remaining FROM apikey.key_list WHERE name = \'metered\''), '7',
+	'after the crash: the committed charge stays, the other is refunded');
+is($primary->safe_psql('postgres', $six), 'valid valid valid valid valid rate_limited',
+	'after the crash: the rate limit starts empty');
+is($primary->safe_psql('postgres', 'SELECT in_use, refused_full FROM apikey.rate_limit_status()'), '1|0',
+	'after the crash: one bucket again');
+
+# --- the race: 8 clients, 800 attempts
+for my $label ('race limited', 'race metered')
+{
+	$primary->pgbench('--no-vacuum --client=8 --jobs=8 --transactions=100', 0, [qr/processed: 800\/800/], [qr/^$/],
+		"pgbench: 8 clients, 800 attempts with the key '$label'",
+		{ "race_$label" =~ s/ /_/gr => qq{INSERT INTO attempts SELECT '$label', status FROM apikey.verify(${\ $key->($label)});} });
+}
+is($primary->safe_psql('postgres', q{
+	SELECT label || ': ' || string_agg(status || ' ' || n, ', ' ORDER BY status)
+	  FROM (SELECT label, status, count(*) AS n FROM attempts GROUP BY 1, 2) AS a GROUP BY label ORDER BY label}),
+	"race limited: rate_limited 600, valid 200\nrace metered: usage_exceeded 500, valid 300",
+	'exactly 200 admitted by the limit of 200, exactly 300 by the 300 credits');
+is($primary->safe_psql('postgres', "SELECT remaining FROM apikey.key_list WHERE name = 'race metered'"), '0',
+	'no credit left, none overspent');
+$primary->safe_psql('postgres', 'SELECT apikey.usage_flush()');
+is($primary->safe_psql('postgres', q{
+	SELECT l.name || ': ' || string_agg(s.status || ' ' || s.n, ', ' ORDER BY s.status)
+	  FROM (SELECT key_id, status, sum(verifications) AS n FROM apikey.usage_stats GROUP BY 1, 2) AS s
+	  JOIN apikey.key_list AS l USING (key_id)
+	 WHERE l.name LIKE 'race%' GROUP BY l.name ORDER BY l.name}),
+	"race limited: rate_limited 600, valid 200\nrace metered: usage_exceeded 500, valid 300",
+	'usage_stats counted the same');
+
+$standby->stop;
+$primary->stop;
+done_testing();
