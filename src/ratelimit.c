@@ -164,17 +164,63 @@ rate_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* The slot a key hashes to in its partition (the partition took the top bits). */
+/*
+ * The hash of a bucket key leaves the limit's name out: all the limits of
+ * a key (or tenant) share a partition and a home slot, so they sit side by
+ * side, and where they are is known from the key id alone, before the
+ * key's row is read (ratelimit_prefetch).
+ */
+static inline uint32
+owner_hash(Oid dbid, uint32 kind, uint64 owner)
+{
+	uint32		h = murmurhash32(dbid);
+
+	h = hash_combine(h, murmurhash32(kind));
+	h = hash_combine(h, murmurhash32((uint32) owner));
+	h = hash_combine(h, murmurhash32((uint32) (owner >> 32)));
+	return murmurhash32(h);
+}
+
+static inline uint32
+rate_key_hash(const RateKey *key)
+{
+	return owner_hash(key->dbid, key->kind, key->owner);
+}
+
+/*
+ * The slot a key hashes to in its partition: the low bits of its hash (the
+ * partition took the top ones) scaled to the number of slots, no division.
+ */
 static inline uint32
 home_slot(uint32 hash)
 {
-	return (hash & ((1U << (32 - RL_PARTITION_BITS)) - 1)) % rate_shared->slots;
+	return (uint32) (((uint64) (hash & ((1U << (32 - RL_PARTITION_BITS)) - 1)) * rate_shared->slots) >>
+					 (32 - RL_PARTITION_BITS));
 }
 
 static inline RateBucket *
 partition_slot(int partition, uint32 i)
 {
 	return &rate_buckets[(Size) partition * rate_shared->slots + i];
+}
+
+/*
+ * Start fetching where a key's own limits would be, while verification is
+ * still busy with the key text: a bucket is usually out of the CPU's caches.
+ */
+void
+ratelimit_prefetch(uint64 key_id)
+{
+	uint32		hash;
+	const char *b;
+
+	if (rate_shared == NULL)
+		return;
+	hash = owner_hash(MyDatabaseId, RL_KIND_KEY, key_id);
+	b = (const char *) partition_slot(hash >> (32 - RL_PARTITION_BITS), home_slot(hash));
+	__builtin_prefetch(b);
+	__builtin_prefetch(b + 64);
+	__builtin_prefetch(b + 128);
 }
 
 /*
@@ -215,7 +261,7 @@ bucket_delete(int partition, uint32 i)
 		b = partition_slot(partition, j);
 		if (b->key.kind == 0)
 			break;
-		home = home_slot(hash_bytes((const unsigned char *) &b->key, sizeof(RateKey)));
+		home = home_slot(rate_key_hash(&b->key));
 		/* it stays when its home is cyclically within (i, j] */
 		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
 			continue;
@@ -233,7 +279,7 @@ ratelimit_init(void)
 		return;
 	DefineCustomIntVariable("apikey.rate_limit_buckets",
 							"Rate-limit buckets in shared memory (one per limit of a key or tenant in use).",
-							"About 200 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
+							"About 256 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
 							&rate_limit_buckets,
 							32768, 1024, 16777216,
 							PGC_POSTMASTER, 0,
@@ -303,7 +349,7 @@ per_usecs(const Interval *per)
 static inline void
 set_partition(AppliedLimit *l)
 {
-	l->hash = hash_bytes((const unsigned char *) &l->key, sizeof(RateKey));
+	l->hash = rate_key_hash(&l->key);
 	/* the high bits, since each table picks its bucket from the low ones */
 	l->partition = l->hash >> (32 - RL_PARTITION_BITS);
 }

@@ -46,6 +46,9 @@ extern void ratelimit_init(void);
 extern bool ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 						   bool *has_retry_after, int64 *retry_after_us);
 
+/* Where the limits of key key_id would be: fetch it early (a hint only). */
+extern void ratelimit_prefetch(uint64 key_id);
+
 /* Give back what ratelimit_take took (a later check refused the request). */
 extern void ratelimit_give_back(const RateTaken *taken);
 

@@ -711,6 +711,7 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 			break;
 	}
 
+	ratelimit_prefetch(parsed.key_id);
 	key_hash_compute(text_ptr, text_len, hash);
 	result->proven = probe_key(parsed.key_id, hash, now, &result->key, &row_tenant_id);
 	explicit_bzero(hash, sizeof(hash));
