@@ -11,7 +11,10 @@
 #   empty again.
 # - 8 pgbench clients, 800 attempts in all: against a limit of 200 per hour
 #   exactly 200 are admitted, against 300 credits exactly 300 (counted by
-#   the clients, by the credits left, and by usage_stats).
+#   the clients, by the credits left, and by usage_stats).  And harder:
+#   8 clients verifying 5000 times each in one statement, 40 000 attempts
+#   as close together as they come, against a limit of 20 000: exactly
+#   20 000.
 #
 # Key texts are secrets even in tests: they stay in the table test_keys.
 use strict;
@@ -29,7 +32,7 @@ my $setup = q{
 	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
 	INSERT INTO test_keys
 		SELECT label, key_id, api_key
-		  FROM unnest('{limited,metered,race limited,race metered}'::text[]) AS label,
+		  FROM unnest('{limited,metered,race limited,race metered,hammered}'::text[]) AS label,
 		       apikey.create_key('acme', 'production', label);
 };
 # the SQLSTATE of a statement that fails (or 'ok')
@@ -81,7 +84,9 @@ $primary->safe_psql('postgres', $setup . qq{
 	SELECT apikey.set_credits(${\ $id->('metered')}, 10);
 	SELECT apikey.set_rate_limit(${\ $id->('race limited')}, 'hourly', 200, '1 hour');
 	SELECT apikey.set_credits(${\ $id->('race metered')}, 300);
+	SELECT apikey.set_rate_limit(${\ $id->('hammered')}, 'hourly', 20000, '1 hour');
 	CREATE TABLE attempts (label text, status text);
+	CREATE TABLE tallies (admitted bigint, refused bigint);
 });
 $primary->backup('backup');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -151,6 +156,13 @@ is($primary->safe_psql('postgres', q{
 	 WHERE l.name LIKE 'race%' GROUP BY l.name ORDER BY l.name}),
 	"race limited: rate_limited 600, valid 200\nrace metered: usage_exceeded 500, valid 300",
 	'usage_stats counted the same');
+
+$primary->pgbench('--no-vacuum --client=8 --jobs=8 --transactions=1', 0, [qr/processed: 8\/8/], [qr/^$/],
+	'pgbench: 8 clients, 5000 attempts each in one statement',
+	{ 'hammer' => qq{INSERT INTO tallies SELECT count(*) FILTER (WHERE v), count(*) FILTER (WHERE NOT v)
+		FROM (SELECT (apikey.verify(${\ $key->('hammered')})).valid FROM generate_series(1, 5000)) AS a(v);} });
+is($primary->safe_psql('postgres', 'SELECT sum(admitted) || \' admitted, \' || sum(refused) || \' refused\' FROM tallies'),
+	'20000 admitted, 20000 refused', 'exactly 20 000 of 40 000 close attempts admitted by a limit of 20 000');
 
 $standby->stop;
 $primary->stop;
