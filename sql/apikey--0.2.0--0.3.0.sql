@@ -1424,8 +1424,9 @@ CREATE TRIGGER keys_tenant_rate_limits BEFORE INSERT ON apikey.keys
 	FOR EACH ROW EXECUTE FUNCTION apikey._key_tenant_rate_limits();
 
 -- The new table and listings: for the owner only, as in a fresh install;
--- roles that verify (grant_verifier) get the per-key usage functions and
--- the listings, full administrators (grant_admin) the tenant-wide ones.
+-- roles that verify (grant_verifier: they may call the verify of 0.2.0,
+-- dropped later in this script) get the per-key usage functions and the
+-- listings, full administrators (grant_admin) the tenant-wide ones.
 REVOKE ALL ON apikey.usage_hourly, apikey.tenant_list, apikey.usage_stats FROM PUBLIC;
 DO $$
 DECLARE
@@ -1434,7 +1435,7 @@ BEGIN
 	FOR r IN
 		SELECT a.grantee::pg_catalog.regrole
 		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.verify(text, text, text, text, integer, inet)'::pg_catalog.regprocedure
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.verify(text, text, text, text)'::pg_catalog.regprocedure
 		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
 		   AND a.grantee OPERATOR(pg_catalog.<>) 0
 	LOOP

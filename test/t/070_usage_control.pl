@@ -15,6 +15,9 @@
 #   8 clients verifying 5000 times each in one statement, 40 000 attempts
 #   as close together as they come, against a limit of 20 000: exactly
 #   20 000.
+# - Roles set up with grant_verifier and grant_admin under 0.2.0 may use the
+#   usage-control functions and views after ALTER EXTENSION UPDATE exactly
+#   as after a fresh install.
 #
 # Key texts are secrets even in tests: they stay in the table test_keys.
 use strict;
@@ -163,6 +166,34 @@ $primary->pgbench('--no-vacuum --client=8 --jobs=8 --transactions=1', 0, [qr/pro
 		FROM (SELECT (apikey.verify(${\ $key->('hammered')})).valid FROM generate_series(1, 5000)) AS a(v);} });
 is($primary->safe_psql('postgres', 'SELECT sum(admitted) || \' admitted, \' || sum(refused) || \' refused\' FROM tallies'),
 	'20000 admitted, 20000 refused', 'exactly 20 000 of 40 000 close attempts admitted by a limit of 20 000');
+
+# the rights of roles granted before an update are those of a fresh install
+$primary->safe_psql('postgres', 'CREATE ROLE up_verifier; CREATE ROLE up_admin');
+my $rights = q{
+	SELECT r || ': ' || string_agg(o, ', ' ORDER BY o)
+	  FROM unnest('{up_verifier,up_admin}'::text[]) AS r,
+	       LATERAL (SELECT p.proname::text FROM pg_proc AS p
+	                 WHERE p.pronamespace = 'apikey'::regnamespace
+	                   AND p.proname ~ '(rate_limit|credits|usage_flush)'
+	                   AND has_function_privilege(r, p.oid, 'EXECUTE')
+	                UNION ALL
+	                SELECT c.relname::text FROM pg_class AS c
+	                 WHERE c.relnamespace = 'apikey'::regnamespace
+	                   AND c.relname IN ('tenant_list', 'usage_stats', 'usage_hourly')
+	                   AND has_table_privilege(r, c.oid, 'SELECT')) AS x(o)
+	 GROUP BY r ORDER BY r};
+my %rights;
+for my $how ('fresh', 'updated')
+{
+	$primary->safe_psql('postgres', "CREATE DATABASE $how");
+	$primary->safe_psql($how, $how eq 'fresh' ? 'CREATE EXTENSION apikey' : "CREATE EXTENSION apikey VERSION '0.2.0'");
+	$primary->safe_psql($how, "SELECT apikey.grant_verifier('up_verifier'); SELECT apikey.grant_admin('up_admin')");
+	$primary->safe_psql($how, 'ALTER EXTENSION apikey UPDATE') if $how eq 'updated';
+	$rights{$how} = $primary->safe_psql($how, $rights);
+}
+like($rights{fresh}, qr/^up_admin: .*set_tenant_rate_limit.*\nup_verifier: add_credits, .*usage_stats$/s,
+	'fresh install: the rights of verifiers and administrators');
+is($rights{updated}, $rights{fresh}, 'updated from 0.2.0: the same rights');
 
 $standby->stop;
 $primary->stop;
