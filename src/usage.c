@@ -5,10 +5,12 @@
  * A verification of a known key (any status, including not_found for a
  * wrong secret) appends (key id, tenant, status, time) to a small buffer in
  * backend memory: no lock, no write; a repeat of the previous entry only
- * increments it.  The buffer is drained, under one lock, into two hash
- * tables in shared memory when it fills and at the end of each transaction:
- * the last valid use of each key, and the verifications per key, hour and
- * status.  A background worker writes both every
+ * increments it.  The buffer is drained, under one lock, into a hash table
+ * in shared memory when it fills and at the end of each transaction: one
+ * entry per key holds its last valid use and its verifications per status
+ * in one hour, so a verification costs one lookup.  Counts of an earlier
+ * hour (a key used across the hour) or of a key that found the table full
+ * go to a second table, per key, hour and status.  A background worker writes both every
  * apikey.usage_flush_interval (or when apikey.usage_flush() asks), starting
  * one short-lived worker per database with pending entries: last uses into
  * apikey.key_usage, counts added into apikey.usage_hourly (then forgotten,
@@ -69,13 +71,17 @@ typedef struct UsageKey
 	uint64		key_id;
 } UsageKey;
 
+/* What is pending for a key. */
 typedef struct UsageEntry
 {
 	UsageKey	key;
-	TimestampTz last_used;
+	TimestampTz last_used;		/* latest valid use not written yet; 0: none */
+	int64		tenant_id;
+	TimestampTz hour;			/* the hour (UTC) that counts[] are of */
+	uint32		counts[NUM_VERIFY_STATUSES];	/* verifications per status */
 } UsageEntry;
 
-/* Verifications of a key in an hour with a status (usage_stats). */
+/* Verifications of a key in an hour with a status, set aside (usage_stats). */
 typedef struct CountKey
 {
 	Oid			dbid;
@@ -178,6 +184,37 @@ usage_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/* Set n verifications aside in the second table (under the lock). */
+static void
+counts_set_aside(Oid dbid, uint64 key_id, int64 tenant_id, TimestampTz hour, int status, uint64 n)
+{
+	CountKey	key;
+	CountEntry *c;
+	bool		found = true;
+
+	if (n == 0)
+		return;
+	/* hashed as bytes: the padding too */
+	memset(&key, 0, sizeof(key));
+	key.dbid = dbid;
+	key.status = status;
+	key.key_id = key_id;
+	key.hour = hour;
+	if (hash_get_num_entries(counts_hash) < usage_stats_max_counts)
+		c = hash_search(counts_hash, &key, HASH_ENTER_NULL, &found);
+	else
+		c = hash_search(counts_hash, &key, HASH_FIND, NULL);
+	if (c == NULL)
+		usage_shared->counts_dropped += n;
+	else if (!found)
+	{
+		c->tenant_id = tenant_id;
+		c->verifications = n;
+	}
+	else
+		c->verifications += n;
+}
+
 /* Move the backend's buffer into shared memory, under one lock. */
 static void
 usage_drain(void)
@@ -194,56 +231,70 @@ usage_drain(void)
 	for (int i = 0; i < buffered; i++)
 	{
 		const UsageEvent *ev = &buffer[i];
+		TimestampTz hour = hour_start(ev->when);
+		UsageKey	key;
+		UsageEntry *e;
 		bool		found = true;
 
-		if (ev->status == VS_VALID)
+		if (ev->status != VS_VALID && !count)
+			continue;
+		/* hashed as bytes: the padding too */
+		memset(&key, 0, sizeof(key));
+		key.dbid = MyDatabaseId;
+		key.key_id = ev->key_id;
+		/* a new key only while fewer than usage_max_keys are pending */
+		if (hash_get_num_entries(usage_hash) < usage_max_keys)
+			e = hash_search(usage_hash, &key, HASH_ENTER_NULL, &found);
+		else
+			e = hash_search(usage_hash, &key, HASH_FIND, NULL);
+		if (e == NULL)
 		{
-			UsageKey	key;
-			UsageEntry *e;
-
-			/* hashed as bytes: the padding too */
-			memset(&key, 0, sizeof(key));
-			key.dbid = MyDatabaseId;
-			key.key_id = ev->key_id;
-
-			/* a new key only while fewer than usage_max_keys are pending */
-			if (hash_get_num_entries(usage_hash) < usage_max_keys)
-				e = hash_search(usage_hash, &key, HASH_ENTER_NULL, &found);
-			else
-				e = hash_search(usage_hash, &key, HASH_FIND, NULL);
-			if (e == NULL)
+			if (ev->status == VS_VALID)
 				usage_shared->dropped++;
-			else if (!found || e->last_used < ev->when)
-				e->last_used = ev->when;
+			if (count)
+				counts_set_aside(MyDatabaseId, ev->key_id, ev->tenant_id, hour, ev->status, ev->n);
+			continue;
 		}
-		if (count)
+		if (!found)
 		{
-			CountKey	key;
-			CountEntry *c;
-
-			memset(&key, 0, sizeof(key));
-			key.dbid = MyDatabaseId;
-			key.status = ev->status;
-			key.key_id = ev->key_id;
-			key.hour = hour_start(ev->when);
-			found = true;
-			if (hash_get_num_entries(counts_hash) < usage_stats_max_counts)
-				c = hash_search(counts_hash, &key, HASH_ENTER_NULL, &found);
-			else
-				c = hash_search(counts_hash, &key, HASH_FIND, NULL);
-			if (c == NULL)
-				usage_shared->counts_dropped += ev->n;
-			else if (!found)
-			{
-				c->tenant_id = ev->tenant_id;
-				c->verifications = ev->n;
-			}
-			else
-				c->verifications += ev->n;
+			e->last_used = 0;
+			e->tenant_id = ev->tenant_id;
+			e->hour = hour;
+			memset(e->counts, 0, sizeof(e->counts));
 		}
+		if (ev->status == VS_VALID && e->last_used < ev->when)
+			e->last_used = ev->when;
+		if (!count)
+			continue;
+		if (e->hour != hour)
+		{
+			/* the key's counts of another hour wait in the second table */
+			for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
+				counts_set_aside(MyDatabaseId, e->key.key_id, e->tenant_id, e->hour, s, e->counts[s]);
+			memset(e->counts, 0, sizeof(e->counts));
+			e->hour = hour;
+		}
+		if ((uint64) e->counts[ev->status] + ev->n > PG_UINT32_MAX)
+		{
+			counts_set_aside(MyDatabaseId, e->key.key_id, e->tenant_id, hour, ev->status,
+							 e->counts[ev->status]);
+			e->counts[ev->status] = 0;
+		}
+		e->counts[ev->status] += ev->n;
 	}
 	LWLockRelease(usage_shared->lock);
 	buffered = 0;
+}
+
+static inline bool
+entry_idle(const UsageEntry *e)
+{
+	if (e->last_used != 0)
+		return false;
+	for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
+		if (e->counts[s] != 0)
+			return false;
+	return true;
 }
 
 static void
@@ -309,15 +360,23 @@ usage_tracking(PG_FUNCTION_ARGS)
 	uint64		dropped = 0;
 	long		counts = 0;
 	uint64		counts_dropped = 0;
+	HASH_SEQ_STATUS seq;
+	UsageEntry *e;
 
 	if (!usage_preloaded || usage_hash == NULL)
 		PG_RETURN_TEXT_P(cstring_to_text("off: add apikey to shared_preload_libraries to keep last_used_at"));
 	if (!track_usage)
 		PG_RETURN_TEXT_P(cstring_to_text("off: apikey.track_usage is off"));
 	LWLockAcquire(usage_shared->lock, LW_SHARED);
-	pending = hash_get_num_entries(usage_hash);
+	hash_seq_init(&seq, usage_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		pending += e->last_used != 0;
+		for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
+			counts += e->counts[s] != 0;
+	}
 	dropped = usage_shared->dropped;
-	counts = hash_get_num_entries(counts_hash);
+	counts += hash_get_num_entries(counts_hash);
 	counts_dropped = usage_shared->counts_dropped;
 	LWLockRelease(usage_shared->lock);
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("on: flushed every %d s%s; %ld keys pending, %llu uses dropped (table full); "
@@ -326,24 +385,6 @@ usage_tracking(PG_FUNCTION_ARGS)
 											  RecoveryInProgress() ? " (not on this standby)" : "",
 											  pending, (unsigned long long) dropped,
 											  counts, (unsigned long long) counts_dropped)));
-}
-
-/* Copy this database's pending entries out of shared memory. */
-static int
-usage_collect(Oid dbid, UsageEntry **entries)
-{
-	HASH_SEQ_STATUS seq;
-	UsageEntry *e;
-	int			n = 0;
-
-	LWLockAcquire(usage_shared->lock, LW_SHARED);
-	*entries = palloc(sizeof(UsageEntry) * Max(1, hash_get_num_entries(usage_hash)));
-	hash_seq_init(&seq, usage_hash);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		if (e->key.dbid == dbid)
-			(*entries)[n++] = *e;
-	LWLockRelease(usage_shared->lock);
-	return n;
 }
 
 static int
@@ -355,30 +396,99 @@ compare_entries(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Copy this database's pending counts out of shared memory. */
 static int
-counts_collect(Oid dbid, CountEntry **entries)
+compare_counts(const void *a, const void *b)
 {
-	HASH_SEQ_STATUS seq;
-	CountEntry *e;
-	int			n = 0;
+	const CountKey *x = &((const CountEntry *) a)->key;
+	const CountKey *y = &((const CountEntry *) b)->key;
 
-	LWLockAcquire(usage_shared->lock, LW_SHARED);
-	*entries = palloc(sizeof(CountEntry) * Max(1, hash_get_num_entries(counts_hash)));
-	hash_seq_init(&seq, counts_hash);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		if (e->key.dbid == dbid)
-			(*entries)[n++] = *e;
-	LWLockRelease(usage_shared->lock);
-	return n;
+	if (x->key_id != y->key_id)
+		return (x->key_id > y->key_id) - (x->key_id < y->key_id);
+	if (x->hour != y->hour)
+		return (x->hour > y->hour) - (x->hour < y->hour);
+	return (x->status > y->status) - (x->status < y->status);
 }
 
 /*
- * Forget entries written to the tables: last uses unless used again since,
- * counts by what was written (verifications counted since stay pending).
+ * Copy what this database has pending out of shared memory: its keys' last
+ * uses, and its counts (from the keys' entries and from the second table)
+ * one row per key, hour and status.
  */
 static void
-usage_forget(UsageEntry *entries, int n, bool *written, CountEntry *counts, int ncounts)
+usage_collect(Oid dbid, UsageEntry **uses, int *nuses, CountEntry **counts, int *ncounts)
+{
+	HASH_SEQ_STATUS seq;
+	UsageEntry *e;
+	CountEntry *c;
+	int			n = 0;
+	int			m = 0;
+
+	LWLockAcquire(usage_shared->lock, LW_SHARED);
+	/* how many rows: a first pass */
+	hash_seq_init(&seq, usage_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.dbid == dbid)
+		{
+			n++;
+			for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
+				m += e->counts[s] != 0;
+		}
+	*uses = palloc(sizeof(UsageEntry) * Max(1, n));
+	*counts = palloc(sizeof(CountEntry) * (m + hash_get_num_entries(counts_hash) + 1));
+	n = m = 0;
+	hash_seq_init(&seq, usage_hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->key.dbid != dbid)
+			continue;
+		if (e->last_used != 0)
+			(*uses)[n++] = *e;
+		for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
+			if (e->counts[s] != 0)
+			{
+				CountEntry *row = &(*counts)[m++];
+
+				memset(row, 0, sizeof(*row));
+				row->key.dbid = dbid;
+				row->key.status = s;
+				row->key.key_id = e->key.key_id;
+				row->key.hour = e->hour;
+				row->tenant_id = e->tenant_id;
+				row->verifications = e->counts[s];
+			}
+	}
+	hash_seq_init(&seq, counts_hash);
+	while ((c = hash_seq_search(&seq)) != NULL)
+		if (c->key.dbid == dbid)
+			(*counts)[m++] = *c;
+	LWLockRelease(usage_shared->lock);
+
+	/* a key, hour and status may be in both places: one row, the sum */
+	qsort(*counts, m, sizeof(CountEntry), compare_counts);
+	if (m > 1)
+	{
+		int			k = 0;
+
+		for (int i = 1; i < m; i++)
+		{
+			if (compare_counts(&(*counts)[k], &(*counts)[i]) == 0)
+				(*counts)[k].verifications += (*counts)[i].verifications;
+			else
+				(*counts)[++k] = (*counts)[i];
+		}
+		m = k + 1;
+	}
+	*nuses = n;
+	*ncounts = m;
+}
+
+/*
+ * Forget what was written: last uses unless used again since, counts by
+ * what was written (verifications counted since stay pending), from a key's
+ * entry first, then from the second table.
+ */
+static void
+usage_forget(UsageEntry *uses, int n, bool *written, CountEntry *counts, int ncounts)
 {
 	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
@@ -387,19 +497,43 @@ usage_forget(UsageEntry *entries, int n, bool *written, CountEntry *counts, int 
 
 		if (!written[i])
 			continue;
-		e = hash_search(usage_hash, &entries[i].key, HASH_FIND, NULL);
-		if (e != NULL && e->last_used <= entries[i].last_used)
-			hash_search(usage_hash, &entries[i].key, HASH_REMOVE, NULL);
+		e = hash_search(usage_hash, &uses[i].key, HASH_FIND, NULL);
+		if (e != NULL && e->last_used <= uses[i].last_used)
+		{
+			e->last_used = 0;
+			if (entry_idle(e))
+				hash_search(usage_hash, &uses[i].key, HASH_REMOVE, NULL);
+		}
 	}
 	for (int i = 0; i < ncounts; i++)
 	{
-		CountEntry *c = hash_search(counts_hash, &counts[i].key, HASH_FIND, NULL);
+		const CountKey *k = &counts[i].key;
+		uint64		left = counts[i].verifications;
+		UsageKey	key;
+		UsageEntry *e;
+		CountEntry *c;
 
+		memset(&key, 0, sizeof(key));
+		key.dbid = k->dbid;
+		key.key_id = k->key_id;
+		e = hash_search(usage_hash, &key, HASH_FIND, NULL);
+		if (e != NULL && e->hour == k->hour)
+		{
+			uint32		taken = (uint32) Min(left, e->counts[k->status]);
+
+			e->counts[k->status] -= taken;
+			left -= taken;
+			if (entry_idle(e))
+				hash_search(usage_hash, &key, HASH_REMOVE, NULL);
+		}
+		if (left == 0)
+			continue;
+		c = hash_search(counts_hash, k, HASH_FIND, NULL);
 		if (c == NULL)
 			continue;
-		c->verifications -= Min(c->verifications, counts[i].verifications);
+		c->verifications -= Min(c->verifications, left);
 		if (c->verifications == 0)
-			hash_search(counts_hash, &counts[i].key, HASH_REMOVE, NULL);
+			hash_search(counts_hash, k, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(usage_shared->lock);
 }
@@ -544,13 +678,15 @@ static void
 usage_flush_database(void)
 {
 	UsageEntry *entries;
-	int			n = usage_collect(MyDatabaseId, &entries);
-	bool	   *written = palloc0(sizeof(bool) * Max(1, n));
+	int			n;
+	bool	   *written;
 	CountEntry *counts;
-	int			ncounts = counts_collect(MyDatabaseId, &counts);
+	int			ncounts;
 	Oid			owner;
 	int			nestlevel;
 
+	usage_collect(MyDatabaseId, &entries, &n, &counts, &ncounts);
+	written = palloc0(sizeof(bool) * Max(1, n));
 	if (n == 0 && ncounts == 0)
 		return;
 	qsort(entries, n, sizeof(UsageEntry), compare_entries);
@@ -641,8 +777,10 @@ usage_drop_database(Oid dbid)
 	while ((e = hash_seq_search(&seq)) != NULL)
 		if (e->key.dbid == dbid)
 		{
+			uses += e->last_used != 0;
+			for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
+				verifications += e->counts[s];
 			hash_search(usage_hash, &e->key, HASH_REMOVE, NULL);
-			uses++;
 		}
 	hash_seq_init(&seq, counts_hash);
 	while ((c = hash_seq_search(&seq)) != NULL)
