@@ -1062,14 +1062,14 @@ usage_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	DefineCustomIntVariable("apikey.usage_max_keys",
-							"Keys whose last use can wait in shared memory between writes.",
+							"Keys whose last use and counts can wait in shared memory between writes.",
 							NULL,
 							&usage_max_keys,
 							65536, 1024, 16777216,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("apikey.usage_stats_max_counts",
-							"Counts of usage_stats (one per key, hour and status) that can wait in shared memory between writes.",
+							"Counts of usage_stats (per key, hour and status) set aside in shared memory between writes: an earlier hour, or keys beyond apikey.usage_max_keys.",
 							NULL,
 							&usage_stats_max_counts,
 							65536, 1024, 16777216,
