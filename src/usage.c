@@ -122,6 +122,7 @@ typedef struct UsageEvent
 	uint64		key_id;
 	int64		tenant_id;
 	TimestampTz when;
+	TimestampTz hour;			/* the hour (UTC) when falls in */
 	int32		status;
 	uint32		n;				/* verifications alike (same key, status, hour) */
 } UsageEvent;
@@ -137,6 +138,17 @@ hour_start(TimestampTz t)
 	TimestampTz r = t % USECS_PER_HOUR;
 
 	return t - (r < 0 ? r + USECS_PER_HOUR : r);
+}
+
+/* The same, remembered: verifications come in the same hour for a while. */
+static TimestampTz known_hour = 1;	/* none yet (no hour starts at 1) */
+
+static inline TimestampTz
+hour_of(TimestampTz t)
+{
+	if (t < known_hour || t >= known_hour + USECS_PER_HOUR)
+		known_hour = hour_start(t);
+	return known_hour;
 }
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -231,7 +243,7 @@ usage_drain(void)
 	for (int i = 0; i < buffered; i++)
 	{
 		const UsageEvent *ev = &buffer[i];
-		TimestampTz hour = hour_start(ev->when);
+		TimestampTz hour = ev->hour;
 		UsageKey	key;
 		UsageEntry *e;
 		bool		found = true;
@@ -314,14 +326,16 @@ void
 usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when)
 {
 	UsageEvent *ev;
+	TimestampTz hour;
 
 	if (!usage_preloaded || !track_usage)
 		return;
+	hour = hour_of(when);
 	if (buffered > 0)
 	{
 		ev = &buffer[buffered - 1];
 		if (ev->key_id == key_id && ev->status == status && ev->n < PG_UINT32_MAX &&
-			hour_start(ev->when) == hour_start(when))
+			ev->hour == hour)
 		{
 			ev->n++;
 			if (ev->when < when)
@@ -335,6 +349,7 @@ usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when)
 	ev->key_id = key_id;
 	ev->tenant_id = tenant_id;
 	ev->when = when;
+	ev->hour = hour;
 	ev->status = status;
 	ev->n = 1;
 }
