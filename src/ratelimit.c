@@ -594,7 +594,7 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 	m = lock_partitions(partitions, n, locked);
 	for (int i = 0; i < n; i++)
 	{
-		AppliedLimit	   *l = &limits[i];
+		AppliedLimit *l = &limits[i];
 		int64		used;
 
 		l->bucket = bucket_find(l->partition, &l->key, l->hash);
