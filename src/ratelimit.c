@@ -568,7 +568,7 @@ bool
 ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 			   bool *has_retry_after, int64 *retry_after_us)
 {
-	AppliedLimit		limits[RL_MAX_LIMITS];
+	AppliedLimit limits[RL_MAX_LIMITS];
 	int			partitions[RL_MAX_LIMITS] = {0};
 	int			locked[RL_MAX_LIMITS];
 	int			n;
