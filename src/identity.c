@@ -182,7 +182,7 @@ authenticate(PG_FUNCTION_ARGS)
 				 result.has_retry_after ?
 				 errdetail("The key's verification status is \"rate_limited\"; retry after %lld seconds.",
 						   (long long) ((result.retry_after_us + USECS_PER_SEC - 1) / USECS_PER_SEC)) :
-				 errdetail("The key's verification status is \"rate_limited\"; the request cannot pass at this cost."),
+				 errdetail("The key's verification status is \"rate_limited\"; no time to retry is known (the cost exceeds a limit, or this server's rate-limit table is full)."),
 				 errhidestmt(true), errhidecontext(true)));
 	if (result.status == VS_USAGE_EXCEEDED)
 		ereport(ERROR,
