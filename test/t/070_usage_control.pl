@@ -15,6 +15,9 @@
 #   8 clients verifying 5000 times each in one statement, 40 000 attempts
 #   as close together as they come, against a limit of 20 000: exactly
 #   20 000.
+# - A full bucket table (apikey.rate_limit_buckets = 1024) reuses idle
+#   buckets (whose window has passed), and otherwise refuses: rate_limited
+#   without retry_after, counted in rate_limit_status(), never unlimited.
 # - Roles set up with grant_verifier and grant_admin under 0.2.0 may use the
 #   usage-control functions and views after ALTER EXTENSION UPDATE exactly
 #   as after a fresh install.
@@ -25,6 +28,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use ApikeyTAP;
 
 my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
@@ -166,6 +170,54 @@ $primary->pgbench('--no-vacuum --client=8 --jobs=8 --transactions=1', 0, [qr/pro
 		FROM (SELECT (apikey.verify(${\ $key->('hammered')})).valid FROM generate_series(1, 5000)) AS a(v);} });
 is($primary->safe_psql('postgres', 'SELECT sum(admitted) || \' admitted, \' || sum(refused) || \' refused\' FROM tallies'),
 	'20000 admitted, 20000 refused', 'exactly 20 000 of 40 000 close attempts admitted by a limit of 20 000');
+
+# a full bucket table: 1024 buckets, 32 per partition
+$primary->append_conf('postgresql.conf', 'apikey.rate_limit_buckets = 1024');
+$primary->restart;
+is($primary->safe_psql('postgres', 'SELECT capacity, in_use FROM apikey.rate_limit_status()'), '1024|0',
+	'1024 buckets, none in use');
+my $batch = sub {
+	my ($name, $n, $per) = @_;
+	$primary->safe_psql('postgres', qq{
+		INSERT INTO test_keys SELECT '$name ' || g, k.key_id, k.api_key
+		  FROM generate_series(1, $n) AS g, apikey.create_key('acme', 'production', '$name ' || g) AS k;
+		SELECT count(apikey.set_rate_limit(key_id, 'limit', 100, '$per')) FROM test_keys WHERE label LIKE '$name %';});
+};
+my $verify_batch = sub {
+	my ($name) = @_;
+	return $primary->safe_psql('postgres', qq{
+		SELECT string_agg(status || ' ' || n || CASE WHEN status = 'rate_limited' THEN ' (retry_after ' || r || ')' ELSE '' END,
+		                  ', ' ORDER BY status)
+		  FROM (SELECT v.status, count(*) AS n, string_agg(DISTINCT coalesce(v.retry_after::text, 'NULL'), ',') AS r
+		          FROM test_keys AS t, apikey.verify(t.api_key) AS v
+		         WHERE t.label LIKE '$name %' GROUP BY v.status) AS x});
+};
+# 500 keys whose limits count over one second, then 500 counting over an
+# hour: once the second has passed the first ones' buckets are idle and
+# make room
+$batch->('brief', 500, '1 second');
+$batch->('long', 500, '1 hour');
+is($verify_batch->('brief'), 'valid 500', '500 keys with a limit: 500 buckets');
+usleep(1_200_000);
+is($verify_batch->('long'), 'valid 500', 'after their window, the idle buckets make room for 500 more keys');
+is($primary->safe_psql('postgres', 'SELECT refused_full FROM apikey.rate_limit_status()'), '0',
+	'nothing refused for want of a bucket');
+cmp_ok($primary->safe_psql('postgres', 'SELECT in_use FROM apikey.rate_limit_status()'), '<', 1000,
+	'idle buckets were freed (fewer than 1000 held)');
+# 1500 more keys counting over an hour: the table is full of buckets in use
+$batch->('more', 1500, '1 hour');
+my $more = $verify_batch->('more');
+like($more, qr/^rate_limited (\d+) \(retry_after NULL\), valid (\d+)$/,
+	"a full table refuses: rate_limited without retry_after ($more)");
+my ($refused, $admitted) = $more =~ /^rate_limited (\d+) .*valid (\d+)$/;
+is($primary->safe_psql('postgres', 'SELECT refused_full FROM apikey.rate_limit_status()'), $refused // -1,
+	'rate_limit_status counts each refusal');
+cmp_ok($primary->safe_psql('postgres', 'SELECT in_use FROM apikey.rate_limit_status()'), '<=', 1024,
+	'no more buckets than the table holds');
+is($primary->safe_psql('postgres', q{
+	SELECT count(*) FROM test_keys AS t, apikey.verify(t.api_key) AS v
+	 WHERE t.label LIKE 'more %' AND v.status = 'valid'}), $admitted // -1,
+	'the keys that got a bucket keep it; the others stay refused');
 
 # the rights of roles granted before an update are those of a fresh install
 $primary->safe_psql('postgres', 'CREATE ROLE up_verifier; CREATE ROLE up_admin');
