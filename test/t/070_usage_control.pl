@@ -111,6 +111,8 @@ is(sqlstate($standby, "SELECT apikey.verify(${\ $key->('metered')})"), '25006',
 is($standby->safe_psql('postgres', "SELECT status || ' ' || remaining FROM apikey.verify(${\ $key->('metered')}, cost => 0)"),
 	'valid 10', 'standby: checking it (cost 0) works');
 is(sqlstate($standby, 'SELECT apikey.usage_flush()'), '25006', 'standby: usage is not written there');
+like($standby->safe_psql('postgres', 'SELECT apikey.usage_tracking()'), qr/; 0 usage counts pending, 0 verifications not counted/,
+	'standby: its verifications are not counted for usage_stats');
 
 # --- a crash: a committed charge stays, an uncommitted one goes, limits restart empty
 is($primary->safe_psql('postgres', "SELECT remaining FROM apikey.verify(${\ $key->('metered')}, cost => 3)"),
