@@ -5,12 +5,12 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = apikey
 OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
 	src/scopes.o src/validate.o src/verify.o src/identity.o src/usage.o src/keycache.o src/keychange.o \
-	src/actor.o src/imported.o src/killswitch.o src/leak.o src/events.o
+	src/actor.o src/imported.o src/killswitch.o src/leak.o src/events.o src/ratelimit.o src/credits.o
 
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
 	sql/apikey/keys.sql \
-	sql/apikey/richkeys.sql sql/apikey/incidents.sql \
+	sql/apikey/usage.sql sql/apikey/richkeys.sql sql/apikey/incidents.sql \
 	sql/apikey/views.sql sql/apikey/privileges.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 # Released versions' frozen install scripts and the upgrade scripts between them
@@ -27,6 +27,10 @@ SHLIB_LINK = -lcrypto
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every object is rebuilt when any of the project's headers changes (PGXS
+# tracks header dependencies only in servers configured with --enable-depend)
+$(OBJS): $(wildcard src/*.h)
 
 # The benchmark against the hand-written peer (test/bench/bench.sh)
 .PHONY: bench

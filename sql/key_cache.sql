@@ -53,7 +53,9 @@ SELECT status FROM apikey.verify(:'api_key');
 
 -- changes that move the row (an indexed column changes: not a HOT update)
 -- are seen
+SELECT ctid AS before_move FROM apikey.keys WHERE key_id = :'key_id' \gset
 UPDATE apikey.keys SET environment = 'preview' WHERE key_id = :'key_id';
+SELECT ctid <> :'before_move' AS row_moved FROM apikey.keys WHERE key_id = :'key_id';
 SELECT status, environment FROM apikey.verify(:'api_key');
 UPDATE apikey.keys SET environment = 'production' WHERE key_id = :'key_id';
 SELECT status, environment FROM apikey.verify(:'api_key');
@@ -62,13 +64,11 @@ SELECT status, environment FROM apikey.verify(:'api_key');
 VACUUM FULL apikey.keys;
 SELECT status FROM apikey.verify(:'api_key');
 
--- a location reused by another key's row: the remembered place now holds
--- another key, and the deleted key is not_found
-SELECT ctid AS old_place FROM apikey.keys WHERE key_id = :'key_id' \gset
+-- a deleted key is not_found, and a key created after it is found (the
+-- remembered place reused by another key's row: in the database below)
 SELECT apikey.delete_key(:'key_id');
 VACUUM apikey.keys;
 SELECT key_id AS other_id, api_key AS other_key FROM apikey.create_key('cache', 'production', 'newcomer') \gset
-SELECT ctid = :'old_place' AS place_reused FROM apikey.keys WHERE key_id = :'other_id';
 SELECT status FROM apikey.verify(:'api_key');
 SELECT status, key_id = :'other_id' AS other_key_found FROM apikey.verify(:'other_key');
 
@@ -78,12 +78,13 @@ SELECT status FROM apikey.verify(:'other_key');
 SELECT status FROM apikey.verify(:'api_key');
 RESET apikey.key_cache_size;
 
--- a remembered place that VACUUM cut off the end of the table.  In a
--- database of its own, so that the table holds only what this test puts
--- there: statistics taken at 120 keys; 60 more fill a new block; the last
--- of them is remembered there; all 60 are deleted and VACUUM truncates the
--- table back to the size the statistics already say, so no cache
--- invalidation reaches the backend.  The remembered block no longer exists.
+-- Then, in a database of its own, so that the table holds only what this
+-- test puts there: a remembered place reused, and a remembered place that
+-- VACUUM cut off the end of the table.  For the latter: statistics taken at
+-- 120 keys; 60 more fill a new block; the last of them is remembered there;
+-- all 60 are deleted and VACUUM truncates the table back to the size the
+-- statistics already say, so no cache invalidation reaches the backend.
+-- The remembered block no longer exists.
 SELECT current_database() AS regress_db \gset
 CREATE DATABASE apikey_truncation;
 \c apikey_truncation
@@ -91,6 +92,21 @@ SET client_min_messages = error;
 CREATE EXTENSION apikey;
 RESET client_min_messages;
 SELECT apikey.create_tenant('cache') > 0 AS created;
+
+-- a location reused by another key's row: the remembered place now holds
+-- another key, and the deleted key is not_found.  (Here the table holds one
+-- row, so the newcomer's row lands in the freed place.)
+SELECT key_id AS gone_id, api_key AS gone_key FROM apikey.create_key('cache', 'production', 'gone') \gset
+SELECT status FROM apikey.verify(:'gone_key');
+SELECT ctid AS old_place FROM apikey.keys WHERE key_id = :'gone_id' \gset
+SELECT apikey.delete_key(:'gone_id');
+VACUUM apikey.keys;
+SELECT key_id AS other_id, api_key AS other_key FROM apikey.create_key('cache', 'production', 'newcomer') \gset
+SELECT ctid = :'old_place' AS place_reused FROM apikey.keys WHERE key_id = :'other_id';
+SELECT status FROM apikey.verify(:'gone_key');
+SELECT status, key_id = :'other_id' AS other_key_found FROM apikey.verify(:'other_key');
+SELECT apikey.delete_key(:'other_id');
+
 CREATE TABLE k (g int, key_id apikey.key_id, api_key text);
 INSERT INTO k SELECT g, c.key_id, c.api_key
   FROM generate_series(1, 120) AS g, apikey.create_key('cache', 'production', 'kept ' || g) AS c;

@@ -44,11 +44,16 @@ SELECT tenant, name, keys FROM apikey.key_role_list WHERE tenant = 'kr-acme' ORD
 CREATE FUNCTION pg_temp.pkey_scans() RETURNS bigint LANGUAGE sql AS
 $$ SELECT pg_stat_get_xact_numscans('apikey.keys_pkey'::regclass) $$;
 SELECT status FROM apikey.verify(:'api_key', scope => 'tickets:write');
+SELECT (ctid::text::point)[0] AS block_before FROM apikey.keys WHERE key_id = :'key_id' \gset
 SELECT apikey.set_key_role_scopes('kr-acme', 'support', '{tickets:*}') AS keys_changed;
+-- the key's new row version: in the same block, a HOT update that the
+-- remembered place leads to (no index scan); in another block (the page was
+-- full), found through the index
+SELECT (ctid::text::point)[0] = :block_before AS same_block FROM apikey.keys WHERE key_id = :'key_id' \gset
 BEGIN;
 SELECT pg_temp.pkey_scans() AS s0 \gset
 SELECT status, scopes FROM apikey.verify(:'api_key', scope => 'tickets:write');
-SELECT pg_temp.pkey_scans() - :s0 AS index_scans;
+SELECT pg_temp.pkey_scans() - :s0 = CASE WHEN :'same_block'::boolean THEN 0 ELSE 1 END AS index_scans_as_expected;
 COMMIT;
 -- a role of another tenant is another role: its keys are not touched
 SELECT apikey.create_key_role('kr-globex', 'support', '{nothing:here}');

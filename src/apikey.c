@@ -11,6 +11,8 @@
 #include "utils/memutils.h"
 
 #include "apikey.h"
+#include "credits.h"
+#include "ratelimit.h"
 #include "verify.h"
 
 PG_MODULE_MAGIC;
@@ -101,9 +103,11 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	usage_init();
+	ratelimit_init();
 	verify_init();
 	identity_init();
 	authz_init();
+	credits_init();
 	imported_init();
 	killswitch_init();
 	events_init();

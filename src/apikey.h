@@ -33,9 +33,11 @@ extern void killswitch_track(bool authenticated, uint64 key_id);
 extern void key_text_guard_begin(void);
 extern void key_text_guard_end(void);
 
-/* Note a valid use of a key, for last_used_at (usage.c). */
-extern void usage_record(uint64 key_id, TimestampTz when);
-extern void usage_record_since(uint64 key_id, TimestampTz when, TimestampTz *last);
+/*
+ * Note a verification of a known key (its status, a VerifyStatus), for
+ * usage_stats and, when valid, last_used_at (usage.c).
+ */
+extern void usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when);
 
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);

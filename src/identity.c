@@ -200,6 +200,22 @@ authenticate(PG_FUNCTION_ARGS)
 	 * The statement, and the statement of a calling function (CONTEXT), may
 	 * hold the key: keep both out of the server log.
 	 */
+	if (result.status == VS_RATE_LIMITED)
+		ereport(ERROR,
+				(errcode(ERRCODE_APIKEY_RATE_LIMITED),
+				 errmsg("API key rejected: %s", verify_status_name(result.status)),
+				 result.has_retry_after ?
+				 errdetail("The key's verification status is \"rate_limited\"; retry after %lld seconds.",
+						   (long long) ((result.retry_after_us + USECS_PER_SEC - 1) / USECS_PER_SEC)) :
+				 errdetail("The key's verification status is \"rate_limited\"; no time to retry is known (the cost exceeds a limit, or this server's rate-limit table is full)."),
+				 errhidestmt(true), errhidecontext(true)));
+	if (result.status == VS_USAGE_EXCEEDED)
+		ereport(ERROR,
+				(errcode(ERRCODE_APIKEY_USAGE_EXCEEDED),
+				 errmsg("API key rejected: %s", verify_status_name(result.status)),
+				 errdetail("The key's verification status is \"usage_exceeded\": %lld credits left, the request costs %d.",
+						   (long long) result.remaining, request.cost),
+				 errhidestmt(true), errhidecontext(true)));
 	if (result.status != VS_VALID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),

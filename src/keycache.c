@@ -104,14 +104,17 @@ pack_tid(ItemPointer tid)
 		ItemPointerGetOffsetNumberNoCheck(tid);
 }
 
-/* Where another backend found the key's row, if one noted it. */
+/*
+ * Where another backend found the key's row, if one noted it.  A session
+ * that turned its cache off neither reads nor writes these hints.
+ */
 bool
 keycache_shared_location(uint64 key_id, ItemPointer tid)
 {
 	SharedLocation *place;
 	uint64		packed;
 
-	if (shared_locations == NULL || key_id == 0)
+	if (shared_locations == NULL || key_id == 0 || apikey_key_cache_size == 0)
 		return false;
 	place = &shared_locations[key_id % shared_locations_size];
 	if (pg_atomic_read_u64(&place->key_id) != key_id)
@@ -126,7 +129,7 @@ keycache_share_location(uint64 key_id, ItemPointer tid)
 {
 	SharedLocation *place;
 
-	if (shared_locations == NULL || key_id == 0)
+	if (shared_locations == NULL || key_id == 0 || apikey_key_cache_size == 0)
 		return;
 	place = &shared_locations[key_id % shared_locations_size];
 	pg_atomic_write_u64(&place->tid, pack_tid(tid));
@@ -246,7 +249,6 @@ keycache_lookup(uint64 key_id, bool create)
 	entry->has_state = false;
 	entry->data = NULL;
 	entry->valid_result = NULL;
-	entry->use_noted = 0;
 	ItemPointerSetInvalid(&entry->tid);
 	return entry;
 }

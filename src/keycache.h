@@ -27,7 +27,6 @@ typedef struct CachedKey
 	KeyState	state;			/* its texts and arrays are in data */
 	char	   *data;
 	HeapTuple	valid_result;	/* the result row of a plain valid verification */
-	TimestampTz use_noted;		/* when this backend last noted a use (usage.c) */
 } CachedKey;
 
 extern int	apikey_key_cache_size;

@@ -8,7 +8,8 @@
  * the primary key index directly (no SPI, no planning) and compares hashes
  * in constant time.  The key's other states are looked at only once the secret is
  * proven.  Nothing here writes, so verification works in read-only
- * transactions and on hot standbys.
+ * transactions and on hot standbys, except the charge of a key that has
+ * credits (credits.c), made in the caller's transaction.
  */
 #include "postgres.h"
 
@@ -42,12 +43,14 @@
 #include "utils/snapmgr.h"
 
 #include "apikey.h"
+#include "credits.h"
 #include "imported.h"
 #include "keycache.h"
 #include "keychange.h"
 #include "keyhash.h"
 #include "keyid.h"
 #include "keytext.h"
+#include "ratelimit.h"
 #include "scopes.h"
 #include "verify.h"
 
@@ -559,10 +562,12 @@ remember_latest(CachedKey *entry, Relation heap, TupleTableSlot *slot)
  * from the cache of verified keys when nothing changed the key since, else
  * from its row (at its remembered location, or through the index).
  * Returns whether the secret was proven; then key is filled in.
+ * *row_tenant_id is the key's tenant when the key id is known, else -1 (for
+ * usage_stats: a known key id with a wrong secret).
  */
 static bool
 probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
-		  CachedKey **from)
+		  CachedKey **from, int64 *row_tenant_id)
 {
 	Snapshot	snapshot;
 	Relation	heap;
@@ -582,10 +587,12 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 		catalog_load();
 	reuse = reuse && catalog.changes_tracked;
 	entry = keycache_lookup(key_id, false);
+	*row_tenant_id = -1;
 	if (reuse && entry != NULL && entry->has_state &&
 		keychange_unchanged(key_id, &entry->stamp))
 	{
 		*from = entry;
+		*row_tenant_id = entry->state.tenant_id;
 		return keycache_prove(entry, hash, now, key);
 	}
 	/* read before the row, for a state remembered from it */
@@ -631,6 +638,9 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 
 	if (found)
 	{
+		bool		isnull;
+
+		*row_tenant_id = DatumGetInt64(slot_getattr(slot, catalog.attnum[COL_TENANT_ID], &isnull));
 		proven = secret_matches(slot, hash, now);
 		if (entry == NULL)
 			entry = keycache_lookup(key_id, true);
@@ -820,16 +830,61 @@ verify_prove(text *api_key, TimestampTz now, VerifyResult *result)
 			return false;
 		case AK_PRIVATE:
 			key_id = parsed.key_id;
+			ratelimit_prefetch(key_id);
 			key_hash_compute(text_ptr, text_len, hash);
 			break;
 	}
 
-	result->proven = probe_key(key_id, hash, now, &result->key, &result->cached);
+	result->row_key_id = key_id;
+	result->proven = probe_key(key_id, hash, now, &result->key, &result->cached,
+							   &result->row_tenant_id);
 	explicit_bzero(hash, sizeof(hash));
 	key_text_guard_end();
 	if (!result->proven)
 		result->status = VS_NOT_FOUND;
 	return result->proven;
+}
+
+/*
+ * What a verification that is otherwise valid costs: every rate limit that
+ * applies takes cost units (all or none), then the key's credits are
+ * charged.  A refused request takes nothing: when the credits refuse (or
+ * charging them fails), the rate-limit units are given back.
+ */
+static void
+apply_usage_control(const VerifyRequest *request, VerifyResult *result, TimestampTz now)
+{
+	const KeyState *key = &result->key;
+	RateTaken	taken;
+	volatile CreditsOutcome outcome = CREDITS_NONE;
+
+	if (key->rate_limits == NULL && key->tenant_rate_limits == NULL && !key->has_credits)
+		return;
+	/* an error from here on must not log the statement: it may hold the key */
+	key_text_guard_begin();
+	if (!ratelimit_take(key, request->cost, &taken, &result->has_retry_after,
+						&result->retry_after_us))
+		result->status = VS_RATE_LIMITED;
+	else if (key->has_credits)
+	{
+		PG_TRY();
+		{
+			outcome = credits_charge(key->key_id, request->cost, now, &result->remaining);
+		}
+		PG_CATCH();
+		{
+			ratelimit_give_back(&taken);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		result->has_remaining = outcome != CREDITS_NONE;
+		if (outcome == CREDITS_TOO_FEW)
+		{
+			result->status = VS_USAGE_EXCEEDED;
+			ratelimit_give_back(&taken);
+		}
+	}
+	key_text_guard_end();
 }
 
 void
@@ -846,7 +901,12 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 		return;
 	}
 	if (!verify_prove(request->api_key, now, result))
+	{
+		/* a known key with a wrong secret: someone holds an old or wrong one */
+		if (result->status == VS_NOT_FOUND && result->row_tenant_id >= 0)
+			usage_record(result->row_key_id, result->row_tenant_id, VS_NOT_FOUND, now);
 		return;
+	}
 
 	/* without an environment argument, apikey.environment (compared in place) */
 	if (request->environment != NULL)
@@ -861,12 +921,8 @@ verify_key(const VerifyRequest *request, VerifyResult *result)
 	}
 	result->status = decide_status(&result->key, request, now, env, env_len);
 	if (result->status == VS_VALID)
-	{
-		if (result->cached != NULL)
-			usage_record_since(result->key.key_id, now, &result->cached->use_noted);
-		else
-			usage_record(result->key.key_id, now);
-	}
+		apply_usage_control(request, result, now);
+	usage_record(result->key.key_id, result->key.tenant_id, result->status, now);
 }
 
 void

@@ -80,7 +80,17 @@ typedef struct VerifyResult
 	bool		has_retry_after;	/* when a rate-limited request would pass */
 	int64		retry_after_us;
 	struct CachedKey *cached;	/* the cache entry key came from, if any */
+	uint64		row_key_id;		/* the key id looked up, proven or not */
+	int64		row_tenant_id;	/* its tenant when the key id is known, else -1 */
 } VerifyResult;
+
+/*
+ * The SQLSTATEs authenticate raises for rate_limited and usage_exceeded
+ * (an implementation-defined class, "KA"), so that an HTTP layer can answer
+ * 429 and 402 without parsing a message; every other refusal is 28000.
+ */
+#define ERRCODE_APIKEY_RATE_LIMITED		MAKE_SQLSTATE('K','A','4','2','9')
+#define ERRCODE_APIKEY_USAGE_EXCEEDED	MAKE_SQLSTATE('K','A','4','0','2')
 
 /* The setting apikey.environment (empty when unset). */
 extern char *apikey_default_environment;

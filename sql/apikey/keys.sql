@@ -77,14 +77,17 @@ COMMENT ON TABLE apikey.key_usage IS
 
 -- Credits of usage-limited keys (apikey.keys.has_credits), charged by
 -- verification in the caller's transaction.  Keys without credits have no
--- row here and are never written to.
+-- row here and are never written to.  Half of each page is left free so that
+-- a charge rewrites its row in place (a HOT update, no index entry).
 CREATE TABLE apikey.credits (
 	key_id        apikey.key_id PRIMARY KEY,
 	remaining     bigint NOT NULL,
 	refill_amount bigint,
 	refill_every  interval,
-	refilled_at   timestamptz
-);
+	refilled_at   timestamptz,
+	refill_anchor timestamptz,   -- refills fall on refill_anchor + n * refill_every (UTC)
+	next_refill_at timestamptz   -- NULL: no refill
+) WITH (fillfactor = 50);
 COMMENT ON TABLE apikey.credits IS
 	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
 

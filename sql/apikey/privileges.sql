@@ -56,9 +56,14 @@ BEGIN
 		apikey.drop_key_role(text, text, boolean),
 		apikey.set_actor(text),
 		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
-		apikey.expiring_keys(interval)
+		apikey.expiring_keys(interval),
+		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
+		apikey.remove_rate_limit(apikey.key_id, text),
+		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
+		apikey.add_credits(apikey.key_id, bigint)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
@@ -74,7 +79,11 @@ BEGIN
 		apikey.create_tenant(text, text, text[], text, interval, interval),
 		apikey.create_environment(text, text, text),
 		apikey.set_key_policy(text, interval, interval, text),
-		apikey.usage_tracking()
+		apikey.usage_tracking(),
+		apikey.set_tenant_rate_limit(text, text, integer, interval),
+		apikey.remove_tenant_rate_limit(text, text),
+		apikey.rate_limit_status(),
+		apikey.usage_flush()
 		TO %s', role);
 END
 $$;

@@ -13,6 +13,7 @@ CREATE TABLE apikey.tenants (
 	max_key_lifetime     interval CHECK (max_key_lifetime > '0'),
 	created_at           timestamptz NOT NULL DEFAULT now(),
 	created_by           text NOT NULL,
+	rate_limits          apikey.rate_limit[],   -- one budget for all its keys (usage.sql)
 	CHECK (default_key_lifetime <= max_key_lifetime)
 );
 ALTER SEQUENCE apikey.tenants_tenant_id_seq OWNED BY apikey.tenants.tenant_id;

@@ -18,7 +18,7 @@ CREATE FUNCTION apikey.authenticate(api_key text, scope text DEFAULT NULL,
 	RETURNS apikey.verification
 	AS 'MODULE_PATHNAME', 'authenticate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION apikey.authenticate(text, text, integer, inet) IS
-	'verify an API key (in the environment of apikey.environment) and make it the identity of this transaction; raises SQLSTATE 28000 when it is not valid';
+	'verify an API key (in the environment of apikey.environment) and make it the identity of this transaction; when it is not valid raises SQLSTATE KA429 (rate_limited), KA402 (usage_exceeded) or 28000 (any other status)';
 
 -- The identity: backend memory of this transaction only.  PARALLEL
 -- RESTRICTED because parallel workers do not share it.

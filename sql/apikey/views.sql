@@ -32,7 +32,8 @@ SELECT k.key_id,
        k.allowed_ips,
        k.rate_limits,
        k.tenant_rate_limits,
-       c.remaining,
+       CASE WHEN c.next_refill_at <= pg_catalog.now() THEN c.refill_amount
+            ELSE c.remaining END AS remaining,
        c.refill_amount,
        c.refill_every,
        k.imported

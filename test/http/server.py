@@ -26,7 +26,8 @@ as a query parameter, never formatted into SQL, and never logged.
 
 Errors: no key, or a key that is malformed, unknown, revoked, expired or of
 another environment: 401.  A valid key without the scope, or restricted to
-another resource: 403.  The connection sets apikey.environment, so keys of
+another resource: 403.  A key over its rate limit: 429 with Retry-After; a
+key out of credits: 402.  The connection sets apikey.environment, so keys of
 other environments are wrong_environment.  All --pool-size connections busy
 for --pool-wait seconds, or the database unreachable: 503 with Retry-After
 (a request is answered, never dropped).
@@ -54,6 +55,8 @@ import psycopg2.extras
 import psycopg2.pool
 
 FORBIDDEN = {"insufficient_scope", "wrong_resource"}
+# the statuses authenticate raises with SQLSTATEs of their own (not 28000)
+OWN_SQLSTATES = {"KA429": ("rate_limited", 429), "KA402": ("usage_exceeded", 402)}
 LEAKED = {"revoked", "already_revoked"}     # report_leak's answers for a real key
 MAX_REPORT = 1 << 20                        # bytes of a secret-scanning request
 
@@ -84,23 +87,30 @@ def signature_valid(keys, key_id, signature, body):
 
 
 class Rejected(Exception):
-    def __init__(self, http_status, status):
+    def __init__(self, http_status, status, retry_after=None):
         super().__init__(status)
         self.http_status = http_status
         self.status = status
+        self.retry_after = retry_after
 
 
 def authenticate(cur, conn, api_key, scope):
     """Make the key the identity of this transaction, or raise Rejected.
 
-    The hot path is one statement.  Only when authenticate refuses the key
-    (SQLSTATE 28000) do we ask apikey.verify, in a fresh transaction, for the
-    status, to choose between 401 and 403 without parsing an error message.
+    The hot path is one statement.  A key over its rate limit or out of
+    credits has a SQLSTATE of its own (KA429, whose detail says when to retry,
+    and KA402).  Only when authenticate refuses the key with SQLSTATE 28000
+    do we ask apikey.verify, in a fresh transaction, for the status, to
+    choose between 401 and 403 without parsing an error message.
     """
     try:
         cur.execute("SELECT apikey.authenticate(%s, %s)", (api_key, scope))
     except psycopg2.Error as e:
         conn.rollback()
+        if e.pgcode in OWN_SQLSTATES:
+            status, http_status = OWN_SQLSTATES[e.pgcode]
+            m = re.search(r"retry after ([0-9]+) seconds", e.diag.message_detail or "")
+            raise Rejected(http_status, status, m.group(1) if m else None)
         if e.pgcode != "28000":
             raise
         cur.execute("SELECT status FROM apikey.verify(%s, scope => %s)", (api_key, scope))
@@ -121,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
         # method, path and status only: never headers (the key is one)
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
-    def reply(self, code, body):
+    def reply(self, code, body, retry_after=None):
         data = json.dumps(body, default=str).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -130,6 +140,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'ApiKey header="X-API-Key"')
         if code == 503:
             self.send_header("Retry-After", "1")
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.end_headers()
         self.wfile.write(data)
 
@@ -152,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
                 conn.commit()
             self.reply(code, body)
         except Rejected as r:
-            self.reply(r.http_status, {"error": r.status})
+            self.reply(r.http_status, {"error": r.status}, r.retry_after)
         except psycopg2.Error as e:
             conn.rollback()
             if e.pgcode == "42501":         # a row-level security policy said no

@@ -4,8 +4,9 @@
 -- web_app, with the keys as psql variables (never printed).  Prints one
 -- "ok"/"FAIL" line per case: the SQLSTATE is PGRST, the message is the JSON
 -- body {"code": <status>, "message": ...}, the detail the JSON
--- {"status": 401 or 403, "headers": ...} (WWW-Authenticate with 401), the
--- key is not echoed; a valid key raises nothing and leaves its identity.
+-- {"status": 401, 403, 429 or 402, "headers": ...} (WWW-Authenticate with
+-- 401, Retry-After with 429), the key is not echoed; a valid key raises
+-- nothing and leaves its identity.
 \set ON_ERROR_STOP on
 \pset tuples_only on
 \pset format unaligned
@@ -48,6 +49,7 @@ BEGIN
 	   AND (http->>'status')::integer = want_http
 	   AND json_typeof(http->'headers') = 'object'
 	   AND ((http->'headers'->>'WWW-Authenticate') IS NOT NULL) = (want_http = 401)
+	   AND ((http->'headers'->>'Retry-After') ~ '^[0-9]+$') IS NOT DISTINCT FROM (want_http = 429 OR NULL)
 	   AND body->>'code' = want_code
 	   AND body->>'message' = 'API key rejected: ' || want_code
 	   AND (api_key IS NULL OR api_key = ''
@@ -72,3 +74,5 @@ SELECT pg_temp.pre_request('preview key on production', 'GET', :'acme_preview', 
 SELECT pg_temp.pre_request('public key', 'GET', :'public_key', 401, 'public_key');
 SELECT pg_temp.pre_request('read-only key, GET', 'GET', :'acme_read_only', 200, 'acme');
 SELECT pg_temp.pre_request('read-only key, POST', 'POST', :'acme_read_only', 403, 'insufficient_scope');
+SELECT pg_temp.pre_request('key over its rate limit', 'GET', :'limited', 429, 'rate_limited');
+SELECT pg_temp.pre_request('key out of credits', 'GET', :'spent', 402, 'usage_exceeded');

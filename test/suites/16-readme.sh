@@ -84,7 +84,7 @@ run_block() {
 setup() {
 	export PGPORT
 	PGPORT=$(free_port)
-	cluster_start "$work/pg" "listen_addresses=127.0.0.1" >"$work/cluster.log" 2>&1 ||
+	cluster_start "$work/pg" "listen_addresses=127.0.0.1" "shared_preload_libraries=apikey" >"$work/cluster.log" 2>&1 ||
 		{ bad "the cluster did not start: $(tail -3 "$work/cluster.log")"; return 1; }
 	cluster_psql -q -c 'CREATE DATABASE appdb' || { bad "CREATE DATABASE appdb"; return 1; }
 	run_block "block 1, the roles, runs as a superuser" "$work/roles.out" \
@@ -179,17 +179,24 @@ PYEOF
 	revoked=$(newkey "'acme', 'production', 'revoked', scopes => '{orders:read}'")
 	expired=$(newkey "'acme', 'production', 'expired', scopes => '{orders:read}'")
 	deleted=$(newkey "'acme', 'production', 'deleted', scopes => '{orders:read}'")
+	limited=$(newkey "'acme', 'production', 'limited', scopes => '{orders:read}'")
+	spent=$(newkey "'acme', 'production', 'spent', scopes => '{orders:read}'")
 	cluster_psql -q -U alice -d appdb >/dev/null <<-SQL
 		SELECT apikey.revoke_key('$(keyid "$revoked")', 'test');
 		SELECT apikey.set_key_expiry('$(keyid "$expired")', now() - interval '1 minute');
 		SELECT apikey.delete_key('$(keyid "$deleted")');
+		SELECT apikey.set_rate_limit('$(keyid "$limited")', 'hourly', 1, '1 hour');
+		SELECT apikey.set_credits('$(keyid "$spent")', 0);
 	SQL
+	# the limited key's one request of the hour
+	cluster_psql -q -d appdb -c "SELECT status FROM apikey.verify('$limited')" >/dev/null
 	if cluster_psql -q -d appdb -f "$work/postgrest.txt" >"$work/postgrest.out" 2>&1; then
 		ok "the PostgREST block runs as a superuser"
 		keys=$("$PY" -c 'import json, sys; print(" ".join("-v %s=%s" % kv for kv in json.load(open(sys.argv[1])).items()))' "$work/keys.json")
 		# shellcheck disable=SC2086  # keys: -v name=value pairs of base62 text
 		cluster_psql -q -U web_app -d appdb $keys -v revoked="$revoked" -v expired="$expired" \
-			-v deleted="$deleted" -v public_key="$(cluster_psql -q -At -U alice -d appdb \
+			-v deleted="$deleted" -v limited="$limited" -v spent="$spent" \
+			-v public_key="$(cluster_psql -q -At -U alice -d appdb \
 				-c "SELECT apikey.public_key('acme', 'production')")" \
 			-f "$REPO/test/readme/postgrest.sql" >"$work/postgrest.checks" 2>&1
 		tally "$work/postgrest.checks" postgrest.sql $?

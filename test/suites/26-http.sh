@@ -2,12 +2,12 @@
 # A real HTTP client path: test/http/server.py (Python http.server and
 # psycopg2) in front of a throwaway cluster with the example RLS schema,
 # driven with curl.  Status codes for good and bad keys, scopes, resources,
-# and tenant isolation; 20 concurrent requests all answered 200; 503, not a
-# dropped connection, when every pooled connection stays busy; leak reports
-# in GitHub's secret-scanning partner format, signed with a key pair the
-# test makes (openssl), labelled and revoking the leaked key, and refused
-# when the signature is wrong; key texts must not appear in the server's
-# log.
+# and tenant isolation; 429 with Retry-After over a rate limit, 402 out of
+# credits; 20 concurrent requests all answered 200; 503, not a dropped
+# connection, when every pooled connection stays busy; leak reports in
+# GitHub's secret-scanning partner format, signed with a key pair the test
+# makes (openssl), labelled and revoking the leaked key, and refused when the
+# signature is wrong; key texts must not appear in the server's log.
 # timeout: 120
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -37,7 +37,7 @@ fail() { echo "$1"; cleanup; echo "0 passed, 1 failed"; exit 1; }
 pgport=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 run_as_pg initdb -D "$work/data" -A trust -U postgres >"$work/initdb.log" 2>&1 || fail "initdb failed"
 run_as_pg pg_ctl -D "$work/data" -l "$work/postgres.log" -w \
-	-o "-p $pgport -k $work -c listen_addresses=''" start >/dev/null ||
+	-o "-p $pgport -k $work -c listen_addresses='' -c shared_preload_libraries=apikey" start >/dev/null ||
 	fail "the server did not start: $(tail -5 "$work/postgres.log")"
 pg_started=1
 run_as_pg createdb -h "$work" -p "$pgport" -U postgres apikey || fail "createdb failed"
@@ -59,10 +59,14 @@ expired=$(newkey "'acme', 'production', 'expired', scopes => '{orders:*}'")
 deleted=$(newkey "'acme', 'production', 'deleted', scopes => '{orders:*}'")
 leaked=$(newkey "'acme', 'production', 'leaked', scopes => '{orders:*}'")
 spared=$(newkey "'acme', 'production', 'spared', scopes => '{orders:*}'")
+limited=$(newkey "'acme', 'production', 'limited', scopes => '{orders:read}'")
+metered=$(newkey "'acme', 'production', 'metered', scopes => '{orders:read}'")
 idof() { sql -c "SELECT key_id FROM apikey.verify('$1')"; }
 sql -c "SELECT apikey.revoke_key('$(idof "$revoked")', 'test')" >/dev/null &&
 sql -c "SELECT apikey.set_key_expiry('$(idof "$expired")', now() - interval '1 minute')" >/dev/null &&
-sql -c "SELECT apikey.delete_key('$(idof "$deleted")')" >/dev/null || fail "key setup failed"
+sql -c "SELECT apikey.delete_key('$(idof "$deleted")')" >/dev/null &&
+sql -c "SELECT apikey.set_rate_limit('$(idof "$limited")', 'hourly', 2, '1 hour')" >/dev/null &&
+sql -c "SELECT apikey.set_credits('$(idof "$metered")', 1)" >/dev/null || fail "key setup failed"
 # a well-formed key of the right shape that was never issued: the deleted
 # one is exactly that now
 
@@ -168,6 +172,19 @@ check "resource-restricted key: /orders is its collection only" 200 'acme gizmo'
 refute "  ... nothing of collection 1" 'acme widget'
 check "other tenant's collection is empty, not an error" 200 '"orders": \[\]' \
 	-H "X-API-Key: $acme_rw" "$base/collections/3/orders"
+check "rate-limited key (2 per hour): first" 200 '"tenant": "acme"' -H "X-API-Key: $limited" "$base/orders"
+check "rate-limited key: second" 200 '"tenant": "acme"' -H "X-API-Key: $limited" "$base/orders"
+check "rate-limited key: third" 429 '"error": "rate_limited"' -D "$work/headers" -H "X-API-Key: $limited" "$base/orders"
+# Retry-After: when the hour's first request leaves the window (an hour and
+# at most 1/31 of it), in whole seconds
+retry=$(sed -n 's/^Retry-After: \([0-9]*\)\r\{0,1\}$/\1/Ip' "$work/headers")
+if [ -n "$retry" ] && [ "$retry" -ge 3500 ] && [ "$retry" -le 3720 ]; then
+	passed=$((passed + 1)); echo "ok   429 carries Retry-After ($retry s)"
+else
+	failed=$((failed + 1)); echo "FAIL 429 carries Retry-After: got '${retry}'"
+fi
+check "key with one credit: first" 200 '"tenant": "acme"' -H "X-API-Key: $metered" "$base/orders"
+check "key with one credit: out of credits" 402 '"error": "usage_exceeded"' -H "X-API-Key: $metered" "$base/orders"
 check "bad JSON" 400 '"error": "invalid_json"' -H "X-API-Key: $acme_rw" -d 'nope' "$base/orders"
 check "unknown path" 404 '"error": "not_found"' -H "X-API-Key: $acme_rw" "$base/keys"
 # leak reports in GitHub's secret-scanning partner format.
@@ -318,7 +335,7 @@ check "the connection is free again: 200" 200 '"tenant": "acme"' -H "X-API-Key: 
 for log in server.log busy.log postgres.log; do
 	leaks=0
 	for k in "$acme_rw" "$acme_ro" "$acme_c2" "$globex_rw" "$acme_preview" "$revoked" "$expired" "$deleted" \
-		"$leaked" "$spared"; do
+		"$leaked" "$spared" "$limited" "$metered"; do
 		grep -qF -- "${k:8}" "$work/$log" && leaks=$((leaks + 1))
 	done
 	if [ "$leaks" -eq 0 ]; then passed=$((passed + 1)); echo "ok   no key text in $log"

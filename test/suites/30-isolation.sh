@@ -11,7 +11,7 @@ cp -r "$REPO/test/isolation/specs" "$REPO/test/isolation/expected" \
 	"$REPO/test/isolation/isolation_schedule" "$REPO/test/isolation/isolation.conf" "$work/"
 chown -R --reference="$work" "$work"
 run_as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
-	--temp-instance="$work/instance" --bindir="$PGBIN" \
+	--temp-instance="$work/instance" --bindir="$PGBIN" --temp-config="$work/isolation.conf" \
 	--inputdir="$work" --outputdir="$work" \
 	--dbname=apikey_isolation --temp-config="$work/isolation.conf" \
 	--schedule="$work/isolation_schedule" | tee "$work/summary"

@@ -18,7 +18,7 @@ set -uo pipefail
 work=$(scratch_dir hostile)
 trap cluster_stop EXIT
 PGPORT=$((20000 + $$ % 10000))
-cluster_start "$work" "log_min_messages=warning" "log_min_error_statement=panic" \
+cluster_start "$work" "log_min_messages=warning" "log_min_error_statement=panic" "shared_preload_libraries=apikey" \
 	|| { echo "0 passed, 1 failed"; exit 1; }
 cp "$REPO/test/hostile/setup.sql" "$work/"
 cluster_psql -q -f "$work/setup.sql" >"$work/setup.out" || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }

@@ -1,0 +1,772 @@
+/*
+ * ratelimit.c
+ *		Rate limits of keys and tenants: at most max_requests units per
+ *		interval, counted in shared memory, per server.
+ *
+ * The algorithm: a sliding window of sub-windows, all of them counted.  A
+ * limit of N per W counts in sub-windows of g = ceil(W / 31).  A request at
+ * time t, in sub-window i = floor(t / g), is admitted when the units taken
+ * in sub-windows i - 31 .. i, plus its own, are at most N.  Those 32
+ * sub-windows cover at least the last W (and at most W + g), so no interval
+ * of length W ever holds more than N admitted units; a request may be
+ * refused by at most one sub-window (1/31 of W) earlier than an exact
+ * sliding log would refuse it.  A fixed window admits up to 2N across a
+ * boundary, a sliding-window counter estimates (and exceeds N), a token
+ * bucket admits its burst plus its refill (up to 2N - 1 in W); an exact log
+ * needs memory that grows with N.  (README, "Rate limits".)
+ *
+ * The state is a bucket per (database, key or tenant, limit name) in one of
+ * RL_PARTITIONS open-addressing hash tables (linear probing, at most 3/4
+ * full), each under its own LWLock: a lookup is one probe of one cache line
+ * in the common case.  A verification
+ * locks the partitions of every limit that applies (in partition order, so
+ * backends never deadlock), checks them all, then takes from all or from
+ * none: concurrent verifications never admit more than a limit allows.
+ * Memory is bounded by apikey.rate_limit_buckets.  A partition that is full
+ * reuses its idle buckets (whose window has passed, so they count nothing);
+ * when none is idle, a request that needs a new bucket is refused as
+ * rate_limited and counted (rate_limit_status): full never means unlimited.
+ *
+ * Limits are per server (a standby counts its own), not transactional (a
+ * rolled-back request was counted) and start empty when the server starts.
+ * Without shared_preload_libraries = 'apikey' there is no shared memory:
+ * setting a limit is an error, and so is verifying a key that has one.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/arrayaccess.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "apikey.h"
+#include "ratelimit.h"
+
+/* validate.c: a value as an error message may show it */
+extern Datum shown_value(PG_FUNCTION_ARGS);
+
+#define RL_SLOTS			32	/* the present sub-window and the 31 before */
+#define RL_SUBWINDOWS		(RL_SLOTS - 1)
+#define RL_PARTITION_BITS	5
+#define RL_PARTITIONS		(1 << RL_PARTITION_BITS)
+#define RL_MAX_LIMITS		(2 * RL_MAX_PER_OWNER)
+
+#define RL_KIND_KEY			1
+#define RL_KIND_TENANT		2
+
+/* the lengths of time a limit may count over */
+#define RL_MIN_PER_US		(USECS_PER_SEC / 1000)
+#define RL_MAX_PER_US		(INT64CONST(366) * USECS_PER_DAY)
+
+/* 192 bytes: the key and the clock in one cache line, the counts in two */
+typedef struct RateBucket
+{
+	RateKey		key;			/* key.kind 0: a free slot */
+	int64		slot_us;		/* length of a sub-window */
+	int64		newest;			/* index of the newest sub-window counted */
+	uint32		counts[RL_SLOTS];	/* sub-window j in counts[j % RL_SLOTS] */
+} RateBucket;
+
+StaticAssertDecl(sizeof(RateBucket) == 3 * 64, "a bucket is three cache lines");
+
+typedef struct RateShared
+{
+	LWLockPadded *locks;		/* one per partition */
+	pg_atomic_uint64 refused_full;	/* requests refused for want of a bucket */
+	uint32		slots;			/* slots per partition */
+	uint32		limit;			/* buckets a partition may hold (<= 3/4 of slots) */
+	uint32		used[RL_PARTITIONS];	/* buckets each partition holds */
+} RateShared;
+
+static int	rate_limit_buckets = 32768;
+static bool rate_preloaded = false;
+static RateShared *rate_shared = NULL;
+static RateBucket *rate_buckets = NULL; /* partition p: slots p * slots .. */
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* One limit that applies to a verification. */
+typedef struct AppliedLimit
+{
+	RateKey		key;
+	uint32		hash;
+	int			partition;
+	int64		max;
+	int64		slot_us;
+	RateBucket *bucket;
+} AppliedLimit;
+
+/* Buckets a partition may hold, and the slots it has for them. */
+static inline uint32
+partition_limit(void)
+{
+	return (rate_limit_buckets + RL_PARTITIONS - 1) / RL_PARTITIONS;
+}
+
+static inline uint32
+partition_slots(void)
+{
+	return partition_limit() + partition_limit() / 3 + 1;
+}
+
+static Size
+rate_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(RateShared)) + PG_CACHE_LINE_SIZE,
+					mul_size(mul_size(RL_PARTITIONS, partition_slots()), sizeof(RateBucket)));
+}
+
+static void
+rate_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(rate_shmem_size());
+	RequestNamedLWLockTranche("apikey rate limits", RL_PARTITIONS);
+}
+
+static void
+rate_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	rate_shared = ShmemInitStruct("apikey rate limits", rate_shmem_size(), &found);
+	rate_buckets = (RateBucket *) TYPEALIGN(PG_CACHE_LINE_SIZE,
+											(char *) rate_shared + MAXALIGN(sizeof(RateShared)));
+	if (!found)
+	{
+		rate_shared->locks = GetNamedLWLockTranche("apikey rate limits");
+		pg_atomic_init_u64(&rate_shared->refused_full, 0);
+		rate_shared->slots = partition_slots();
+		rate_shared->limit = partition_limit();
+		memset(rate_shared->used, 0, sizeof(rate_shared->used));
+		/* every slot free (key.kind 0) */
+		memset(rate_buckets, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateBucket));
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The hash of a bucket key leaves the limit's name out: all the limits of
+ * a key (or tenant) share a partition and a home slot, so they sit side by
+ * side, and where they are is known from the key id alone, before the
+ * key's row is read (ratelimit_prefetch).
+ */
+static inline uint32
+owner_hash(Oid dbid, uint32 kind, uint64 owner)
+{
+	uint32		h = murmurhash32(dbid);
+
+	h = hash_combine(h, murmurhash32(kind));
+	h = hash_combine(h, murmurhash32((uint32) owner));
+	h = hash_combine(h, murmurhash32((uint32) (owner >> 32)));
+	return murmurhash32(h);
+}
+
+static inline uint32
+rate_key_hash(const RateKey *key)
+{
+	return owner_hash(key->dbid, key->kind, key->owner);
+}
+
+/*
+ * The slot a key hashes to in its partition: the low bits of its hash (the
+ * partition took the top ones) scaled to the number of slots, no division.
+ */
+static inline uint32
+home_slot(uint32 hash)
+{
+	return (uint32) (((uint64) (hash & ((1U << (32 - RL_PARTITION_BITS)) - 1)) * rate_shared->slots) >>
+					 (32 - RL_PARTITION_BITS));
+}
+
+static inline RateBucket *
+partition_slot(int partition, uint32 i)
+{
+	return &rate_buckets[(Size) partition * rate_shared->slots + i];
+}
+
+/*
+ * Start fetching where a key's own limits would be, while verification is
+ * still busy with the key text: a bucket is usually out of the CPU's caches.
+ */
+void
+ratelimit_prefetch(uint64 key_id)
+{
+	uint32		hash;
+	const char *b;
+
+	if (rate_shared == NULL)
+		return;
+	hash = owner_hash(MyDatabaseId, RL_KIND_KEY, key_id);
+	b = (const char *) partition_slot(hash >> (32 - RL_PARTITION_BITS), home_slot(hash));
+	__builtin_prefetch(b);
+	__builtin_prefetch(b + 64);
+	__builtin_prefetch(b + 128);
+}
+
+/*
+ * The bucket of a key, or NULL.  A partition is never more than 3/4 full,
+ * so the probe always meets a free slot.
+ */
+static RateBucket *
+bucket_find(int partition, const RateKey *key, uint32 hash)
+{
+	uint32		i = home_slot(hash);
+
+	for (;;)
+	{
+		RateBucket *b = partition_slot(partition, i);
+
+		if (b->key.kind == 0)
+			return NULL;
+		if (memcmp(&b->key, key, sizeof(RateKey)) == 0)
+			return b;
+		if (++i == rate_shared->slots)
+			i = 0;
+	}
+}
+
+/* Free the slot at i, moving back the buckets after it that probed past it. */
+static void
+bucket_delete(int partition, uint32 i)
+{
+	uint32		j = i;
+
+	for (;;)
+	{
+		RateBucket *b;
+		uint32		home;
+
+		if (++j == rate_shared->slots)
+			j = 0;
+		b = partition_slot(partition, j);
+		if (b->key.kind == 0)
+			break;
+		home = home_slot(rate_key_hash(&b->key));
+		/* it stays when its home is cyclically within (i, j] */
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		*partition_slot(partition, i) = *b;
+		i = j;
+	}
+	memset(partition_slot(partition, i), 0, sizeof(RateBucket));
+	rate_shared->used[partition]--;
+}
+
+void
+ratelimit_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("apikey.rate_limit_buckets",
+							"Rate-limit buckets in shared memory (one per limit of a key or tenant in use).",
+							"About 256 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
+							&rate_limit_buckets,
+							32768, 1024, 16777216,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	rate_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = rate_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = rate_shmem_startup;
+}
+
+static void
+require_shared_memory(void)
+{
+	if (!rate_preloaded || rate_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("rate limits need apikey in shared_preload_libraries"),
+				 errdetail("Rate limits are counted in shared memory, which only a preloaded library has."),
+				 errhint("Add apikey to shared_preload_libraries and restart the server.")));
+}
+
+/* The descriptor of apikey.rate_limit, looked up once per backend. */
+#define LIMIT_TYPE_MAX_ATTS 8
+static Oid	limit_type = InvalidOid;
+static TupleDesc limit_desc = NULL;
+static int16 limit_typlen;
+static bool limit_typbyval;
+static char limit_typalign;
+
+static void
+load_limit_type(Oid type)
+{
+	MemoryContext old;
+	TupleDesc	desc;
+
+	if (type == limit_type)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	desc = lookup_rowtype_tupdesc_copy(type, -1);
+	MemoryContextSwitchTo(old);
+	if (desc->natts < 3 || desc->natts > LIMIT_TYPE_MAX_ATTS ||
+		TupleDescAttr(desc, 0)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, 1)->atttypid != INT4OID ||
+		TupleDescAttr(desc, 2)->atttypid != INTERVALOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("type %s is not apikey.rate_limit (name, max_requests, per)",
+						format_type_be(type))));
+	get_typlenbyvalalign(type, &limit_typlen, &limit_typbyval, &limit_typalign);
+	if (limit_desc != NULL)
+		FreeTupleDesc(limit_desc);
+	limit_desc = desc;
+	limit_type = type;
+}
+
+/* The length of time an interval stands for; months count as 30 days. */
+static int64
+per_usecs(const Interval *per)
+{
+	int64		us = per->time + (int64) per->day * USECS_PER_DAY +
+		(int64) per->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+	return us;
+}
+
+static inline void
+set_partition(AppliedLimit *l)
+{
+	l->hash = rate_key_hash(&l->key);
+	/* the high bits, since each table picks its bucket from the low ones */
+	l->partition = l->hash >> (32 - RL_PARTITION_BITS);
+}
+
+/* Append the limits of one array (a key's or its tenant's) to out[n...]. */
+static int
+collect_limits(ArrayType *limits, uint32 kind, uint64 owner, AppliedLimit *out, int n)
+{
+	array_iter	it;
+	int			count;
+
+	if (limits == NULL)
+		return n;
+	count = ArrayGetNItems(ARR_NDIM(limits), ARR_DIMS(limits));
+	if (count == 0)
+		return n;
+	load_limit_type(ARR_ELEMTYPE(limits));
+	array_iter_setup(&it, (AnyArrayType *) limits);
+	for (int i = 0; i < count; i++)
+	{
+		bool		isnull;
+		Datum		d = array_iter_next(&it, &isnull, i, limit_typlen, limit_typbyval, limit_typalign);
+		HeapTupleHeader h;
+		HeapTupleData tuple;
+		Datum		values[LIMIT_TYPE_MAX_ATTS];
+		bool		nulls[LIMIT_TYPE_MAX_ATTS];
+		text	   *name;
+		int32		max;
+		int64		per;
+		AppliedLimit *l;
+
+		if (isnull)
+			continue;
+		h = DatumGetHeapTupleHeader(d);
+		tuple.t_len = HeapTupleHeaderGetDatumLength(h);
+		tuple.t_data = h;
+		ItemPointerSetInvalid(&tuple.t_self);
+		tuple.t_tableOid = InvalidOid;
+		/* the first three attributes (name, max_requests, per) in one pass */
+		heap_deform_tuple(&tuple, limit_desc, values, nulls);
+		name = DatumGetTextPP(values[0]);
+		max = DatumGetInt32(values[1]);
+		per = nulls[2] ? 0 : per_usecs(DatumGetIntervalP(values[2]));
+		if (nulls[0] || nulls[1] || nulls[2] || VARSIZE_ANY_EXHDR(name) > RL_NAME_LEN ||
+			max <= 0 || per < RL_MIN_PER_US || per > RL_MAX_PER_US || n == RL_MAX_LIMITS)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid rate limit of %s %llu", kind == RL_KIND_KEY ? "key" : "tenant",
+							(unsigned long long) owner),
+					 errhint("Set the limits again with apikey.set_rate_limit or apikey.set_tenant_rate_limit.")));
+		l = &out[n++];
+		memset(&l->key, 0, sizeof(RateKey));
+		l->key.dbid = MyDatabaseId;
+		l->key.kind = kind;
+		l->key.owner = owner;
+		memcpy(l->key.name, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+		l->max = max;
+		l->slot_us = (per + RL_SUBWINDOWS - 1) / RL_SUBWINDOWS;
+		l->bucket = NULL;
+		set_partition(l);
+	}
+	return n;
+}
+
+/* The partitions of the limits, sorted and distinct, locked in that order. */
+static int
+lock_partitions(const int *partitions, int n, int *locked)
+{
+	int			m = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int			p = partitions[i];
+		int			j = m;
+
+		/* insertion into the sorted, distinct list */
+		while (j > 0 && locked[j - 1] > p)
+			j--;
+		if (j > 0 && locked[j - 1] == p)
+			continue;
+		memmove(&locked[j + 1], &locked[j], (m - j) * sizeof(int));
+		locked[j] = p;
+		m++;
+	}
+	for (int i = 0; i < m; i++)
+		LWLockAcquire(&rate_shared->locks[locked[i]].lock, LW_EXCLUSIVE);
+	return m;
+}
+
+static void
+unlock_partitions(const int *locked, int m)
+{
+	for (int i = m - 1; i >= 0; i--)
+		LWLockRelease(&rate_shared->locks[locked[i]].lock);
+}
+
+static inline uint32 *
+slot_count(RateBucket *b, int64 slot)
+{
+	return &b->counts[slot % RL_SLOTS];
+}
+
+/*
+ * Bring a bucket to the present: the sub-windows that left the window are
+ * emptied.  Backends' clocks may differ by a little: a bucket never goes
+ * back.  A limit whose interval changed keeps what it counted, all of it in
+ * the present sub-window (counted for the whole new window: never less).
+ */
+static void
+bucket_advance(RateBucket *b, int64 slot_us, TimestampTz now)
+{
+	int64		i = now / b->slot_us;
+
+	if (i > b->newest)
+	{
+		if (i - b->newest >= RL_SLOTS)
+			memset(b->counts, 0, sizeof(b->counts));
+		else
+			for (int64 j = b->newest + 1; j <= i; j++)
+				*slot_count(b, j) = 0;
+		b->newest = i;
+	}
+	if (b->slot_us != slot_us)
+	{
+		uint64		sum = 0;
+
+		for (int j = 0; j < RL_SLOTS; j++)
+			sum += b->counts[j];
+		memset(b->counts, 0, sizeof(b->counts));
+		b->slot_us = slot_us;
+		b->newest = Max(now / slot_us, 0);
+		*slot_count(b, b->newest) = (uint32) Min(sum, PG_UINT32_MAX);
+	}
+}
+
+static inline int64
+bucket_used(const RateBucket *b)
+{
+	int64		sum = 0;
+
+	for (int j = 0; j < RL_SLOTS; j++)
+		sum += b->counts[j];
+	return sum;
+}
+
+/* When enough sub-windows will have left the window to free excess units. */
+static int64
+bucket_retry_after(RateBucket *b, int64 excess, TimestampTz now)
+{
+	int64		freed = 0;
+	int64		j;
+
+	for (j = b->newest - RL_SUBWINDOWS; j < b->newest; j++)
+	{
+		freed += *slot_count(b, j);
+		if (freed >= excess)
+			break;
+	}
+	/* sub-window j leaves the window when sub-window j + RL_SLOTS begins */
+	return Max((j + RL_SLOTS) * b->slot_us - now, 1);
+}
+
+/*
+ * Make room in a full partition: free its idle buckets (their window has
+ * passed, so they count nothing: freeing them changes no answer).  A
+ * deletion may move a later bucket into the slot just looked at, so that
+ * slot is looked at again.
+ */
+static int
+evict_idle(int partition, TimestampTz now)
+{
+	int			removed = 0;
+
+	for (uint32 i = 0; i < rate_shared->slots;)
+	{
+		RateBucket *b = partition_slot(partition, i);
+
+		if (b->key.kind != 0)
+		{
+			bucket_advance(b, b->slot_us, now);
+			if (bucket_used(b) == 0)
+			{
+				bucket_delete(partition, i);
+				removed++;
+				continue;
+			}
+		}
+		i++;
+	}
+	return removed;
+}
+
+/* A new bucket for the limit; NULL when its partition is full. */
+static RateBucket *
+bucket_enter(AppliedLimit *l, TimestampTz now)
+{
+	RateBucket *b;
+	uint32		i;
+
+	if (rate_shared->used[l->partition] >= rate_shared->limit &&
+		evict_idle(l->partition, now) == 0)
+		return NULL;
+	for (i = home_slot(l->hash); partition_slot(l->partition, i)->key.kind != 0;)
+		if (++i == rate_shared->slots)
+			i = 0;
+	b = partition_slot(l->partition, i);
+	b->key = l->key;
+	b->slot_us = l->slot_us;
+	b->newest = now / l->slot_us;
+	memset(b->counts, 0, sizeof(b->counts));
+	rate_shared->used[l->partition]++;
+	return b;
+}
+
+bool
+ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
+			   bool *has_retry_after, int64 *retry_after_us)
+{
+	AppliedLimit limits[RL_MAX_LIMITS];
+	int			partitions[RL_MAX_LIMITS] = {0};
+	int			locked[RL_MAX_LIMITS];
+	int			n;
+	int			m;
+	int64		need = Max(cost, 1);	/* cost 0: would one more unit pass? */
+	int64		retry = 0;
+	bool		admitted = true;
+	bool		never = false;
+	bool		full = false;
+	TimestampTz now;
+
+	taken->n = 0;
+	*has_retry_after = false;
+	n = collect_limits(key->rate_limits, RL_KIND_KEY, key->key_id, limits, 0);
+	n = collect_limits(key->tenant_rate_limits, RL_KIND_TENANT, (uint64) key->tenant_id, limits, n);
+	if (n == 0)
+		return true;
+	require_shared_memory();
+
+	now = GetCurrentTimestamp();
+	for (int i = 0; i < n; i++)
+		partitions[i] = limits[i].partition;
+	m = lock_partitions(partitions, n, locked);
+	for (int i = 0; i < n; i++)
+	{
+		AppliedLimit *l = &limits[i];
+		int64		used;
+
+		l->bucket = bucket_find(l->partition, &l->key, l->hash);
+		if (l->bucket == NULL && cost > 0)
+		{
+			l->bucket = bucket_enter(l, now);
+			if (l->bucket == NULL)
+			{
+				full = true;
+				admitted = false;
+				continue;
+			}
+		}
+		if (l->bucket == NULL)
+			continue;			/* a check of a limit not used yet: room */
+		bucket_advance(l->bucket, l->slot_us, now);
+		used = bucket_used(l->bucket);
+		if (used + need > l->max)
+		{
+			admitted = false;
+			if (need > l->max)
+				never = true;
+			else
+				retry = Max(retry, bucket_retry_after(l->bucket, used + need - l->max, now));
+		}
+	}
+	if (admitted && cost > 0)
+	{
+		for (int i = 0; i < n; i++)
+		{
+			RateBucket *b = limits[i].bucket;
+
+			*slot_count(b, b->newest) += cost;
+			taken->item[i].key = limits[i].key;
+			taken->item[i].hash = limits[i].hash;
+			taken->item[i].slot_us = b->slot_us;
+			taken->item[i].slot = b->newest;
+			taken->item[i].amount = cost;
+		}
+		taken->n = n;
+	}
+	unlock_partitions(locked, m);
+
+	if (full)
+		pg_atomic_fetch_add_u64(&rate_shared->refused_full, 1);
+	else if (!admitted && !never)
+	{
+		*has_retry_after = true;
+		*retry_after_us = retry;
+	}
+	return admitted;
+}
+
+void
+ratelimit_give_back(const RateTaken *taken)
+{
+	int			partitions[RL_MAX_LIMITS] = {0};
+	int			locked[RL_MAX_LIMITS];
+	int			m;
+
+	if (taken->n == 0 || rate_shared == NULL)
+		return;
+	for (int i = 0; i < taken->n; i++)
+		partitions[i] = taken->item[i].hash >> (32 - RL_PARTITION_BITS);
+	m = lock_partitions(partitions, taken->n, locked);
+	for (int i = 0; i < taken->n; i++)
+	{
+		RateBucket *b = bucket_find(partitions[i], &taken->item[i].key, taken->item[i].hash);
+		int64		slot = taken->item[i].slot;
+
+		/* unless the units have left the window (or the interval changed) */
+		if (b != NULL && b->slot_us == taken->item[i].slot_us &&
+			slot <= b->newest && slot > b->newest - RL_SLOTS)
+		{
+			uint32	   *c = slot_count(b, slot);
+
+			*c -= Min(*c, taken->item[i].amount);
+		}
+	}
+	unlock_partitions(locked, m);
+}
+
+/*
+ * _check_rate_limit(name, max_requests, per): raise unless these make a
+ * rate limit this server can count.
+ */
+PG_FUNCTION_INFO_V1(check_rate_limit);
+Datum
+check_rate_limit(PG_FUNCTION_ARGS)
+{
+	text	   *name;
+	const char *s;
+	int			len;
+	Interval   *per;
+	int64		per_us;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null",
+						PG_ARGISNULL(0) ? "name" : PG_ARGISNULL(1) ? "max_requests" : "per")));
+	name = PG_GETARG_TEXT_PP(0);
+	s = VARDATA_ANY(name);
+	len = VARSIZE_ANY_EXHDR(name);
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  (i > 0 && (c == '_' || c == '-'))))
+		{
+			len = -1;
+			break;
+		}
+	}
+	if (len < 1 || len > RL_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid rate limit name %s",
+						text_to_cstring(DatumGetTextPP(DirectFunctionCall1(shown_value, PointerGetDatum(name))))),
+				 errdetail("A rate limit name is 1 to 32 lowercase letters, digits, \"_\" or \"-\", starting with a letter or digit.")));
+	if (PG_GETARG_INT32(1) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_requests must be at least 1"),
+				 errdetail("Got %d.", PG_GETARG_INT32(1))));
+	per = PG_GETARG_INTERVAL_P(2);
+	per_us = per_usecs(per);
+	if (per->month != 0 || per->day < 0 || per->time < 0 ||
+		per_us < RL_MIN_PER_US || per_us > RL_MAX_PER_US)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("per must be between 1 millisecond and 366 days"),
+				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
+				 per->month != 0 ? errhint("Months have no fixed length: write days, e.g. '30 days'.") : 0));
+	require_shared_memory();
+	PG_RETURN_VOID();
+}
+
+/*
+ * rate_limit_status() -> (preloaded, capacity, in_use, refused_full): the
+ * buckets of this server, and how many requests were refused because no
+ * bucket was free.
+ */
+PG_FUNCTION_INFO_V1(rate_limit_status);
+Datum
+rate_limit_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	int64		in_use = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in context that cannot accept type record")));
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = BoolGetDatum(rate_shared != NULL);
+	if (rate_shared == NULL)
+	{
+		nulls[1] = nulls[2] = nulls[3] = true;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+	for (int p = 0; p < RL_PARTITIONS; p++)
+	{
+		LWLockAcquire(&rate_shared->locks[p].lock, LW_SHARED);
+		in_use += rate_shared->used[p];
+		LWLockRelease(&rate_shared->locks[p].lock);
+	}
+	values[1] = Int32GetDatum(rate_shared->limit * RL_PARTITIONS);
+	values[2] = Int64GetDatum(in_use);
+	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&rate_shared->refused_full));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
