@@ -156,7 +156,42 @@ SELECT count(*) AS "keys left with this id" FROM apikey.key_list WHERE key_id = 
 SELECT status AS "verify says" FROM apikey.verify(:'new_key');
 
 \echo
-\echo '== 10. The audit trail outlives the key'
+\echo '== 10. Usage control: a partner key allowed 2 requests a minute, with 3'
+\echo '       credits; a refused request spends nothing'
+SELECT key_id AS partner_id, api_key AS partner_key
+  FROM apikey.create_key('acme', 'production', 'Partner feed',
+                         scopes => '{orders:read}') \gset
+SELECT apikey.set_rate_limit(:'partner_id', 'per_minute', 2, '1 minute') \gset
+SELECT apikey.set_credits(:'partner_id', 3) \gset
+SELECT 1 AS request, status, remaining AS credits_left,
+       round(extract(epoch FROM retry_after)) AS retry_in_seconds
+  FROM apikey.verify(:'partner_key')
+UNION ALL SELECT 2, status, remaining, round(extract(epoch FROM retry_after))
+  FROM apikey.verify(:'partner_key')
+UNION ALL SELECT 3, status, remaining, round(extract(epoch FROM retry_after))
+  FROM apikey.verify(:'partner_key');
+SELECT name, remaining AS credits_left FROM apikey.key_list
+ WHERE key_id = :'partner_id';
+
+\echo
+\echo '== 11. Whose key: keys of a person (owner); when they leave, all of their'
+\echo '       keys stop in one call'
+SELECT key_id AS ada_ci_id, api_key AS ada_ci_key
+  FROM apikey.create_key('acme', 'production', 'Ada laptop',
+                         owner => 'ada@acme.test') \gset
+SELECT key_id AS ada_job_id
+  FROM apikey.create_key('acme', 'production', 'Ada nightly job',
+                         owner => 'ada@acme.test', meta => '{"team": "data"}') \gset
+SELECT name, owner, meta, status FROM apikey.key_list
+ WHERE owner = 'ada@acme.test' ORDER BY name;
+SELECT apikey.revoke_owner_keys('acme', 'ada@acme.test', 'left the company')
+       AS "keys revoked";
+SELECT name, status, revoked_reason FROM apikey.key_list
+ WHERE owner = 'ada@acme.test' ORDER BY name;
+SELECT status AS "verify says" FROM apikey.verify(:'ada_ci_key');
+
+\echo
+\echo '== 12. The audit trail outlives the key'
 SELECT at::time(0) AS at, action, actor_role AS by,
        CASE action
            WHEN 'created' THEN details->>'name'

@@ -95,4 +95,21 @@ check("revoke and reactivate show the key's status",
       [] if any(re.search(r"\|\s*revoked\s*\|", l) for l in s6) and any(re.search(r"\|\s*active\s*$", l) for l in s6)
       else ["no revoked and active rows"])
 
+s10 = rows_after(section("== 10."), " request")
+requests = s10[0] if s10 else []
+listing = s10[1] if len(s10) > 1 else []
+check("usage control: two requests valid (credits 2, 1), the third rate_limited with a retry time, "
+      "its credit not spent",
+      [] if requests[:2] == [["1", "valid", "2", ""], ["2", "valid", "1", ""]]
+      and len(requests) == 3 and requests[2][:3] == ["3", "rate_limited", ""]
+      # the window is a minute and one of its 31 sub-windows: 60 to 62 seconds
+      and requests[2][3] in ("60", "61", "62")
+      and listing == [["Partner feed", "1"]] else ["requests %s, listing %s" % (requests, listing)])
+
+s11 = rows_after(section("== 11."), "      name")
+check("an owner's keys revoked in one call, and verify says revoked",
+      [] if len(s11) >= 4 and s11[1] == [["2"]]
+      and [r[1] for r in s11[2]] == ["revoked", "revoked"] and s11[3] == [["revoked"]]
+      else ["tables in section 11: %s" % s11])
+
 sys.exit(1 if failures else 0)
