@@ -25,10 +25,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The benchmark against the hand-written peer (test/bench/bench.sh)
+# The benchmark (test/bench/bench.sh): apikey beside keys written by hand,
+# on a throwaway cluster of this PostgreSQL.  make bench [BENCH_OPTS=--quick]
 .PHONY: bench
 bench:
-	bash test/bench/bench.sh
+	PGBIN="$${PGBIN:-$(shell $(PG_CONFIG) --bindir)}" bash test/bench/bench.sh $(BENCH_OPTS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SOURCES) $(EXTENSION).control
 	{ printf '%s\n' "-- apikey $(EXTVERSION): generated from sql/apikey/*.sql by make; edit those." \
