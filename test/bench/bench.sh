@@ -12,6 +12,9 @@
 #            --peer DIR      compare with DIR/peer.sql too (default: ../shared/bench
 #                            beside the repository, when it is there); --no-peer: don't
 #            --keep          leave the cluster's directory behind
+#            --features-sql FILE  run FILE in the benchmark's databases before
+#                            table 8's rows look for their functions (to try those
+#                            rows against a prototype)
 #
 # The tables go to stdout; progress and the developers' target checks (the
 # project's own goals, not part of the product's figures) go to stderr.
@@ -30,7 +33,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 BENCH_DIR="$REPO/test/bench"
 
-QUICK=0 KEEP=0 OUT= TARGETS= PEER_DIR="$REPO/../shared/bench" PEER_WANTED=auto
+QUICK=0 KEEP=0 OUT= TARGETS= FEATURES_SQL= PEER_DIR="$REPO/../shared/bench" PEER_WANTED=auto
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--quick) QUICK=1 ;;
@@ -39,7 +42,8 @@ while [ $# -gt 0 ]; do
 		--targets) TARGETS=$2; shift ;;
 		--peer) PEER_DIR=$2; PEER_WANTED=yes; shift ;;
 		--no-peer) PEER_WANTED=no ;;
-		-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+		--features-sql) FEATURES_SQL=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift ;;
+		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 		*) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -64,6 +68,7 @@ fi
 SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-$SHARED_BUFFERS}
 TENANTS=120 CLIENTS=2
 STARTED=$SECONDS
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
@@ -509,6 +514,7 @@ SETTINGS=${SETTINGS/-c shared_preload_libraries=apikey/}
 start_server
 SHMEM_WITHOUT=$(psqlb -At -c "SELECT sum(allocated_size) FROM pg_shmem_allocations WHERE name IS NOT NULL")
 
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 . "$BENCH_DIR/report.sh"
 report >"$W/report.md"
 cat "$W/report.md"

@@ -117,7 +117,8 @@ report() {
 	cat <<EOF
 ## apikey benchmark: $(date -u '+%Y-%m-%d'), $MODE
 
-- machine: $(nproc) cores ($CPU), $MEMGB RAM; $PGV
+- machine: $(nproc) cores ($CPU), $MEMGB RAM; $PGV; load average (1, 5, 15 min)
+  $LOAD_START at the start, $LOAD_END at the end
 - server: a throwaway cluster on a Unix socket, set up as the README recommends
   (\`shared_preload_libraries = 'apikey'\`, so \`last_used_at\` is kept, with
   PostgreSQL's defaults otherwise) except \`shared_buffers = $SHARED_BUFFERS\` (every key
@@ -284,5 +285,11 @@ targets() {
 			local r; r=$(calc "$(median fc_$f) / $(median fcp_$f)")
 			check "${FEAT_TITLE[$f]} ≤ ${lim}× client-visible (table 8)" "$r" "$(ok "$r" $lim)"
 		fi
+	done
+	echo "every round's figure (ms per loop inside the server; µs per statement or transaction"
+	echo "from pgbench), in round order:"
+	local f
+	for f in "$RES"/*; do
+		printf '  %-14s %s\n' "$(basename "$f")" "$(tr '\n' ' ' <"$f")"
 	done
 }
