@@ -146,8 +146,8 @@ features_run() {
 		Q[fp_$f]="SELECT count(*) FROM bench.f_plain WHERE ($AV).valid"; E[fp_$f]=$F
 		OPT[fp_$f]=${FEAT_PLAIN_OPT[$f]:-}
 		FEAT_SERVER+=(fs_$f fp_$f)
-		script fc_$f stmt t "${FEAT_OPT[$f]:-}" "SELECT (${FEAT_EXPR[$f]}).valid FROM bench.f_$f WHERE id = :i;"
-		script fcp_$f stmt t "${FEAT_PLAIN_OPT[$f]:-}" "SELECT ($AV).valid FROM bench.f_plain WHERE id = :i;"
+		script fc_$f t "${FEAT_OPT[$f]:-}" "SELECT (${FEAT_EXPR[$f]}).valid FROM bench.f_$f WHERE id = :i;"
+		script fcp_$f t "${FEAT_PLAIN_OPT[$f]:-}" "SELECT ($AV).valid FROM bench.f_plain WHERE id = :i;"
 		FEAT_CLIENT+=(fc_$f fcp_$f)
 	done
 	[ $any -eq 1 ] || return 0
