@@ -13,13 +13,33 @@ calc() {
 	awk "BEGIN { printf \"%.${2:-2}f\", $1 }"
 }
 x() { local r; r=$(calc "$1" "${2:-2}"); echo "$r×"; }    # a ratio
+# rx EXPR LABEL...: a ratio as the median over the rounds of EXPR, where $1,
+# $2, ... are the labels' figures in that round (measured minutes apart at
+# most, so a drift of the machine's speed between rounds cancels); mx(a, b)
+# is the larger of two.  "nan×" when a label has no figures.
+rx() {
+	local expr=$1 l files=()
+	shift
+	for l in "$@"; do
+		[ -s "$RES/$l" ] || { echo "nan×"; return; }
+		files+=("$RES/$l")
+	done
+	paste "${files[@]}" | awk "function mx(a, b) { return a > b ? a : b } { print $expr }" | sort -g |
+		awk '{ v[NR] = $1 } END { printf "%.2f×", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 kb() { calc "($1) / 1024" 0 | sed 's/$/ kB/'; }
 row() { local out="|" c; for c in "$@"; do out+=" $c |"; done; echo "$out"; }
 peer_cols() { [ $PEER -eq 1 ] && printf '%s' "$1"; return 0; }
 # a row of table 1: apikey, baseline (and peer) figures and the ratios
-srow() { # id label apikey baseline peer
-	if [ $PEER -eq 1 ]; then row "$1" "$2" "$3" "$4" "$5" "$(x "$4 / $3")" "$(x "$5 / $3")"
-	else row "$1" "$2" "$3" "$4" "$(x "$4 / $3")"; fi
+srow() { # id label label-kind (cold, seen, cold_g, seen_g)
+	local a b p
+	a=$(us a_$3 $N) b=$(us b_$3 $N)
+	if [ $PEER -eq 1 ]; then
+		p=$(us p_$3 $N)
+		row "$1" "$2" "$a" "$b" "$p" "$(rx '$2 / $1' a_$3 b_$3)" "$(rx '$2 / $1' a_$3 p_$3)"
+	else
+		row "$1" "$2" "$a" "$b" "$(rx '$2 / $1' a_$3 b_$3)"
+	fi
 }
 # a row of tables 4 and 5: one cell per key table, FN TABLE printing it
 trow() { # id label fn
@@ -104,11 +124,11 @@ feature_row() { # id name: a row of table 8
 		local with without
 		with=$(for g in checksum length random; do us gi_$g $N; echo; done | sort -g | tail -n 1)
 		without=$(for g in checksum length random; do us gn_$g $N; echo; done | sort -g | tail -n 1)
-		row "$id" "${FEAT_TITLE[$f]} ($(human $F) imported; ×: vs none imported)" "$with" "$(x "$with / $without")" "–" "–"
+		row "$id" "${FEAT_TITLE[$f]} ($(human $F) imported; ×: vs none imported)" "$with" "$(rx 'mx(mx($4, $5), $6) / mx(mx($1, $2), $3)' gn_checksum gn_length gn_random gi_checksum gi_length gi_random)" "–" "–"
 	else
 		local s sp c cp
 		s=$(us fs_$f $F) sp=$(us fp_$f $F) c=$(median fc_$f) cp=$(median fcp_$f)
-		row "$id" "${FEAT_TITLE[$f]}" "$s" "$(x "$s / $sp")" "$c" "$(x "$c / $cp")"
+		row "$id" "${FEAT_TITLE[$f]}" "$s" "$(rx '$2 / $1' fp_$f fs_$f)" "$c" "$(rx '$2 / $1' fcp_$f fc_$f)"
 	fi
 }
 
@@ -136,7 +156,9 @@ $(peer_cols "  - peer: \`$(realpath --relative-to="$REPO" "$PEER_DIR/peer.sql")\
 - as the application sees it: \`pgbench -M prepared\`, $CLIENTS clients, ${PGB_T} s per run; every
   statement its own (autocommit) transaction; µs per committed statement from the throughput
 - every figure is the **median of $ROUNDS rounds**; within a round all setups alternate, in an
-  order reversed every other round
+  order reversed every other round; a ratio (×) is the median of the rounds' own ratios (the two
+  figures of a round are measured minutes apart at most), so it may differ a little from the
+  ratio of the two medians
 
 ### 1. Verification inside the server (µs per verification)
 
@@ -147,10 +169,10 @@ else
 	echo "| # | loop over $NK keys | apikey | baseline | baseline ÷ apikey |"
 	echo "|---|---|---:|---:|---:|"
 fi)
-$(srow 1.1 "cold: each key the first time on this connection" $a1 $b1 "${p1:-}")
-$(srow 1.2 "seen: each key again on the same connection" $a2 $b2 "${p2:-}")
-$(srow 1.3 "cold, $NK of $NG keys" $a3 $b3 "${p3:-}")
-$(srow 1.4 "seen, $NK of $NG keys" $a4 $b4 "${p4:-}")
+$(srow 1.1 "cold: each key the first time on this connection" cold)
+$(srow 1.2 "seen: each key again on the same connection" seen)
+$(srow 1.3 "cold, $NK of $NG keys" cold_g)
+$(srow 1.4 "seen, $NK of $NG keys" seen_g)
 $(if [ $PEER -eq 1 ]; then
 	row 1.5 "the loop alone, \`count(length(k))\` (included above), $NK / $NG keys" "$ab / $abg" "$bb / $bbg" "$pb / $pbg" – –
 else
@@ -159,25 +181,25 @@ fi)
 
 | # | apikey variant, cold, $NK keys | µs | × row 1.1 |
 |---|---|---:|---:|
-$(row 1.6 "\`apikey.authenticate(k)\` (identity set for the transaction)" $a_auth "$(x "$a_auth / $a1")")
-$(row 1.7 "\`apikey.verify\` with \`apikey.track_usage = off\`" $a_nt "$(x "$a_nt / $a1")")
+$(row 1.6 "\`apikey.authenticate(k)\` (identity set for the transaction)" $a_auth "$(rx '$2 / $1' a_cold a_auth)")
+$(row 1.7 "\`apikey.verify\` with \`apikey.track_usage = off\`" $a_nt "$(rx '$2 / $1' a_cold a_nt)")
 
 ### 2. As the application sees it (µs per committed statement)
 
 | # | statement (\$1: a random key's row id) | µs | × |
 |---|---|---:|---:|
 $(row 2.1 "\`SELECT length(k) FROM bench.akeys WHERE id = \$1\` (trivial: fetch the key, no verification)" $cv_c_triv_a –)
-$(row 2.2 "\`SELECT (apikey.verify(k, 'production')).valid FROM bench.akeys WHERE id = \$1\`" $cv_c_a_scalar "$(x "$cv_c_a_scalar / $cv_c_triv_a") 2.1")
-$(row 2.3 "\`SELECT v.valid FROM bench.akeys t, apikey.verify(t.k, 'production') v WHERE t.id = \$1\`" $cv_c_a_from "$(x "$cv_c_a_from / $cv_c_triv_a") 2.1")
-$(row 2.4 "2.2 with \`apikey.track_usage = off\`" $cv_c_a_nt "$(x "$cv_c_a_nt / $cv_c_triv_a") 2.1")
+$(row 2.2 "\`SELECT (apikey.verify(k, 'production')).valid FROM bench.akeys WHERE id = \$1\`" $cv_c_a_scalar "$(rx '$2 / $1' c_triv_a c_a_scalar) 2.1")
+$(row 2.3 "\`SELECT v.valid FROM bench.akeys t, apikey.verify(t.k, 'production') v WHERE t.id = \$1\`" $cv_c_a_from "$(rx '$2 / $1' c_triv_a c_a_from) 2.1")
+$(row 2.4 "2.2 with \`apikey.track_usage = off\`" $cv_c_a_nt "$(rx '$2 / $1' c_triv_a c_a_nt) 2.1")
 $(row 2.5 "\`SELECT length(k) FROM bench.bkeys WHERE id = \$1\` (trivial, baseline's keys)" $cv_c_triv_b –)
-$(row 2.6 "baseline: \`SELECT (baseline.verify_key(k, 'live')).valid FROM bench.bkeys WHERE id = \$1\`" $cv_c_b_scalar "$(x "$cv_c_b_scalar / $cv_c_triv_b") 2.5")
+$(row 2.6 "baseline: \`SELECT (baseline.verify_key(k, 'live')).valid FROM bench.bkeys WHERE id = \$1\`" $cv_c_b_scalar "$(rx '$2 / $1' c_triv_b c_b_scalar) 2.5")
 $(if [ $PEER -eq 1 ]; then
 row 2.7 "\`SELECT length(k) FROM bench.pkeys WHERE id = \$1\` (trivial, peer's keys)" $cv_c_triv_p –
-row 2.8 "peer: \`SELECT peer.verify(k) IS NOT NULL FROM bench.pkeys WHERE id = \$1\`" $cv_c_p_ver "$(x "$cv_c_p_ver / $cv_c_triv_p") 2.7"
+row 2.8 "peer: \`SELECT peer.verify(k) IS NOT NULL FROM bench.pkeys WHERE id = \$1\`" $cv_c_p_ver "$(rx '$2 / $1' c_triv_p c_p_ver) 2.7"
 fi)
 $(row 2.9 "\`BEGIN; SELECT length(k) … WHERE id = \$1; COMMIT\` (per transaction)" $cv_t_triv –)
-$(row 2.10 "\`BEGIN; SELECT (apikey.authenticate(k)).valid … WHERE id = \$1; COMMIT\`" $cv_t_auth "$(x "$cv_t_auth / $cv_t_triv") 2.9")
+$(row 2.10 "\`BEGIN; SELECT (apikey.authenticate(k)).valid … WHERE id = \$1; COMMIT\`" $cv_t_auth "$(rx '$2 / $1' t_triv t_auth) 2.9")
 
 With the key text itself as the bound parameter \$1, fetched by a first statement of the same
 script (\`SELECT ak, bk FROM bench.pairs WHERE id = \$1\`, the keys of both setups): µs per run of
@@ -187,9 +209,9 @@ the two statements, and what the second one adds to the fetch alone (run − row
 |---|---|---:|---:|---:|
 $(row 2.11 "none (the fetch alone)" $cv_p_fetch – –)
 $(row 2.12 "\`SELECT length(\$1)\` (trivial)" $cv_p_triv "$(calc "$cv_p_triv - $cv_p_fetch")" –)
-$(row 2.13 "\`SELECT (apikey.verify(\$1, 'production')).valid\`" $cv_p_a_scalar "$(calc "$cv_p_a_scalar - $cv_p_fetch")" "$(x "($cv_p_a_scalar - $cv_p_fetch) / ($cv_p_triv - $cv_p_fetch)")")
-$(row 2.14 "\`SELECT v.valid FROM apikey.verify(\$1, 'production') v\`" $cv_p_a_from "$(calc "$cv_p_a_from - $cv_p_fetch")" "$(x "($cv_p_a_from - $cv_p_fetch) / ($cv_p_triv - $cv_p_fetch)")")
-$(row 2.15 "baseline: \`SELECT (baseline.verify_key(\$1, 'live')).valid\`" $cv_p_b_scalar "$(calc "$cv_p_b_scalar - $cv_p_fetch")" "$(x "($cv_p_b_scalar - $cv_p_fetch) / ($cv_p_triv - $cv_p_fetch)")")
+$(row 2.13 "\`SELECT (apikey.verify(\$1, 'production')).valid\`" $cv_p_a_scalar "$(calc "$cv_p_a_scalar - $cv_p_fetch")" "$(rx '($3 - $1) / ($2 - $1)' p_fetch p_triv p_a_scalar)")
+$(row 2.14 "\`SELECT v.valid FROM apikey.verify(\$1, 'production') v\`" $cv_p_a_from "$(calc "$cv_p_a_from - $cv_p_fetch")" "$(rx '($3 - $1) / ($2 - $1)' p_fetch p_triv p_a_from)")
+$(row 2.15 "baseline: \`SELECT (baseline.verify_key(\$1, 'live')).valid\`" $cv_p_b_scalar "$(calc "$cv_p_b_scalar - $cv_p_fetch")" "$(rx '($3 - $1) / ($2 - $1)' p_fetch p_triv p_b_scalar)")
 
 ### 3. Rejecting garbage (inside the server, µs per key, $NK texts)
 
@@ -222,8 +244,8 @@ The last-used writer after the run: \`$WRITER_STATE\`.
 
 | # | filter of \`SELECT count(*) FROM big WHERE …\` | ns | × 6.3 |
 |---|---|---:|---:|
-$(row 6.1 "\`tenant_id = apikey.current_tenant_id()\` (called for every row)" $rls_h "$(x "$rls_h / $rls_c")")
-$(row 6.2 "\`tenant_id = (SELECT apikey.current_tenant_id())\` (once per statement)" $rls_o "$(x "$rls_o / $rls_c")")
+$(row 6.1 "\`tenant_id = apikey.current_tenant_id()\` (called for every row)" $rls_h "$(rx '$2 / $1' rls_const rls_helper)")
+$(row 6.2 "\`tenant_id = (SELECT apikey.current_tenant_id())\` (once per statement)" $rls_o "$(rx '$2 / $1' rls_const rls_once)")
 $(row 6.3 "\`tenant_id = <constant>\`" $rls_c –)
 
 ### 7. Memory
@@ -259,13 +281,16 @@ targets() {
 	le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 	ok() { if [ "$1" = nan ]; then echo 0; elif le "$1" "$2"; then echo 1; else echo 0; fi; }
 	echo "targets (the project's goals; $MODE):"
-	seen_x=$(calc "$b2 / $a2") cold_x=$(calc "$b1 / $a1")
+	unx() { sed 's/×$//'; }
+	seen_x=$(rx '$2 / $1' a_seen b_seen | unx) cold_x=$(rx '$2 / $1' a_cold b_cold | unx)
 	check "server-side, seen keys, baseline ÷ apikey ≥ 8 (row 1.2)" "$seen_x" "$(ok 8 "$seen_x")"
 	check "server-side, cold, baseline ÷ apikey ≥ 4 (row 1.1)" "$cold_x" "$(ok 4 "$cold_x")"
-	check "client-visible, verify ÷ trivial ≤ 1.20, scalar form (2.2 ÷ 2.1)" "$(calc "$cv_c_a_scalar / $cv_c_triv_a")" "$(ok "$(calc "$cv_c_a_scalar / $cv_c_triv_a")" 1.20)"
-	check "client-visible, verify ÷ trivial ≤ 1.20, FROM form (2.3 ÷ 2.1)" "$(calc "$cv_c_a_from / $cv_c_triv_a")" "$(ok "$(calc "$cv_c_a_from / $cv_c_triv_a")" 1.20)"
-	local track
-	track=$(calc "($cv_c_a_scalar / $cv_c_a_nt - 1) * 100" 1)
+	local r track
+	r=$(rx '$2 / $1' c_triv_a c_a_scalar | unx)
+	check "client-visible, verify ÷ trivial ≤ 1.20, scalar form (2.2 ÷ 2.1)" "$r" "$(ok "$r" 1.20)"
+	r=$(rx '$2 / $1' c_triv_a c_a_from | unx)
+	check "client-visible, verify ÷ trivial ≤ 1.20, FROM form (2.3 ÷ 2.1)" "$r" "$(ok "$r" 1.20)"
+	track=$(rx '($2 / $1 - 1) * 100' c_a_nt c_a_scalar | unx)
 	check "last-used tracking ≤ 5% client-visible (2.2 ÷ 2.4)" "$track%" "$(ok "$track" 5)"
 	local g worst
 	for g in checksum length random; do
@@ -284,7 +309,7 @@ targets() {
 		if [ -n "${FEAT_WHY[$f]}" ]; then
 			printf '%-10s %s\n' "n/a" "${FEAT_TITLE[$f]} ≤ ${lim}× client-visible: not available in this build"
 		else
-			local r; r=$(calc "$(median fc_$f) / $(median fcp_$f)")
+			r=$(rx '$2 / $1' fcp_$f fc_$f | unx)
 			check "${FEAT_TITLE[$f]} ≤ ${lim}× client-visible (table 8)" "$r" "$(ok "$r" $lim)"
 		fi
 	done
