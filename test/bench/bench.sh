@@ -5,7 +5,7 @@
 # (shared_preload_libraries = 'apikey', last-used tracking on), printed as
 # markdown tables on stdout.
 #
-#   bash test/bench/bench.sh            full run (100k keys, growth to 1M)
+#   bash test/bench/bench.sh            full run (100k keys, growth to 1M; about 10 minutes)
 #   bash test/bench/bench.sh --quick    smoke run (10k keys, growth to 50k; about a minute)
 #   options: --out FILE      also write the tables to FILE
 #            --targets FILE  also write the developers' target checks to FILE
