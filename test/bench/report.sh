@@ -12,11 +12,11 @@ calc() {
 	case "$1" in *nan*) echo nan; return ;; esac
 	awk "BEGIN { printf \"%.${2:-2}f\", $1 }"
 }
-x() { local r; r=$(calc "$1" "${2:-2}"); echo "$r×"; }    # a ratio
 # rx EXPR LABEL...: a ratio as the median over the rounds of EXPR, where $1,
 # $2, ... are the labels' figures in that round (measured minutes apart at
-# most, so a drift of the machine's speed between rounds cancels); mx(a, b)
-# is the larger of two.  "nan×" when a label has no figures.
+# most, so a drift of the machine's speed between rounds cancels), with the
+# lowest and highest round in parentheses; mx(a, b) is the larger of two.
+# "nan×" when a label has no figures.
 rx() {
 	local expr=$1 l files=()
 	shift
@@ -25,7 +25,7 @@ rx() {
 		files+=("$RES/$l")
 	done
 	paste "${files[@]}" | awk "function mx(a, b) { return a > b ? a : b } { print $expr }" | sort -g |
-		awk '{ v[NR] = $1 } END { printf "%.2f×", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+		awk '{ v[NR] = $1 } END { printf "%.2f× (%.2f–%.2f)", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
 }
 kb() { calc "($1) / 1024" 0 | sed 's/$/ kB/'; }
 row() { local out="|" c; for c in "$@"; do out+=" $c |"; done; echo "$out"; }
@@ -157,8 +157,8 @@ $(peer_cols "  - peer: \`$(realpath --relative-to="$REPO" "$PEER_DIR/peer.sql")\
   statement its own (autocommit) transaction; µs per committed statement from the throughput
 - every figure is the **median of $ROUNDS rounds**; within a round all setups alternate, in an
   order reversed every other round; a ratio (×) is the median of the rounds' own ratios (the two
-  figures of a round are measured minutes apart at most), so it may differ a little from the
-  ratio of the two medians
+  figures of a round are measured minutes apart at most), the lowest and the highest round's in
+  parentheses; so it may differ from the ratio of the two medians
 
 ### 1. Verification inside the server (µs per verification)
 
@@ -186,20 +186,20 @@ $(row 1.7 "\`apikey.verify\` with \`apikey.track_usage = off\`" $a_nt "$(rx '$2 
 
 ### 2. As the application sees it (µs per committed statement)
 
-| # | statement (\$1: a random key's row id) | µs | × |
+| # | statement (\$1: a random key's row id) | µs | ratio |
 |---|---|---:|---:|
 $(row 2.1 "\`SELECT length(k) FROM bench.akeys WHERE id = \$1\` (trivial: fetch the key, no verification)" $cv_c_triv_a –)
-$(row 2.2 "\`SELECT (apikey.verify(k, 'production')).valid FROM bench.akeys WHERE id = \$1\`" $cv_c_a_scalar "$(rx '$2 / $1' c_triv_a c_a_scalar) 2.1")
-$(row 2.3 "\`SELECT v.valid FROM bench.akeys t, apikey.verify(t.k, 'production') v WHERE t.id = \$1\`" $cv_c_a_from "$(rx '$2 / $1' c_triv_a c_a_from) 2.1")
-$(row 2.4 "2.2 with \`apikey.track_usage = off\`" $cv_c_a_nt "$(rx '$2 / $1' c_triv_a c_a_nt) 2.1")
+$(row 2.2 "\`SELECT (apikey.verify(k, 'production')).valid FROM bench.akeys WHERE id = \$1\`" $cv_c_a_scalar "vs 2.1: $(rx '$2 / $1' c_triv_a c_a_scalar)")
+$(row 2.3 "\`SELECT v.valid FROM bench.akeys t, apikey.verify(t.k, 'production') v WHERE t.id = \$1\`" $cv_c_a_from "vs 2.1: $(rx '$2 / $1' c_triv_a c_a_from)")
+$(row 2.4 "2.2 with \`apikey.track_usage = off\`" $cv_c_a_nt "2.2 ÷ this: $(rx '$2 / $1' c_a_nt c_a_scalar)")
 $(row 2.5 "\`SELECT length(k) FROM bench.bkeys WHERE id = \$1\` (trivial, baseline's keys)" $cv_c_triv_b –)
-$(row 2.6 "baseline: \`SELECT (baseline.verify_key(k, 'live')).valid FROM bench.bkeys WHERE id = \$1\`" $cv_c_b_scalar "$(rx '$2 / $1' c_triv_b c_b_scalar) 2.5")
+$(row 2.6 "baseline: \`SELECT (baseline.verify_key(k, 'live')).valid FROM bench.bkeys WHERE id = \$1\`" $cv_c_b_scalar "vs 2.5: $(rx '$2 / $1' c_triv_b c_b_scalar)")
 $(if [ $PEER -eq 1 ]; then
 row 2.7 "\`SELECT length(k) FROM bench.pkeys WHERE id = \$1\` (trivial, peer's keys)" $cv_c_triv_p –
-row 2.8 "peer: \`SELECT peer.verify(k) IS NOT NULL FROM bench.pkeys WHERE id = \$1\`" $cv_c_p_ver "$(rx '$2 / $1' c_triv_p c_p_ver) 2.7"
+row 2.8 "peer: \`SELECT peer.verify(k) IS NOT NULL FROM bench.pkeys WHERE id = \$1\`" $cv_c_p_ver "vs 2.7: $(rx '$2 / $1' c_triv_p c_p_ver)"
 fi)
 $(row 2.9 "\`BEGIN; SELECT length(k) … WHERE id = \$1; COMMIT\` (per transaction)" $cv_t_triv –)
-$(row 2.10 "\`BEGIN; SELECT (apikey.authenticate(k)).valid … WHERE id = \$1; COMMIT\`" $cv_t_auth "$(rx '$2 / $1' t_triv t_auth) 2.9")
+$(row 2.10 "\`BEGIN; SELECT (apikey.authenticate(k)).valid … WHERE id = \$1; COMMIT\`" $cv_t_auth "vs 2.9: $(rx '$2 / $1' t_triv t_auth)")
 
 With the key text itself as the bound parameter \$1, fetched by a first statement of the same
 script (\`SELECT ak, bk FROM bench.pairs WHERE id = \$1\`, the keys of both setups): µs per run of
@@ -268,6 +268,7 @@ $(feature_row 8.2 credits)
 $(feature_row 8.3 roles)
 $(feature_row 8.4 analytics)
 $(feature_row 8.5 import)
+$(for f in "${FEATURES[@]}" import; do [ -n "${FEAT_WHY[$f]}" ] && echo "$f"; done | head -n 1 | sed 's/.*/\nWhy a row is not available:/')
 $(for f in "${FEATURES[@]}" import; do [ -n "${FEAT_WHY[$f]}" ] && echo "- ${FEAT_TITLE[$f]}: ${FEAT_WHY[$f]}"; done)
 EOF
 }
@@ -281,7 +282,7 @@ targets() {
 	le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 	ok() { if [ "$1" = nan ]; then echo 0; elif le "$1" "$2"; then echo 1; else echo 0; fi; }
 	echo "targets (the project's goals; $MODE):"
-	unx() { sed 's/×$//'; }
+	unx() { sed 's/×.*$//'; }
 	seen_x=$(rx '$2 / $1' a_seen b_seen | unx) cold_x=$(rx '$2 / $1' a_cold b_cold | unx)
 	check "server-side, seen keys, baseline ÷ apikey ≥ 8 (row 1.2)" "$seen_x" "$(ok 8 "$seen_x")"
 	check "server-side, cold, baseline ÷ apikey ≥ 4 (row 1.1)" "$cold_x" "$(ok 4 "$cold_x")"
