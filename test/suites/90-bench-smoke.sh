@@ -37,26 +37,27 @@ check "the table is complete and every figure is measured" $?
 grep -q '^targets (' "$work/stderr"
 check "the developers' target checks are printed on stderr" $?
 
-# the check refuses a broken table: a figure replaced (nan, inf, empty,
-# words), a row missing
-broken() { # description awk-program
-	awk "$2" "$work/table.md" >"$work/broken.md"
+# the check refuses a broken table, and names what broke: a figure replaced
+# (nan or inf among digits, empty, words), a row missing
+broken() { # row description awk-program
+	awk "$3" "$work/table.md" >"$work/broken.md"
 	if cmp -s "$work/table.md" "$work/broken.md"; then
-		check "breaking the table ($1) changed it" 1
+		check "breaking the table (row $1 $2) changed it" 1
 		return
 	fi
 	bash "$REPO/test/bench/check_table.sh" "$work/broken.md" >"$work/check.out"
 	local r=$?
 	sed 's/^/  /' "$work/check.out"
-	check "the table check refuses a table with $1" $((r == 0))
+	[ $r -ne 0 ] && grep -q "row $1[ ,]" "$work/check.out"
+	check "the table check refuses a table with row $1 $2, and says so" $?
 }
 cell() { # row column value: an awk program putting value in that cell
 	echo "BEGIN { FS = OFS = \"|\" } \$2 == \" $1 \" { \$($2 + 1) = \" $3 \" } { print }"
 }
-broken "row 2.2's figure as nan" "$(cell 2.2 3 nan)"
-broken "row 1.1's baseline figure empty" "$(cell 1.1 4 '')"
-broken "row 3.1's ratio as inf" "$(cell 3.1 5 'inf×')"
-broken "row 5.2's apikey figure as words" "$(cell 5.2 3 'n/a')"
-broken "row 5.4 missing" 'BEGIN { FS = "|" } $2 != " 5.4 " { print }'
+broken 2.2 "with nan in its ratio" "$(cell 2.2 4 'vs 2.1: nan× (1.02–1.40)')"
+broken 1.1 "with the baseline's figure empty" "$(cell 1.1 4 '')"
+broken 3.1 "with inf in a ratio" "$(cell 3.1 5 '1.20× (0.90–inf)')"
+broken 5.2 "with words for apikey's figure" "$(cell 5.2 3 'n/a')"
+broken 5.4 "missing" 'BEGIN { FS = "|" } $2 != " 5.4 " { print }'
 
 echo "$passed passed, $failed failed"
