@@ -32,10 +32,11 @@ include $(PGXS)
 # tracks header dependencies only in servers configured with --enable-depend)
 $(OBJS): $(wildcard src/*.h)
 
-# The benchmark against the hand-written peer (test/bench/bench.sh)
+# The benchmark (test/bench/bench.sh): apikey beside keys written by hand,
+# on a throwaway cluster of this PostgreSQL.  make bench [BENCH_OPTS=--quick]
 .PHONY: bench
 bench:
-	bash test/bench/bench.sh
+	PGBIN="$${PGBIN:-$(shell $(PG_CONFIG) --bindir)}" bash test/bench/bench.sh $(BENCH_OPTS)
 
 # The release archive for PGXN, $(DIST_DIR)/apikey-<version>.zip: the files
 # of the last commit (git archive), so nothing built or left by a test run.
