@@ -34,7 +34,7 @@
 /* A key whose state takes more than this keeps only its location. */
 #define STATE_MAX_BYTES 2048
 
-int			apikey_key_cache_size = 65536;
+int			apikey_key_cache_size = 16384;
 
 static MemoryContext cache_cxt = NULL;
 static HTAB *cache = NULL;
@@ -143,7 +143,7 @@ keycache_init(void)
 							"Keys per backend whose row location, and state, verification remembers.",
 							"0 turns the cache off; each key takes about 200 bytes plus its scopes and other texts.",
 							&apikey_key_cache_size,
-							65536, 0, 16777216,
+							16384, 0, 16777216,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 	if (!process_shared_preload_libraries_in_progress)

@@ -8,16 +8,20 @@
 #   FEAT_EXPR[name]     the verification, over the key text k
 #   FEAT_OPT[name], FEAT_PLAIN_OPT[name]   session settings of the feature's
 #                       loop and of its plain comparison
+#   FEAT_PLAIN_KEYS[name]   optional: named arguments of create_key for keys
+#                       that answer the feature's verification without the
+#                       feature (e.g. the role's scopes as the key's own);
+#                       the comparison then runs FEAT_EXPR over those keys
 # and is compared with the same loop and statement over as many plain keys
-# (bench.f_plain), measured in the same rounds, alternating.  The rows run
+# (bench.f_plain, or those keys), measured in the same rounds, alternating.  The rows run
 # after the growth phase, so the key table then holds GROW keys and more.
 # (No ":" in their SQL: pgbench takes ":name" in a literal for a variable.)
 
 FEATURES=(rate credits roles analytics)
-declare -A FEAT_TITLE FEAT_WHY FEAT_EXPR FEAT_OPT FEAT_PLAIN_OPT
+declare -A FEAT_TITLE FEAT_WHY FEAT_EXPR FEAT_OPT FEAT_PLAIN_OPT FEAT_PLAIN_KEYS
 FEAT_TITLE[rate]="a key with a rate limit (never reached)"
 FEAT_TITLE[credits]="a key with credits (one charged per verification)"
-FEAT_TITLE[roles]="a key with a role and an IP allowlist, verified with a scope and a client address"
+FEAT_TITLE[roles]="a key with a role and an IP allowlist, verified with a scope and a client address (compared with keys that hold the scope themselves)"
 FEAT_TITLE[analytics]="usage analytics on"
 FEAT_TITLE[import]="rejecting garbage (slowest of the three kinds) with imported keys present"
 
@@ -76,6 +80,8 @@ feat_roles_setup() {
 	feature_keys roles ", key_roles => '{reader}', allowed_ips => '{10.0.0.0/8,192.168.0.0/16}'"
 }
 FEAT_EXPR[roles]="apikey.verify(k, 'production', scope => 'reports', client_ip => '10.1.2.3')"
+# the same verification of keys that hold the scope themselves, with no allowlist
+FEAT_PLAIN_KEYS[roles]=", scopes => '{reports}'"
 
 # analytics: the view, and the setting that turns it off when there is one
 # (else the comparison is with last-used tracking off, all bookkeeping)
@@ -122,7 +128,7 @@ feat_import_setup() {
 }
 
 features_run() {
-	local f why any=0 setup
+	local f why any=0 setup plain plain_expr
 	FEAT_SERVER=() FEAT_CLIENT=()
 	F=$N
 	if [ -n "$FEATURES_SQL" ]; then
@@ -143,11 +149,17 @@ features_run() {
 		{ echo "$setup"; shuffled bench.f_$f "SELECT k FROM bench.f_${f}_src"; } | psqlb >/dev/null
 		Q[fs_$f]="SELECT count(*) FROM bench.f_$f WHERE (${FEAT_EXPR[$f]}).valid"; E[fs_$f]=$F
 		OPT[fs_$f]=${FEAT_OPT[$f]:-}
-		Q[fp_$f]="SELECT count(*) FROM bench.f_plain WHERE ($AV).valid"; E[fp_$f]=$F
+		plain=bench.f_plain plain_expr=$AV
+		if [ -n "${FEAT_PLAIN_KEYS[$f]:-}" ]; then
+			plain=bench.f_${f}_plain plain_expr=${FEAT_EXPR[$f]}
+			{ feature_keys ${f}_plain "${FEAT_PLAIN_KEYS[$f]}"
+			  shuffled $plain "SELECT k FROM bench.f_${f}_plain_src"; } | psqlb >/dev/null
+		fi
+		Q[fp_$f]="SELECT count(*) FROM $plain WHERE ($plain_expr).valid"; E[fp_$f]=$F
 		OPT[fp_$f]=${FEAT_PLAIN_OPT[$f]:-}
 		FEAT_SERVER+=(fs_$f fp_$f)
 		script fc_$f t "${FEAT_OPT[$f]:-}" "SELECT (${FEAT_EXPR[$f]}).valid FROM bench.f_$f WHERE id = :i;"
-		script fcp_$f t "${FEAT_PLAIN_OPT[$f]:-}" "SELECT ($AV).valid FROM bench.f_plain WHERE id = :i;"
+		script fcp_$f t "${FEAT_PLAIN_OPT[$f]:-}" "SELECT ($plain_expr).valid FROM $plain WHERE id = :i;"
 		FEAT_CLIENT+=(fc_$f fcp_$f)
 	done
 	[ $any -eq 1 ] || return 0
