@@ -25,6 +25,14 @@ SELECT status FROM apikey.verify(:'fresh_key');
 SELECT status FROM apikey.verify(:'fresh_key');
 SELECT pg_temp.pkey_scans() - :s0 AS index_scans_after_three;
 COMMIT;
+-- and a key verified before, unchanged since, is answered from this
+-- backend's memory: neither the table nor its index is read again
+BEGIN;
+SELECT pg_temp.reads() AS r0 \gset
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT status FROM apikey.verify(:'fresh_key');
+SELECT pg_temp.reads() - :r0 AS reads_for_a_remembered_key;
+COMMIT;
 -- with the cache off, every verification descends the index
 SET apikey.key_cache_size = 0;
 BEGIN;

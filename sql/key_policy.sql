@@ -18,6 +18,9 @@ SELECT name, count(*) FROM apikey.key_list WHERE tenant IN ('policy-90', 'policy
 
 -- the same rule for a default lifetime within the maximum
 SELECT apikey.set_key_policy('policy-90', '3 mons 2 days', '90 days');
+-- '12 mons 1 day' counts 361 days as an interval, but is at least 366 days
+-- from any date
+SELECT apikey.set_key_policy('policy-365', '12 mons 1 day', '365 days');
 SELECT apikey.set_key_policy('policy-90', '1 mon', '90 days');
 SELECT expires_at - now() <= interval '31 days' AS default_applied
   FROM apikey.create_key('policy-90', 'production', 'by default');

@@ -33,8 +33,9 @@ in hex or base64) appears in its part of the log; [shown] phases only
 report what leaks, for the README.  Two positive controls prove that the
 search finds what is there: literals_log_all must find every key text and
 every secret (so an empty or wrong slice of the log cannot pass), and
-control_hashes every stored hash in both encodings (so the hash needles are
-the stored hashes).  Prints "N passed, M failed".
+control_hashes every stored hash in both encodings; each of these must also
+be among the needles the [test] phases search for (so the needles are the
+key texts, secrets and stored hashes).  Prints "N passed, M failed".
 """
 import base64
 import hashlib
@@ -308,14 +309,17 @@ def main():
             texts = {k.strip() for k in private}
             secrets = {secret_of(t) for t in texts} - {None}
             missing = [n for n in texts | secrets if n not in part]
-            if missing:
+            # and the search of the [test] phases looks for exactly these
+            unsearched = [n for n in texts | secrets if n not in needles]
+            if missing or unsearched:
                 failed += 1
-                print(f"FAILED: control: {len(missing)} of {len(texts)} key texts and {len(secrets)} "
-                      f"secrets missing where log_statement = all logged them")
+                print(f"FAILED: control: of {len(texts)} key texts and {len(secrets)} secrets, "
+                      f"{len(missing)} missing where log_statement = all logged them, "
+                      f"{len(unsearched)} not among the needles the [test] phases search for")
             else:
                 passed += 1
                 print(f"ok: control: all {len(texts)} key texts and {len(secrets)} secrets found "
-                      f"where log_statement = all logged them")
+                      f"where log_statement = all logged them, and searched for by the [test] phases")
         elif name == "control_hashes":
             # positive control: the stored hashes, logged on purpose, are
             # found by the hash needles of the keys that exist
@@ -325,14 +329,17 @@ def main():
             b64s = [base64.b64encode(hashlib.sha256(k.encode()).digest()).decode().rstrip("=")
                     for k in existing]
             missing = [h for h in hexes + b64s if h not in part]
-            if missing:
+            # and the search of the [test] phases looks for exactly these
+            unsearched = [h for h in hexes + b64s if h not in needles]
+            if missing or unsearched:
                 failed += 1
-                print(f"FAILED: control: {len(missing)} of {len(hexes) + len(b64s)} stored hashes "
-                      f"(hex and base64) not found where they were logged")
+                print(f"FAILED: control: of {len(hexes) + len(b64s)} stored hashes (hex and base64), "
+                      f"{len(missing)} not found where they were logged, {len(unsearched)} not among "
+                      f"the needles the [test] phases search for")
             else:
                 passed += 1
                 print(f"ok: control: the {len(existing)} stored hashes found in hex and base64 "
-                      f"where they were logged")
+                      f"where they were logged, and searched for by the [test] phases")
     print(f"{len(needles)} needles (key texts, secrets, 12-character secret pieces, hashes in hex"
           f" and base64) searched for")
     print(f"{passed} passed, {failed} failed")

@@ -5,6 +5,9 @@
 #    search_path to a schema of its own holding an "=" operator on key ids
 #    (and "<" on timestamps) that makes it superuser when called, and waits
 #    for the background writer of last_used_at to run its statement there.
+#    The writer's statements must also run with search_path pg_catalog,
+#    pg_temp (seen by a trigger of the test's own on apikey.key_usage), not
+#    only with schema-qualified operators.
 # 2. On a hot standby, a backend remembers where a key's row was; on the
 #    primary the key is deleted and VACUUM cuts the end of the table off
 #    without changing its statistics, so no invalidation comes with it.
@@ -55,6 +58,16 @@ $node->safe_psql('owned', q{
 	CREATE TABLE test_keys AS SELECT api_key FROM apikey.create_key('acme', 'production', 'used');
 	GRANT SELECT ON test_keys TO dbo;
 	SELECT apikey.grant_verifier('dbo');
+	-- what search_path the writer's statements run with, seen by a
+	-- statement trigger on the table it writes (a probe of this test)
+	CREATE TABLE public.writer_search_path (search_path text);
+	CREATE FUNCTION public.note_search_path() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO public.writer_search_path VALUES (pg_catalog.current_setting('search_path'));
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER note_search_path AFTER INSERT OR UPDATE ON apikey.key_usage
+		FOR EACH STATEMENT EXECUTE FUNCTION public.note_search_path();
 });
 $node->safe_psql('owned', q{
 	CREATE SCHEMA evil;
@@ -93,6 +106,8 @@ is($node->safe_psql('owned', q{SELECT count(*) FROM apikey.key_list WHERE last_u
 	'and wrote last_used_at');
 is($node->safe_psql('owned', q{SELECT count(*) FROM evil.calls}), '0',
 	'it called none of the database owner\'s operators');
+is($node->safe_psql('owned', q{SELECT string_agg(DISTINCT search_path, ' | ') FROM public.writer_search_path}),
+	'pg_catalog, pg_temp', 'its statements ran with search_path pg_catalog, pg_temp, not the database\'s');
 is($node->safe_psql('owned', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'dbo'}), 'f',
 	'the database owner is still not a superuser');
 
