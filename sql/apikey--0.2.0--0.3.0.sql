@@ -2183,6 +2183,11 @@ $$;
 COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
 	'let a role manage every tenant and key (psql administration); whoever may execute create_tenant is an administrator';
 
+-- A default lifetime within the maximum is checked as times by the
+-- functions; the table's check compared them as intervals and refused
+-- pairs such as ('364 days', '12 mons').
+ALTER TABLE apikey.tenants DROP CONSTRAINT tenants_check;
+
 -- Every change of apikey.imported_keys tells the backends to look at it again.
 CREATE TRIGGER imported_keys_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys

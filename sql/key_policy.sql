@@ -22,6 +22,12 @@ SELECT apikey.set_key_policy('policy-90', '3 mons 2 days', '90 days');
 -- from any date
 SELECT apikey.set_key_policy('policy-365', '12 mons 1 day', '365 days');
 SELECT apikey.set_key_policy('policy-90', '1 mon', '90 days');
+-- and the other way round: '364 days' is more than '12 mons' as intervals
+-- (12 * 30 days), but less as times; accepted, by set_key_policy and by
+-- create_tenant
+SELECT apikey.set_key_policy('policy-365', '364 days', '12 mons');
+SELECT default_key_lifetime, max_key_lifetime FROM apikey.tenant_list WHERE tenant = 'policy-365';
+SELECT apikey.create_tenant('policy-year', default_key_lifetime => '364 days', max_key_lifetime => '12 mons') > 0 AS created;
 SELECT expires_at - now() <= interval '31 days' AS default_applied
   FROM apikey.create_key('policy-90', 'production', 'by default');
 -- and for expiry set later

@@ -13,8 +13,9 @@ CREATE TABLE apikey.tenants (
 	max_key_lifetime     interval CHECK (max_key_lifetime > '0'),
 	created_at           timestamptz NOT NULL DEFAULT now(),
 	created_by           text NOT NULL,
-	rate_limits          apikey.rate_limit[],   -- one budget for all its keys (usage.sql)
-	CHECK (default_key_lifetime <= max_key_lifetime)
+	rate_limits          apikey.rate_limit[]    -- one budget for all its keys (usage.sql)
+	-- (a default lifetime within the maximum is checked as times, by
+	-- _check_key_policy: as intervals, '364 days' is more than '12 mons')
 );
 ALTER SEQUENCE apikey.tenants_tenant_id_seq OWNED BY apikey.tenants.tenant_id;
 COMMENT ON SEQUENCE apikey.tenants_tenant_id_seq IS 'tenant ids';
