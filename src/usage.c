@@ -910,6 +910,12 @@ usage_launcher_main(Datum arg)
 		uint64		requested;
 		bool		all_written = true;
 
+		/*
+		 * A shutdown requested while a writer was awaited reset the latch
+		 * that announced it: look before sleeping, not only after.
+		 */
+		if (ShutdownRequestPending)
+			proc_exit(0);
 		/* after a failure, the next round comes soon */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 nfailed > 0 ? 1000L : usage_flush_interval * 1000L, PG_WAIT_EXTENSION);
