@@ -141,7 +141,7 @@ keycache_init(void)
 {
 	DefineCustomIntVariable("apikey.key_cache_size",
 							"Keys per backend whose row location, and state, verification remembers.",
-							"0 turns the cache off; each key takes about 200 bytes plus its scopes and other texts.",
+							"0 turns the cache off; a key with two scopes takes about 730 bytes.",
 							&apikey_key_cache_size,
 							16384, 0, 16777216,
 							PGC_USERSET, 0,

@@ -255,7 +255,7 @@ $(row 6.3 "\`tenant_id = <constant>\`" $rls_c –)
 $(row 7.1 "memory contexts named apikey, after verifying $NK different keys on one connection" "$(kb $ma1)" –)
 $(row 7.2 "… after verifying them all a second time" "$(kb $ma2)" –)
 $(row 7.3 "the connection's memory growth (all contexts) after verifying $NK different keys" "$(kb "$mt1 - $mt0")" "$(kb "$bt1 - $bt0")")
-$(row 7.4 "shared memory of the server with apikey preloaded, minus without" "$(kb "$SHMEM_WITH - $SHMEM_WITHOUT")" –)
+$(row 7.4 "shared memory of the server with apikey preloaded (its settings at their defaults), minus without" "$(kb "$SHMEM_WITH - $SHMEM_WITHOUT")" –)
 
 Contexts named apikey after one pass: ${MEM_CONTEXTS:-none}.
 

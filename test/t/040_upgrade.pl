@@ -13,11 +13,11 @@
 # update.  (pg_dump --schema-only would not do: it dumps an extension as
 # CREATE EXTENSION, never its members.)
 #
-# With a single version (today) there is no path to walk: the test then
-# checks that no update path is listed, still updates (a no-op) and runs the
-# comparison.  New versions are covered as soon as their scripts are
-# installed; the test also checks that every script in the repository's sql/
-# is the one installed.
+# Every version's path to the newest is walked (with a single version the
+# test checks that no update path is listed, still updates, a no-op, and
+# runs the comparison).  New versions are covered as soon as their scripts
+# are installed; the test also checks that every script in the
+# repository's sql/ is the one installed.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
