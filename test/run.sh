@@ -33,7 +33,7 @@ DEFAULT_TIMEOUT=600
 suite_timeout() {
 	local t
 	[ -n "${SUITE_TIMEOUT:-}" ] && { echo "$SUITE_TIMEOUT"; return; }
-	t=$(sed -n '1,30s/^# timeout: \([0-9][0-9]*\)\b.*/\1/p' "$1" | head -n 1)
+	t=$(sed -n '1,30s/^# timeout: \([0-9][0-9]*\)\b.*/\1/p' "$1" | sed -n 1p)
 	echo "${t:-$DEFAULT_TIMEOUT}"
 }
 
@@ -71,7 +71,7 @@ for s in "${suites[@]}"; do
 	rc=${PIPESTATUS[0]}
 	secs=$((SECONDS - start))
 	out=$(tail -n 1 "$log")
-	why=$(sed -n 's/^skipped: //p' "$log" | head -n 1)
+	why=$(sed -n 's/^skipped: //p' "$log" | sed -n 1p)
 	n_ok=0 n_bad=0 note=
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		sweep "$runtmp/$name"

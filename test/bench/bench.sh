@@ -329,7 +329,7 @@ pgbench_run() {
 	out=$(run_as_pg env PGOPTIONS="${S_OPT[$1]}" pgbench -h "$W" -U postgres -n -M prepared \
 		-c $CLIENTS -j $CLIENTS -T "$PGB_T" -f "$PGB/$1.sql" bench 2>&1) ||
 		{ echo "$out" >&2; die "pgbench $1 failed"; }
-	echo "$out" | grep -q '^number of failed transactions: 0 ' || { echo "$out" >&2; die "pgbench $1: failures"; }
+	grep -q '^number of failed transactions: 0 ' <<<"$out" || { echo "$out" >&2; die "pgbench $1: failures"; }
 	fig=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | awk -v c=$CLIENTS '{ printf "%.2f", 1e6 * c / $1 }')
 	[ -n "$fig" ] || { echo "$out" >&2; die "pgbench $1: no figure"; }
 	echo "$fig" >>"$RES/$1"
@@ -397,11 +397,11 @@ SELECT count(*) FROM (SELECT generate_series(1, $1) AS g) s, LATERAL (VALUES $2)
 SQL
 )
 	grep -q '^Aggregate (actual rows=1 loops=1)' <<<"$plan" || die "no plan: $plan"
-	sed '/^Planning/,$d' <<<"$plan" | sed -n 's/.*Buffers: shared\(.*\)/\1/p' | head -n 1 |
+	sed '/^Planning/,$d' <<<"$plan" | sed -n 's/.*Buffers: shared\(.*\)/\1/p' | sed -n 1p |
 		grep -oE '[0-9]+' | awk '{ s += $1 } END { print s + 0 }'
 	# every text had the status asked for (the rows under the aggregate)
 	local rows
-	rows=$(sed -n 's/^  ->  .* (actual rows=\([0-9]*\) .*/\1/p' <<<"$plan" | head -n 1)
+	rows=$(sed -n 's/^  ->  .* (actual rows=\([0-9]*\) .*/\1/p' <<<"$plan" | sed -n 1p)
 	[ "$rows" = "$(($1 * $4))" ] || die "expected $(($1 * $4)) rows of status $3, got '$rows': $plan"
 }
 GARBAGE_BUFFERS=$(explain_buffers 100000 "

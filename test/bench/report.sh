@@ -102,7 +102,7 @@ compute() {
 	# 7. memory
 	read -r ma0 mt0 <<<"${MEM_A[0]}"; read -r ma1 mt1 <<<"${MEM_A[1]}"; read -r ma2 mt2 <<<"${MEM_A[2]}"
 	read -r _ bt0 <<<"${MEM_B[0]}"; read -r _ bt1 <<<"${MEM_B[1]}"; read -r _ bt2 <<<"${MEM_B[2]}"
-	CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+	CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n 1p)
 	PGV=$(psqlb -At -c "SELECT version()" | sed 's/ on .*//')
 	MEMGB=$(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo)
 	MODE=$([ $QUICK -eq 1 ] && echo "quick run (--quick: sizes too small for conclusions)" || echo "full run")
@@ -268,7 +268,7 @@ $(feature_row 8.2 credits)
 $(feature_row 8.3 roles)
 $(feature_row 8.4 analytics)
 $(feature_row 8.5 import)
-$(for f in "${FEATURES[@]}" import; do [ -n "${FEAT_WHY[$f]}" ] && echo "$f"; done | head -n 1 | sed 's/.*/\nWhy a row is not available:/')
+$(for f in "${FEATURES[@]}" import; do [ -n "${FEAT_WHY[$f]}" ] && echo "$f"; done | sed -n 1p | sed 's/.*/\nWhy a row is not available:/')
 $(for f in "${FEATURES[@]}" import; do [ -n "${FEAT_WHY[$f]}" ] && echo "- ${FEAT_TITLE[$f]}: ${FEAT_WHY[$f]}"; done)
 EOF
 }
