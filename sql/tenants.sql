@@ -58,6 +58,13 @@ SELECT apikey.create_tenant('-acme');
 SELECT apikey.create_tenant(NULL);
 SELECT apikey.create_tenant('hooli', key_prefix => 'pk');
 SELECT apikey.create_tenant('hooli', key_prefix => 'too_long_prefix');
+-- the prefix limit at its edge: 9 characters would make key text longer than 62
+SELECT apikey.create_tenant('hooli', key_prefix => 'abcdefghi');
+SELECT apikey.set_key_policy('initech', NULL, '1 year', 'abcdefghi');
+-- and the table refuses it too, whoever writes it (terse: the row holds a time)
+\set VERBOSITY terse
+UPDATE apikey.tenants SET key_prefix = 'abcdefghi' WHERE slug = 'initech';
+\set VERBOSITY default
 SELECT apikey.create_tenant('hooli', default_key_lifetime => '-1 day');
 SELECT apikey.create_tenant('hooli', default_key_lifetime => '1 year', max_key_lifetime => '1 month');
 SELECT apikey.create_tenant('hooli', environments => '{production,Prod}');
