@@ -3,7 +3,8 @@
 # psycopg2) in front of a throwaway cluster with the example RLS schema,
 # driven with curl.  Status codes for good and bad keys, scopes, resources,
 # and tenant isolation; 429 with Retry-After over a rate limit, 402 out of
-# credits; 20 concurrent requests all answered 200; 503, not a dropped
+# credits; 20 concurrent requests, 12 of them waiting for one of the 8
+# pooled connections, all answered 200; 503, not a dropped
 # connection, when every pooled connection stays busy; leak reports in
 # GitHub's secret-scanning partner format, signed with a key pair the test
 # makes (openssl), labelled and revoking the leaked key, and refused when the
@@ -97,8 +98,10 @@ import json, sys
 print(json.dumps({"public_keys": [{"key_identifier": sys.argv[2], "key": open(sys.argv[1]).read(),
                                    "is_current": True}]}))
 PYEOF
+# (a request waits up to 30 s for a pooled connection: the concurrency check
+# below holds all 8 while 12 more requests wait)
 start_server server --leak-dsn "host=$work port=$pgport user=leak_bot dbname=apikey" \
-	--github-keys "$work/github_keys.json"
+	--github-keys "$work/github_keys.json" --pool-wait 30
 base="http://127.0.0.1:$port"
 
 passed=0
@@ -267,14 +270,40 @@ echo '{"token": "not a list"}' >"$work/bad.body"
 leak_post "a signed body that is not a list of matches: 400" 400 "$work/bad.body" "$work/github.key"
 
 # 20 concurrent requests of two tenants, more than the server's 8 pooled
-# connections: every one is answered 200 with its own tenant's orders
+# connections, held by a lock on the orders until all 8 connections wait on
+# it (so the other 12 requests wait for a connection): once the lock is gone
+# every one is answered 200 with its own tenant's orders
+waitfor() { # SQL that becomes true within 10 s
+	for _ in $(seq 100); do [ "$(sql -c "$1")" = t ] && return 0; sleep 0.1; done
+	return 1
+}
+lock_orders() { # application name: a session holding app.orders locked for 60 s
+	run_as_pg env PGAPPNAME="$1" psql -X -q -At -h "$work" -p "$pgport" -U postgres -d apikey \
+		-c "BEGIN; LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)" >/dev/null 2>&1 &
+	locker_pid=$!
+	waitfor "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.application_name = '$1' AND l.relation = 'app.orders'::regclass AND l.granted)" ||
+		fail "the lock on app.orders was not taken"
+}
+unlock_orders() { # application name
+	sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '$1'" >/dev/null
+	wait "$locker_pid" 2>/dev/null
+	locker_pid=
+}
+lock_orders http_locker_all
 curls=()
 for i in $(seq 20); do
 	if [ $((i % 2)) -eq 0 ]; then k=$acme_rw; t=acme; else k=$globex_rw; t=globex; fi
-	curl -s -m 20 -H "X-API-Key: $k" "$base/orders" -o "$work/par.$i.$t" -w '%{http_code}' \
+	curl -s -m 30 -H "X-API-Key: $k" "$base/orders" -o "$work/par.$i.$t" -w '%{http_code}' \
 		>"$work/code.$i.$t" &
 	curls+=($!)
 done
+if waitfor "SELECT count(*) >= 8 FROM pg_stat_activity WHERE usename = 'app_api' AND wait_event_type = 'Lock'"; then
+	pool_full=yes
+else
+	pool_full="no: $(sql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_api' AND wait_event_type = 'Lock'") waiting"
+fi
+unlock_orders http_locker_all
 wait "${curls[@]}"
 n_answers=0 n_200=0 n_own=0
 for i in $(seq 20); do
@@ -284,28 +313,18 @@ for i in $(seq 20); do
 	grep -q "\"tenant\": \"$t\"" "$work/par.$i.$t" 2>/dev/null && ! grep -q "$o" "$work/par.$i.$t" &&
 		n_own=$((n_own + 1))
 done
-if [ "$n_answers" -eq 20 ] && [ "$n_200" -eq 20 ] && [ "$n_own" -eq 20 ]; then
-	passed=$((passed + 1)); echo "ok   20 concurrent requests: 20 answers, 20 times 200, each its own tenant's"
+if [ "$pool_full" = yes ] && [ "$n_answers" -eq 20 ] && [ "$n_200" -eq 20 ] && [ "$n_own" -eq 20 ]; then
+	passed=$((passed + 1)); echo "ok   20 concurrent requests, all 8 connections busy: 20 answers, 20 times 200, each its own tenant's"
 else
 	failed=$((failed + 1))
-	echo "FAIL 20 concurrent requests: $n_answers answers, $n_200 times 200, $n_own with their own tenant's orders only"
+	echo "FAIL 20 concurrent requests: all 8 connections busy: $pool_full; $n_answers answers, $n_200 times 200, $n_own with their own tenant's orders only"
 	echo "     codes: $(cat "$work"/code.* 2>/dev/null | tr '\n' ' ')"
 fi
 
 # every pooled connection busy: a server with one connection, which a request
 # holds while it waits on a lock; the next request gets 503, not a dropped
 # connection, and the first one finishes once the lock is gone
-sql -c "SELECT 1" >/dev/null
-run_as_pg env PGAPPNAME=http_locker psql -X -q -At -h "$work" -p "$pgport" -U postgres -d apikey \
-	-c "BEGIN; LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)" >/dev/null 2>&1 &
-locker_pid=$!
-waitfor() { # SQL that becomes true within 10 s
-	for _ in $(seq 100); do [ "$(sql -c "$1")" = t ] && return 0; sleep 0.1; done
-	return 1
-}
-waitfor "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-	WHERE a.application_name = 'http_locker' AND l.relation = 'app.orders'::regclass AND l.granted)" ||
-	fail "the lock on app.orders was not taken"
+lock_orders http_locker
 start_server busy --pool-size 1 --pool-wait 0.5
 busy="http://127.0.0.1:$port"
 curl -s -m 30 -H "X-API-Key: $acme_rw" "$busy/orders" -o "$work/held.body" -w '%{http_code}' >"$work/held.code" &
@@ -318,9 +337,7 @@ if waitfor "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE usename = 'app_api
 else
 	failed=$((failed + 1)); echo "FAIL the request holding the only connection never waited on the lock"
 fi
-sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'http_locker'" >/dev/null
-wait "$locker_pid" 2>/dev/null
-locker_pid=
+unlock_orders http_locker
 wait "$held"
 if [ "$(cat "$work/held.code")" = 200 ] && grep -q '"tenant": "acme"' "$work/held.body"; then
 	passed=$((passed + 1)); echo "ok   the request that held the connection is answered 200 once the lock is gone"
