@@ -347,7 +347,7 @@ pgbench_run() {
 # ----------------------------------------------------- bookkeeping state
 # state: key table updates (all, HOT) and the time, for the run's writes
 stat_snapshot() {
-	psqlb -At -F' ' -c "SELECT n_tup_upd, n_tup_hot_upd, extract(epoch FROM clock_timestamp())
+	psqlb -At -F' ' -c "SELECT n_tup_upd, n_tup_hot_upd, extract(epoch FROM clock_timestamp()), n_tup_ins
 	                      FROM pg_stat_user_tables WHERE relid = '$1'::regclass"
 }
 # wait until the last-used writer has written every pending use (or, if the
@@ -379,12 +379,9 @@ for t in "${KEY_TABLES[@]}"; do
 	STAT_BEFORE[$t]=$(stat_snapshot $t)
 done
 # apikey keeps last_used_at in a narrow table of its own: rows inserted,
-# updated and HOT-updated there during the run, and its size per key
-usage_snapshot() {
-	psqlb -At -F' ' -c "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-	                     WHERE relid = 'apikey.key_usage'::regclass"
-}
-USAGE_BEFORE=$(usage_snapshot)
+# updated and HOT-updated there during the run, and its size per row (a row
+# per key used)
+USAGE_BEFORE=$(stat_snapshot apikey.key_usage)
 # the default size of the cache of verified keys, for the report
 CACHE_DEFAULT=$(psqlb -At -c "SHOW apikey.key_cache_size")
 
@@ -396,8 +393,8 @@ run_rounds $ROUNDS measure "${SERVER_LABELS[@]}"
 # the proof that garbage touches no table: a loop over text built in the
 # query under EXPLAIN (ANALYZE, BUFFERS), on a connection that has verified
 # a key and rejected a text before (so has its catalog entries, and knows
-# whether any keys were imported: it looks once per connection): the shared buffers the
-# execution touched (the top node's count; planning excluded).  The same
+# whether any keys were imported: it looks once per connection): the
+# shared buffers the execution touched (the top node's count; planning excluded).  The same
 # loop over a valid key must show some, or this measurement sees nothing
 # (with the cache of verified keys off: a key verified before is otherwise
 # answered from backend memory, touching no buffer either).
@@ -464,9 +461,8 @@ for t in "${KEY_TABLES[@]}"; do
 	STAT_AFTER[$t]=$(stat_snapshot $t)
 	BYTES_AFTER[$t]=$(bytes_row $t)
 done
-USAGE_AFTER=$(usage_snapshot)
-USAGE_BYTES=$(psqlb -At -c "SELECT round(pg_total_relation_size('apikey.key_usage')::numeric
-                                   / (SELECT count(*) FROM apikey.keys))")
+USAGE_AFTER=$(stat_snapshot apikey.key_usage)
+USAGE_BYTES=$(bytes_row apikey.key_usage | awk '{ print $4 }')
 
 # ------------------------------------------------------------ backend memory
 # one session: the contexts named after apikey and the whole backend, before

@@ -72,7 +72,7 @@ compute() {
 	ab=$(us a_bare $N) bb=$(us b_bare $N) abg=$(us a_bare_g $N) bbg=$(us b_bare_g $N)
 	a_auth=$(us a_auth $N) a_nt=$(us a_nt $N) a_seenall=$(us a_seenall $N)
 	# the last-used times: rows inserted / updated / HOT-updated during the run
-	read -r ui0 uu0 uh0 <<<"$USAGE_BEFORE"; read -r ui1 uu1 uh1 <<<"$USAGE_AFTER"
+	read -r uu0 uh0 _ ui0 <<<"$USAGE_BEFORE"; read -r uu1 uh1 _ ui1 <<<"$USAGE_AFTER"
 	usage_ins=$((ui1 - ui0)) usage_upd=$((uu1 - uu0)) usage_hot=$((uh1 - uh0))
 	if [ $PEER -eq 1 ]; then
 		p1=$(us p_cold $N) p2=$(us p_seen $N) p3=$(us p_cold_g $N) p4=$(us p_seen_g $N)
@@ -92,8 +92,8 @@ compute() {
 	# 5. storage and bookkeeping
 	declare -gA UPD HOT NONHOT WPS SECS
 	for t in "${KEY_TABLES[@]}"; do
-		read -r u0 h0 t0 <<<"${STAT_BEFORE[$t]}"
-		read -r u1 h1 t1 <<<"${STAT_AFTER[$t]}"
+		read -r u0 h0 t0 _ <<<"${STAT_BEFORE[$t]}"
+		read -r u1 h1 t1 _ <<<"${STAT_AFTER[$t]}"
 		HOT[$t]=$((h1 - h0)) NONHOT[$t]=$((u1 - u0 - (h1 - h0))) UPD[$t]=$((u1 - u0))
 		SECS[$t]=$(calc "$t1 - $t0" 0)
 		WPS[$t]=$(calc "($u1 - $u0) / ($t1 - $t0)" 0)
@@ -247,7 +247,7 @@ $(trow 5.6 "pages of the table and its indexes in shared_buffers at $NG keys" re
 |---|---|---:|
 $(row 5.7 "rows inserted / updated (of which HOT)" "$usage_ins / $usage_upd ($usage_hot)")
 $(row 5.8 "rows written per second" "$usage_wps")
-$(row 5.9 "its size on disk (heap and index) per key, after the run, in bytes" "$USAGE_BYTES")
+$(row 5.9 "its size on disk (heap and index) per row, a row per key used, after the run, in bytes" "$USAGE_BYTES")
 
 The last-used writer after the run: \`$WRITER_STATE\`.
 
