@@ -5,6 +5,7 @@
 # removes the cluster again.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+stage_readable "$0" "$@"
 
 bash "$REPO/test/deps.sh" --minimal
 build_and_install

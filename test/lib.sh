@@ -11,6 +11,36 @@ export PATH=$PGBIN:$PATH
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
+# Clone anywhere.  The servers and tools the scripts start run as postgres,
+# which cannot read a clone in a private directory (a home directory is mode
+# 0700), nor files a umask of 077 made.  stage_readable "$0" "$@", called by
+# the scripts a user runs (test/run.sh, test/demo.sh, test/bench/bench.sh)
+# right after sourcing this file: when root and postgres cannot read the
+# tree, copy it to a directory postgres can read, run the same script there
+# with the same arguments, remove the copy and exit with the script's
+# status.  APIKEY_ORIGIN is then the tree the user ran (beside which
+# ../shared/bench may be).
+APIKEY_ORIGIN=${APIKEY_ORIGIN:-$REPO}
+stage_readable() {
+	local script rel stage rc
+	[ "$(id -u)" -eq 0 ] && [ -z "${APIKEY_STAGED:-}" ] || return 0
+	script=$(realpath "$1")
+	shift
+	runuser -u postgres -- test -r "$script" -a -r "$REPO/Makefile" -a -x "$REPO/test" && return 0
+	rel=${script#"$REPO"/}
+	stage=$(mktemp -d /tmp/apikey-src.XXXXXX)
+	chmod 755 "$stage"
+	cp -a "$REPO/." "$stage/"
+	chmod -R a+rX "$stage"
+	echo "postgres cannot read $REPO: running a copy in $stage" >&2
+	# from the copy's top, where a relative path a user gave (TAP_TESTS) still
+	# means the same file, and the servers' users may stand
+	(cd "$stage" && APIKEY_STAGED=1 APIKEY_ORIGIN=$REPO bash "$stage/$rel" "$@")
+	rc=$?
+	rm -rf "$stage"
+	exit $rc
+}
+
 # run_as_pg CMD...: run as the unprivileged postgres user when we are root
 run_as_pg() {
 	if [ "$(id -u)" -eq 0 ]; then

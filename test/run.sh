@@ -18,6 +18,7 @@
 # suites point to are there).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
+stage_readable "$0" "$@"
 
 bash "$REPO/test/deps.sh" || exit 1
 build_and_install || { echo "build failed"; exit 1; }

@@ -32,9 +32,10 @@
 #   alternate, in an order reversed every other round, so drift cancels.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+stage_readable "$0" "$@"
 BENCH_DIR="$REPO/test/bench"
 
-QUICK=0 KEEP=0 OUT= TARGETS= FEATURES_SQL= PEER_DIR="$REPO/../shared/bench" PEER_WANTED=auto
+QUICK=0 KEEP=0 OUT= TARGETS= FEATURES_SQL= PEER_DIR="$APIKEY_ORIGIN/../shared/bench" PEER_WANTED=auto
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--quick) QUICK=1 ;;
@@ -78,6 +79,13 @@ bash "$REPO/test/deps.sh" --minimal >&2
 build_and_install || die "build failed"
 
 W=$(scratch_dir bench)
+# the peer's files, where the server's user can read them
+if [ $PEER -eq 1 ]; then
+	mkdir "$W/peer"
+	cp "$PEER_DIR/peer.sql" "$PEER_DIR/peer-load.sql" "$W/peer/"
+	chmod -R a+rX "$W/peer"
+	PEER_SHOWN=$PEER_DIR/peer.sql PEER_DIR=$W/peer
+fi
 cleanup() {
 	run_as_pg pg_ctl -D "$W/data" -m immediate stop >/dev/null 2>&1 || true
 	if [ $KEEP -eq 0 ]; then rm -rf "$W"; else log "kept $W"; fi

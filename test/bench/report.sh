@@ -153,7 +153,7 @@ report() {
   - baseline: what a team writes by hand (\`test/bench/baseline.sql\`): pgcrypto and PL/pgSQL, the
     key's lookup part found through a unique index, SHA-256 of a 160-bit secret, revocation,
     expiry and environment checked, a status returned; it keeps no \`last_used_at\`
-$(peer_cols "  - peer: \`$(realpath --relative-to="$REPO" "$PEER_DIR/peer.sql")\`, another hand-written implementation (\`peer.verify(k)\`)")
+$(peer_cols "  - peer: \`$(realpath --relative-to="$APIKEY_ORIGIN" "${PEER_SHOWN:-$PEER_DIR/peer.sql}")\`, another hand-written implementation (\`peer.verify(k)\`)")
 - inside the server: one statement loops over the $NK key texts held in a table, timed in the
   server; *cold* is a fresh connection that has verified none of them, *seen* the same loop
   again on the connection that just verified them all

@@ -28,6 +28,12 @@ n_asserts_bad=$(grep -E '^ *not ok [0-9]+' "$work/prove.out" | grep -vc '# TODO'
 n_todo=$(grep -E '^ *not ok [0-9]+' "$work/prove.out" | grep -c '# TODO')
 echo "assertions: $n_asserts passed, $n_asserts_bad failed, $n_todo known to fail (TODO, listed above)"
 [ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
+# every file must have run: prove's "Files=N" counts those it ran
+n_ran=$(sed -n 's/^Files=\([0-9]*\),.*/\1/p' "$work/prove.out" | tail -n 1)
+if [ "${n_ran:-0}" -ne "$n_files" ]; then
+	echo "prove ran ${n_ran:-no} test files of $n_files"
+	[ "$n_bad" -lt $((n_files - ${n_ran:-0})) ] && n_bad=$((n_files - ${n_ran:-0}))
+fi
 n_ok=$((n_files - n_bad))
 [ $rc -eq 0 ] && [ "$n_bad" -eq 0 ] && rm -rf "$work"
 echo "$n_ok passed, $n_bad failed"

@@ -19,8 +19,8 @@ check() { # description status
 	fi
 }
 
-if [ -f "$REPO/../shared/bench/peer.sql" ]; then
-	echo "the peer ($REPO/../shared/bench) is beside the repository: measured too"
+if [ -f "$APIKEY_ORIGIN/../shared/bench/peer.sql" ]; then
+	echo "the peer ($APIKEY_ORIGIN/../shared/bench) is beside the repository: measured too"
 else
 	echo "no peer beside the repository: apikey and the baseline only"
 fi
