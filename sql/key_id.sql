@@ -31,7 +31,8 @@ SELECT count(DISTINCT id) FROM ids;
 SELECT apikey.key_id_send('Abc123XYZ09') AS wire;
 SELECT length(apikey.key_id_send('Abc123XYZ09')) AS bytes;
 
--- bad input: a clear 22P02 error quoting the input, unless it may be key text
+-- bad input: a clear 22P02 error quoting the input, unless it may be key text;
+-- eleven base62 characters above the largest key id: 22003, out of range
 CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
 	EXECUTE stmt;

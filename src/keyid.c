@@ -18,6 +18,19 @@
 static inline void
 report_bad_key_id(const char *s, size_t len)
 {
+	/* the right length and alphabet, but above the largest 64-bit key id */
+	if (len == AK_ID_LEN && !ak_may_hold_secret(s, len) &&
+		strspn(s, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == len)
+	{
+		char		largest[AK_ID_LEN + 1];
+
+		ak_id_encode(PG_UINT64_MAX, largest);
+		largest[AK_ID_LEN] = '\0';
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value \"%s\" is out of range for type apikey.key_id", s),
+				 errdetail("Key ids are 64-bit numbers: the largest is %s.", largest)));
+	}
 	if (!ak_may_hold_secret(s, len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
