@@ -204,6 +204,28 @@ PYEOF
 		bad "the PostgREST block: $(cat "$work/postgrest.out")"
 	fi
 
+	echo "# Adoption and incidents: telling a real event from a forged one"
+	# the README's query, as alice (an administrator), with $1 the payload of
+	# a real event, of the same event with another action, and of an event
+	# that never was
+	block event-check
+	sed "s/\$1/:'payload'/g" "$work/event-check.txt" >"$work/event-check.sql"
+	chown postgres: "$work/event-check.sql"
+	real=$(cluster_psql -q -At -d appdb -c "SELECT json_build_object('event_id', event_id, 'at', at,
+		'action', action, 'tenant_id', tenant_id, 'key_id', key_id)
+		FROM apikey.audit_log WHERE action = 'revoked' ORDER BY event_id DESC LIMIT 1")
+	forged=${real/\"revoked\"/\"leaked\"}
+	invented=$(sed -E 's/"event_id" ?: ?[0-9]+/"event_id" : 999999/' <<<"$real")
+	answers=""
+	for payload in "$real" "$forged" "$invented"; do
+		answers+=$(cluster_psql -q -At -U alice -d appdb -v payload="$payload" -f "$work/event-check.sql" 2>&1)" "
+	done
+	if [ -n "$real" ] && [ "$forged" != "$real" ] && [ "$invented" != "$real" ] && [ "$answers" = "t f f " ]; then
+		ok "the README's event check: true for a real event, false for a forged action and an invented id"
+	else
+		bad "the README's event check answered '$answers' for: $real / $forged / $invented"
+	fi
+
 	echo "# Adoption and incidents: the regular expression for key text"
 	"$PY" "$REPO/test/readme/check_key_regex.py" "$REPO/README.md" \
 		"host=127.0.0.1 port=$PGPORT dbname=appdb user=postgres" >"$work/regex.checks" 2>&1
