@@ -242,6 +242,7 @@ timer_stop(void)
 	}
 }
 
+/* The statement (a call of authenticate, say) may hold key text. */
 static void
 raise_killed(void)
 {
@@ -249,7 +250,8 @@ raise_killed(void)
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("the API key this transaction authenticated with was revoked"),
 			 errdetail("It was revoked with terminate => true: the transaction cannot go on as that key."),
-			 errhint("Roll back.")));
+			 errhint("Roll back."),
+			 errhidestmt(true), errhidecontext(true)));
 }
 
 /*
