@@ -20,10 +20,11 @@ extern void imported_init(void);
 extern void killswitch_init(void);
 
 /*
- * The key the current transaction is authenticated as, for the kill switch
- * (killswitch.c); called by identity.c whenever the identity changes.
+ * The current transaction authenticates as a key, for the kill switch
+ * (killswitch.c); called by identity.c before the key becomes the identity.
+ * Raises when the key or the transaction was terminated.
  */
-extern void killswitch_track(bool authenticated, uint64 key_id);
+extern void killswitch_authenticated(uint64 key_id);
 
 /*
  * While key text is being handled, any message (ours or the server's, such

@@ -12,6 +12,12 @@
  * what the previous one left, so no credit is spent twice.  Keys without
  * credits never get here: their verification stays read-only.
  *
+ * While a charge may wait on the row lock, the statement other backends see
+ * as this backend's activity is replaced by a text of apikey's own: a
+ * deadlock's DETAIL quotes the activity of every process in the cycle,
+ * and the statement may hold key text (a literal, as psql or psycopg2
+ * send it).  It is put back when the charge returns.
+ *
  * Refills are lazy: the row says when the next one is due, and the first
  * charge (or listing) after that time sees refill_amount.  The schedule is
  * anchor + n * refill_every, computed in UTC with the calendar's months
@@ -26,6 +32,7 @@
 #include "common/int.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -82,12 +89,44 @@ load_charge(void)
 	charge_valid = true;
 }
 
+/* What pg_stat_activity, and a deadlock's DETAIL, show during a charge. */
+static const char charge_activity[] =
+	"-- apikey: charging a key's credits (the statement is not shown: it may hold key text)";
+
+static void
+activity_write(const char *text)
+{
+	volatile PgBackendStatus *be = MyBEEntry;
+	size_t		len = Min(strlen(text), (size_t) pgstat_track_activity_query_size - 1);
+
+	PGSTAT_BEGIN_WRITE_ACTIVITY(be);
+	memcpy((char *) be->st_activity_raw, text, len);
+	be->st_activity_raw[len] = '\0';
+	PGSTAT_END_WRITE_ACTIVITY(be);
+}
+
+/* Hide this backend's activity; returns what it was, or NULL if none is kept. */
+static char *
+activity_hide(void)
+{
+	volatile PgBackendStatus *be = MyBEEntry;
+	char	   *saved;
+
+	if (be == NULL || !pgstat_track_activities)
+		return NULL;
+	saved = palloc(pgstat_track_activity_query_size);
+	strlcpy(saved, (const char *) be->st_activity_raw, pgstat_track_activity_query_size);
+	activity_write(charge_activity);
+	return saved;
+}
+
 CreditsOutcome
 credits_charge(uint64 key_id, int32 cost, TimestampTz at, int64 *remaining)
 {
 	LOCAL_FCINFO(fcinfo, 3);
 	Datum		result;
 	int64		left;
+	char	   *activity;
 
 	if (cost > 0 && XactReadOnly)
 	{
@@ -111,7 +150,14 @@ credits_charge(uint64 key_id, int32 cost, TimestampTz at, int64 *remaining)
 	fcinfo->args[1].isnull = false;
 	fcinfo->args[2].value = TimestampTzGetDatum(at);
 	fcinfo->args[2].isnull = false;
+	/* an error leaves the activity hidden: the statement ends anyway */
+	activity = activity_hide();
 	result = FunctionCallInvoke(fcinfo);
+	if (activity != NULL)
+	{
+		activity_write(activity);
+		pfree(activity);
+	}
 	if (fcinfo->isnull)
 		return CREDITS_NONE;
 	/* what is left when charged; -1 - what there is when too few */

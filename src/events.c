@@ -15,17 +15,35 @@
  *	 "action": "revoked", "tenant_id": 1, "key_id": "2v2HJq4vPjs"}
  * (key_id null for tenant events).  Written in C because every key
  * creation pays for it: as a PL/pgSQL trigger it cost several times as much.
+ *
+ * Events are best-effort and never stop a change: NOTIFY fails the commit
+ * (54000) when the server's queue is full, which any role that may connect
+ * can bring about (LISTEN, stay in a transaction, notify), so a
+ * transaction's events are queued only when the queue, with them, stays
+ * below apikey.events_max_queue_usage; otherwise they are dropped, counted
+ * (events_dropped(), with shared memory) and a warning says so.  The check
+ * is made at pre-commit, just before PostgreSQL queues them; the margin
+ * left (10% of 8 GB by default) is more than others can add in between.
+ * Anyone may also notify on the channel: the event_id names the audit row
+ * a consumer looks up to tell a real event from a forged one.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/slru.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -45,16 +63,85 @@ typedef struct PendingEvent
 
 static List *pending = NIL;		/* in TopTransactionContext */
 
+/*
+ * The NOTIFY queue of PostgreSQL 15 (async.c): full at half the pages of
+ * its SLRU, 8 GB; each notification takes a header, the channel and the
+ * payload, aligned.
+ */
+#define NOTIFY_QUEUE_BYTES ((double) SLRU_PAGES_PER_SEGMENT * 0x10000 / 2 * BLCKSZ)
+#define NOTIFY_ENTRY_OVERHEAD (16 + sizeof(EVENTS_CHANNEL) + 1 + MAXIMUM_ALIGNOF)
+
+static double events_max_queue_usage = 0.9;
+
+/* Events dropped since the server started (with shared memory only). */
+typedef struct EventsShared
+{
+	pg_atomic_uint64 dropped;
+} EventsShared;
+
+static EventsShared *events_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+events_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(sizeof(EventsShared));
+}
+
+static void
+events_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	events_shared = ShmemInitStruct("apikey events", sizeof(EventsShared), &found);
+	if (!found)
+		pg_atomic_init_u64(&events_shared->dropped, 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Queue the transaction's events if the NOTIFY queue has room for them. */
+static void
+send_pending(void)
+{
+	ListCell   *lc;
+	double		bytes = 0;
+	double		usage;
+
+	foreach(lc, pending)
+		bytes += strlen(((PendingEvent *) lfirst(lc))->payload) + NOTIFY_ENTRY_OVERHEAD;
+	usage = DatumGetFloat8(DirectFunctionCall1(pg_notification_queue_usage, (Datum) 0));
+	if (usage + bytes / NOTIFY_QUEUE_BYTES < events_max_queue_usage)
+	{
+		foreach(lc, pending)
+			Async_Notify(EVENTS_CHANNEL, ((PendingEvent *) lfirst(lc))->payload);
+		return;
+	}
+	if (events_shared != NULL)
+		pg_atomic_fetch_add_u64(&events_shared->dropped, list_length(pending));
+	ereport(WARNING,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg_plural("%d apikey event was not sent: the NOTIFY queue is %.1f%% full",
+						   "%d apikey events were not sent: the NOTIFY queue is %.1f%% full",
+						   list_length(pending), list_length(pending), usage * 100),
+			 errdetail("Events are best-effort: the change commits without them, and audit_log has them (apikey.events_max_queue_usage is %g).",
+					   events_max_queue_usage),
+			 errhint("A session that listens and stays in a transaction holds the queue: see pg_stat_activity.")));
+}
+
 static void
 events_xact_callback(XactEvent event, void *arg)
 {
-	ListCell   *lc;
-
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			foreach(lc, pending)
-				Async_Notify(EVENTS_CHANNEL, ((PendingEvent *) lfirst(lc))->payload);
+			if (pending != NIL)
+				send_pending();
 			pending = NIL;
 			break;
 		case XACT_EVENT_COMMIT:
@@ -91,8 +178,35 @@ events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 void
 events_init(void)
 {
+	DefineCustomRealVariable("apikey.events_max_queue_usage",
+							 "Events are sent only while the NOTIFY queue, with them, stays below this fraction.",
+							 "Above it a change commits without its events (they stay in audit_log), counted by apikey.events_dropped().",
+							 &events_max_queue_usage,
+							 0.9, 0.0, 1.0,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 	RegisterXactCallback(events_xact_callback, NULL);
 	RegisterSubXactCallback(events_subxact_callback, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = events_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = events_shmem_startup;
+}
+
+/*
+ * events_dropped() -> events not sent since the server started because the
+ * NOTIFY queue was too full; NULL without shared_preload_libraries
+ */
+PG_FUNCTION_INFO_V1(events_dropped);
+Datum
+events_dropped(PG_FUNCTION_ARGS)
+{
+	if (events_shared == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64((int64) pg_atomic_read_u64(&events_shared->dropped));
 }
 
 /* The column's value, or raise when the table lacks it or it is NULL. */

@@ -63,6 +63,8 @@ identity_set(const VerifyResult *result)
 	SubTransactionId subid = GetCurrentSubTransactionId();
 	Identity   *id;
 
+	/* refuses a key terminated since it was read, or a terminated transaction */
+	killswitch_authenticated(result->key.key_id);
 	if (identity != NULL && identity->subid == subid)
 	{
 		id = identity;
@@ -83,7 +85,6 @@ identity_set(const VerifyResult *result)
 	id->resources = copy_varlena(TopMemoryContext, result->key.resources);
 	id->owner = copy_varlena(TopMemoryContext, result->key.owner);
 	id->meta = copy_varlena(TopMemoryContext, result->key.meta);
-	killswitch_track(true, id->key_id);
 }
 
 const Identity *
@@ -100,7 +101,6 @@ identity_pop(void)
 	identity = id->outer;
 	identity_clear(id);
 	pfree(id);
-	killswitch_track(identity != NULL, identity != NULL ? identity->key_id : 0);
 }
 
 static void

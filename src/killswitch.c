@@ -3,23 +3,36 @@
  *		revoke_key(..., terminate => true): when the revocation commits, the
  *		transactions authenticated by that key on this server stop.
  *
- * Each backend has a slot in shared memory saying which key its current
- * transaction is authenticated as: authenticate sets it, the end of the
- * identity (commit, rollback, a rolled-back savepoint) clears it, both
- * under the slot's spinlock.  A revocation with terminate => true notes the
- * key; when, and only if, its transaction commits, the slots holding that
- * key in this database are marked.  No other backend is signalled.  A
- * marked backend stops on its own:
- *	- while its transaction is authenticated, a timer looks at its slot every
- *	  KILL_CHECK_MS and cancels the statement in flight, as statement_timeout
- *	  does;
- *	- every later statement of the transaction, and its COMMIT, raise 28000.
+ * Each backend has a slot in shared memory listing the keys its current
+ * transaction authenticated with (every one, also those a savepoint
+ * replaced or rolled back, up to KILL_SLOT_KEYS; past that, the slot says
+ * so and any terminated key of its database stops it).  authenticate adds
+ * the key; the end of the transaction clears the slot.  A revocation with
+ * terminate => true notes the key; when, and only if, its transaction
+ * commits, the key goes into a table of recent kills and then the slots
+ * listing it in this database are marked.  No other backend is signalled.
+ * A marked backend stops on its own:
+ *	- a timer looks at its slot every KILL_CHECK_MS and cancels the statement
+ *	  in flight, as statement_timeout does;
+ *	- every later statement of the transaction, every fetch from a cursor or
+ *	  portal (ExecutorRun), every utility statement but transaction control,
+ *	  and its COMMIT raise 28000.
  * The timer is stopped, and a cancel it raised but the backend did not act
- * on yet is withdrawn, when the identity ends: a statement of a later
- * transaction is never cancelled.  The mark stays while the identity is
- * that key (authenticating with it again does not clear it), and a
- * terminated key that becomes the identity again in the same transaction (a
- * savepoint rolled back) comes back marked.
+ * on yet is withdrawn, when the transaction ends: a statement of a later
+ * transaction is never cancelled.
+ *
+ * A verification that read the key before the revocation committed but
+ * authenticates after the revoker looked at the slots (it waited on a
+ * credits row, or its snapshot is old) is caught by the table of recent
+ * kills: the authenticating backend lists the key in its slot first and
+ * then looks there; a kill by a transaction its snapshot does not see
+ * means that the key was read stale, and authenticate refuses it.  The
+ * revoker writes the table before it looks at the slots, each under a
+ * spinlock, so of two that race one always sees the other.  The table is
+ * bounded: an entry is overwritten only once every snapshot sees its
+ * revocation, or else its bucket remembers the newest such transaction,
+ * and an authentication whose snapshot may not see that one is refused
+ * (fail closed).
  *
  * Shared memory needs shared_preload_libraries = 'apikey'; without it,
  * terminate => true is an error.
@@ -28,19 +41,25 @@
 
 #include <signal.h>
 
+#include "access/transam.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "port/atomics.h"
 #include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "tcop/utility.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -49,18 +68,43 @@
 
 /* How often an authenticated transaction looks whether its key was revoked. */
 #define KILL_CHECK_MS 100
+/* Keys a slot lists; a transaction with more is stopped by any kill. */
+#define KILL_SLOT_KEYS 8
+/* The table of recent kills: buckets by key id, entries per bucket. */
+#define KILL_BUCKETS 1024
+#define KILL_BUCKET_ENTRIES 8
 
 typedef struct KillSlot
 {
 	slock_t		mutex;
-	bool		active;			/* the transaction is authenticated ... */
+	bool		active;			/* the transaction authenticated ... */
+	bool		overflow;		/* ... with more keys than keys[] holds, ... */
 	Oid			dbid;			/* ... in this database ... */
-	uint64		key_id;			/* ... as this key */
+	int			nkeys;
+	uint64		keys[KILL_SLOT_KEYS];	/* ... as these keys */
 	pg_atomic_uint32 killed;	/* which a committed revocation terminated */
 } KillSlot;
 
+/* A committed revocation with terminate => true. */
+typedef struct KilledKey
+{
+	TransactionId xid;			/* its top transaction; invalid: unused */
+	Oid			dbid;
+	uint64		key_id;
+} KilledKey;
+
+typedef struct KillBucket
+{
+	slock_t		mutex;
+	int			next;			/* the entry to overwrite when none is free */
+	TransactionId evicted;		/* newest xid overwritten unseen, or invalid */
+	KilledKey	entries[KILL_BUCKET_ENTRIES];
+} KillBucket;
+
 typedef struct KillShared
 {
+	uint64		seed;			/* of the buckets' hash: not guessable */
+	KillBucket	buckets[KILL_BUCKETS];
 	int			nslots;
 	KillSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } KillShared;
@@ -69,42 +113,9 @@ static KillShared *kill_shared = NULL;
 
 /* This backend's slot, while its transaction is authenticated. */
 static KillSlot *own_slot = NULL;
-static uint64 own_key_id = 0;
 
 static TimeoutId kill_timeout;
 static bool kill_timeout_registered = false;
-
-/*
- * Keys of the current transaction that were terminated while they were its
- * identity: should the identity change and come back to one (a savepoint
- * rolled back), it comes back terminated.  Valid for transaction dead_lxid.
- */
-static uint64 dead_keys[8];
-static int	ndead = 0;
-static LocalTransactionId dead_lxid = InvalidLocalTransactionId;
-
-static bool
-key_is_dead(uint64 key_id)
-{
-	if (dead_lxid != MyProc->lxid)
-		return false;
-	for (int i = 0; i < ndead; i++)
-		if (dead_keys[i] == key_id)
-			return true;
-	return false;
-}
-
-static void
-key_died(uint64 key_id)
-{
-	if (dead_lxid != MyProc->lxid)
-	{
-		ndead = 0;
-		dead_lxid = MyProc->lxid;
-	}
-	if (!key_is_dead(key_id) && ndead < (int) lengthof(dead_keys))
-		dead_keys[ndead++] = key_id;
-}
 
 /* The timer raised a cancel (read by the log hook and when it is withdrawn). */
 static volatile sig_atomic_t kill_fired = false;
@@ -119,10 +130,13 @@ typedef struct PendingKill
 static PendingKill *pending = NULL;
 static int	npending = 0;
 static int	pending_size = 0;
+static TransactionId pending_xid = InvalidTransactionId;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start = NULL;
+static ExecutorRun_hook_type prev_executor_run = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 static Size
@@ -150,6 +164,11 @@ kill_shmem_startup(void)
 	kill_shared = ShmemInitStruct("apikey kill switch", kill_shmem_size(), &found);
 	if (!found)
 	{
+		memset(kill_shared, 0, kill_shmem_size());
+		if (!pg_strong_random(&kill_shared->seed, sizeof(kill_shared->seed)))
+			kill_shared->seed = (uint64) GetCurrentTimestamp() ^ (uint64) MyProcPid;
+		for (int b = 0; b < KILL_BUCKETS; b++)
+			SpinLockInit(&kill_shared->buckets[b].mutex);
 		kill_shared->nslots = MaxBackends;
 		for (int i = 0; i < MaxBackends; i++)
 		{
@@ -167,6 +186,15 @@ my_slot(void)
 	if (kill_shared == NULL || MyBackendId < 1 || MyBackendId > kill_shared->nslots)
 		return NULL;
 	return &kill_shared->slots[MyBackendId - 1];
+}
+
+static KillBucket *
+bucket_of(uint64 key_id)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) &key_id, sizeof(key_id),
+										kill_shared->seed);
+
+	return &kill_shared->buckets[h % KILL_BUCKETS];
 }
 
 /* SIGALRM context: only a look at the slot and a signal to ourselves. */
@@ -198,7 +226,7 @@ timer_start(void)
 }
 
 /*
- * The identity ended: no more checks, and a cancel the timer raised that
+ * The transaction ended: no more checks, and a cancel the timer raised that
  * was not acted on yet (the statement finished first) is withdrawn, so it
  * cannot hit the next statement.
  */
@@ -214,49 +242,128 @@ timer_stop(void)
 	}
 }
 
+/* The statement (a call of authenticate, say) may hold key text. */
+static void
+raise_killed(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("the API key this transaction authenticated with was revoked"),
+			 errdetail("It was revoked with terminate => true: the transaction cannot go on as that key."),
+			 errhint("Roll back."),
+			 errhidestmt(true), errhidecontext(true)));
+}
+
+/*
+ * Did a committed kill of the key escape the snapshot it was read with?
+ * Entries are copied under the bucket's spinlock and judged after it
+ * (XidInMVCCSnapshot may read pg_subtrans).
+ */
+static bool
+read_before_kill(uint64 key_id)
+{
+	KillBucket *b = bucket_of(key_id);
+	TransactionId xids[KILL_BUCKET_ENTRIES];
+	TransactionId evicted;
+	int			n = 0;
+	Snapshot	snapshot;
+
+	SpinLockAcquire(&b->mutex);
+	for (int i = 0; i < KILL_BUCKET_ENTRIES; i++)
+		if (TransactionIdIsValid(b->entries[i].xid) &&
+			b->entries[i].key_id == key_id && b->entries[i].dbid == MyDatabaseId)
+			xids[n++] = b->entries[i].xid;
+	evicted = b->evicted;
+	SpinLockRelease(&b->mutex);
+
+	if (n == 0 && !TransactionIdIsValid(evicted))
+		return false;
+	/* the snapshot verify read the key with */
+	if (!ActiveSnapshotSet())
+		return true;
+	snapshot = GetActiveSnapshot();
+	for (int i = 0; i < n; i++)
+		if (XidInMVCCSnapshot(xids[i], snapshot))
+			return true;
+	/* a kill forgotten from this bucket that the snapshot may not see */
+	return TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin);
+}
+
+/*
+ * authenticate verified key_id and makes it the identity: list it in the
+ * slot, then look whether a kill committed since the key was read.  Raises
+ * when the key was terminated, or the transaction was.
+ */
 void
-killswitch_track(bool authenticated, uint64 key_id)
+killswitch_authenticated(uint64 key_id)
 {
 	KillSlot   *slot = my_slot();
+	bool		listed = false;
 
 	if (slot == NULL)
 		return;
-	if (authenticated && own_slot == slot && own_key_id == key_id)
-		return;					/* the same key again: a mark stays */
-	if (own_slot == slot && pg_atomic_read_u32(&slot->killed) != 0)
-		key_died(own_key_id);
 	SpinLockAcquire(&slot->mutex);
-	slot->active = authenticated;
-	slot->dbid = MyDatabaseId;
-	slot->key_id = key_id;
-	pg_atomic_write_u32(&slot->killed, authenticated && key_is_dead(key_id) ? 1 : 0);
+	if (!slot->active)
+	{
+		slot->active = true;
+		slot->overflow = false;
+		slot->dbid = MyDatabaseId;
+		slot->nkeys = 0;
+		pg_atomic_write_u32(&slot->killed, 0);
+	}
+	for (int i = 0; i < slot->nkeys && !listed; i++)
+		listed = slot->keys[i] == key_id;
+	if (!listed)
+	{
+		if (slot->nkeys < KILL_SLOT_KEYS)
+			slot->keys[slot->nkeys++] = key_id;
+		else
+			slot->overflow = true;
+	}
 	SpinLockRelease(&slot->mutex);
-	if (authenticated)
+	own_slot = slot;
+	timer_start();
+
+	/* after the slot (a spinlock orders both): see the revoker, or be seen */
+	if (read_before_kill(key_id))
 	{
-		own_slot = slot;
-		own_key_id = key_id;
-		timer_start();
+		pg_atomic_write_u32(&slot->killed, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("API key rejected: revoked"),
+				 errdetail("The key was revoked with terminate => true while it was being verified."),
+				 errhidestmt(true), errhidecontext(true)));
 	}
-	else
-	{
-		own_slot = NULL;
-		own_key_id = 0;
-		timer_stop();
-	}
+	if (pg_atomic_read_u32(&slot->killed) != 0)
+		raise_killed();
 }
 
-/* Raise when this transaction's key was terminated. */
+/* The transaction ended: its slot lists nothing. */
+static void
+slot_clear(void)
+{
+	KillSlot   *slot = own_slot;
+
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->active = false;
+	slot->overflow = false;
+	slot->nkeys = 0;
+	pg_atomic_write_u32(&slot->killed, 0);
+	SpinLockRelease(&slot->mutex);
+	own_slot = NULL;
+	timer_stop();
+}
+
+/* Raise when a key of this transaction was terminated. */
 static void
 check_not_killed(void)
 {
 	if (own_slot == NULL)
 		return;
 	if (pg_atomic_read_u32(&own_slot->killed) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("the API key this transaction authenticated with was revoked"),
-				 errdetail("It was revoked with terminate => true: the transaction cannot go on as that key."),
-				 errhint("Roll back.")));
+		raise_killed();
 	/* an error of an earlier statement stopped every timer: start it again */
 	timer_start();
 }
@@ -271,6 +378,35 @@ kill_executor_start(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
+/* every fetch from a cursor or portal, not only its first */
+static void
+kill_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				  bool execute_once)
+{
+	check_not_killed();
+	if (prev_executor_run)
+		prev_executor_run(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+}
+
+/* statements without an executor (COPY from a table, FETCH, DO, ...) */
+static void
+kill_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	/* ROLLBACK must work; COMMIT is refused at pre-commit */
+	if (!IsA(pstmt->utilityStmt, TransactionStmt))
+		check_not_killed();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
 /* The cancel the timer raised says why. */
 static void
 kill_emit_log(ErrorData *edata)
@@ -282,7 +418,47 @@ kill_emit_log(ErrorData *edata)
 		prev_emit_log_hook(edata);
 }
 
-/* Mark the slots of the keys this transaction terminated (it committed). */
+/*
+ * Note the keys this transaction terminated in the table of recent kills.
+ * An entry is overwritten freely once its revocation precedes the oldest
+ * xmin of the server (every snapshot sees it); otherwise its bucket keeps
+ * the newest such xid, for read_before_kill to fail closed on.
+ */
+static void
+note_kills(TransactionId xid)
+{
+	TransactionId horizon = GetOldestNonRemovableTransactionId(NULL);
+
+	for (int k = 0; k < npending; k++)
+	{
+		KillBucket *b = bucket_of(pending[k].key_id);
+		int			use = -1;
+
+		SpinLockAcquire(&b->mutex);
+		if (TransactionIdIsValid(b->evicted) && TransactionIdPrecedes(b->evicted, horizon))
+			b->evicted = InvalidTransactionId;
+		for (int i = 0; i < KILL_BUCKET_ENTRIES && use < 0; i++)
+			if (!TransactionIdIsValid(b->entries[i].xid) ||
+				TransactionIdPrecedes(b->entries[i].xid, horizon))
+				use = i;
+		if (use < 0)
+		{
+			TransactionId old;
+
+			use = b->next;
+			b->next = (b->next + 1) % KILL_BUCKET_ENTRIES;
+			old = b->entries[use].xid;
+			if (!TransactionIdIsValid(b->evicted) || TransactionIdFollows(old, b->evicted))
+				b->evicted = old;
+		}
+		b->entries[use].xid = xid;
+		b->entries[use].dbid = MyDatabaseId;
+		b->entries[use].key_id = pending[k].key_id;
+		SpinLockRelease(&b->mutex);
+	}
+}
+
+/* Mark the slots listing a key this transaction terminated (it committed). */
 static void
 mark_killed(void)
 {
@@ -291,14 +467,20 @@ mark_killed(void)
 	for (int i = 0; i < kill_shared->nslots; i++)
 	{
 		KillSlot   *slot = &kill_shared->slots[i];
+		bool		hit = false;
 
 		if (slot == mine)
 			continue;
 		SpinLockAcquire(&slot->mutex);
 		if (slot->active && slot->dbid == MyDatabaseId)
-			for (int k = 0; k < npending; k++)
-				if (slot->key_id == pending[k].key_id)
-					pg_atomic_write_u32(&slot->killed, 1);
+		{
+			hit = slot->overflow;
+			for (int j = 0; j < slot->nkeys && !hit; j++)
+				for (int k = 0; k < npending && !hit; k++)
+					hit = slot->keys[j] == pending[k].key_id;
+			if (hit)
+				pg_atomic_write_u32(&slot->killed, 1);
+		}
 		SpinLockRelease(&slot->mutex);
 	}
 }
@@ -310,6 +492,7 @@ kill_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			check_not_killed();
+			pending_xid = npending > 0 ? GetTopTransactionIdIfAny() : InvalidTransactionId;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			check_not_killed();
@@ -319,13 +502,22 @@ kill_xact_callback(XactEvent event, void *arg)
 						 errmsg("cannot prepare a transaction that revoked a key with terminate => true")));
 			break;
 		case XACT_EVENT_COMMIT:
-			if (npending > 0)
+			/* committed, and visible to new snapshots: table first, then slots */
+			if (npending > 0 && kill_shared != NULL)
+			{
+				if (TransactionIdIsValid(pending_xid))
+					note_kills(pending_xid);
 				mark_killed();
+			}
 			npending = 0;
+			pending_xid = InvalidTransactionId;
+			slot_clear();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			npending = 0;
+			pending_xid = InvalidTransactionId;
+			slot_clear();
 			break;
 		default:
 			break;
@@ -403,6 +595,10 @@ killswitch_init(void)
 	shmem_startup_hook = kill_shmem_startup;
 	prev_executor_start = ExecutorStart_hook;
 	ExecutorStart_hook = kill_executor_start;
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = kill_executor_run;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = kill_process_utility;
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = kill_emit_log;
 }

@@ -8,7 +8,7 @@ PGVER=${PGVER:-15}
 packages=(
 	make gcc
 	"postgresql-$PGVER" "postgresql-server-dev-$PGVER"
-	libipc-run-perl pgbouncer python3 python3-psycopg2 python3-cryptography curl openssl
+	libipc-run-perl pgbouncer python3 python3-psycopg2 python3-psycopg python3-cryptography curl openssl
 	clang libclang-rt-14-dev
 )
 [ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER")

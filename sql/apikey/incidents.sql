@@ -190,6 +190,12 @@ COMMENT ON FUNCTION apikey._notify_event() IS
 	'internal: send an audit event to the channel apikey_events at commit (ids only)';
 CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
 	FOR EACH ROW EXECUTE FUNCTION apikey._notify_event();
+-- Events are best-effort: dropped, and counted, when the NOTIFY queue is
+-- too full to take them.
+CREATE FUNCTION apikey.events_dropped() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'events_dropped' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION apikey.events_dropped() IS
+	'events not sent on apikey_events since the server started because the NOTIFY queue was too full (they are in audit_log); NULL without shared_preload_libraries';
 
 -- Keys about to expire, for reminder jobs; visible as key_list is.
 CREATE FUNCTION apikey.expiring_keys(within interval)

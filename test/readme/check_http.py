@@ -104,7 +104,7 @@ if not re.search(r"SQLSTATE 'KA429'[\s\S]*'Retry-After'", block(readme, "postgre
     problems.append("no Retry-After with 429")
 check("the README's PostgREST function answers each SQLSTATE of its own (%s)" % ", ".join(sorted(server.OWN_SQLSTATES)),
       problems)
-m = re.findall(r'e\.pgcode == "(K[A-Z0-9]{4})":[^\n]*\n[^\n]*\n?\s*return (\d{3})', readme)
+m = re.findall(r'e\.sqlstate == "(K[A-Z0-9]{4})":[^\n]*\n[^\n]*\n?\s*return (\d{3})', readme)
 py = {q: int(c) for q, c in m}
 check("the README's Python example answers each SQLSTATE of its own with the README's code",
       ["%s: %s" % (q, py.get(q)) for q, (_, c) in sorted(server.OWN_SQLSTATES.items()) if py.get(q) != c])

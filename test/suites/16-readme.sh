@@ -8,7 +8,9 @@
 #    with the README's configuration (only ports and paths replaced); the
 #    per-request SQL runs as web_app with bind parameters, directly and
 #    through pgbouncer: each tenant's key sees its own orders and no other's
-#    (requests.py).
+#    (requests.py); the Python example runs with psycopg 3 as web_app,
+#    logging every statement, and leaves no key text in the log
+#    (check_python.py); the query that tells a real event from a forged one.
 #  - "Using it from an application": the PostgREST pre-request function,
 #    called as PostgREST calls it, raises PGRST with the documented JSON
 #    and the HTTP status of each verification status (postgrest.sql); the
@@ -203,6 +205,39 @@ PYEOF
 	else
 		bad "the PostgREST block: $(cat "$work/postgrest.out")"
 	fi
+
+	echo "# Adoption and incidents: telling a real event from a forged one"
+	# the README's query, as alice (an administrator), with $1 the payload of
+	# a real event, of the same event with another action, and of an event
+	# that never was
+	block event-check
+	sed "s/\$1/:'payload'/g" "$work/event-check.txt" >"$work/event-check.sql"
+	chown postgres: "$work/event-check.sql"
+	real=$(cluster_psql -q -At -d appdb -c "SELECT json_build_object('event_id', event_id, 'at', at,
+		'action', action, 'tenant_id', tenant_id, 'key_id', key_id)
+		FROM apikey.audit_log WHERE action = 'revoked' ORDER BY event_id DESC LIMIT 1")
+	forged=${real/\"revoked\"/\"leaked\"}
+	invented=$(sed -E 's/"event_id" ?: ?[0-9]+/"event_id" : 999999/' <<<"$real")
+	answers=""
+	for payload in "$real" "$forged" "$invented"; do
+		answers+=$(cluster_psql -q -At -U alice -d appdb -v payload="$payload" -f "$work/event-check.sql" 2>&1)" "
+	done
+	if [ -n "$real" ] && [ "$forged" != "$real" ] && [ "$invented" != "$real" ] && [ "$answers" = "t f f " ]; then
+		ok "the README's event check: true for a real event, false for a forged action and an invented id"
+	else
+		bad "the README's event check answered '$answers' for: $real / $forged / $invented"
+	fi
+
+	echo "# Using it from an application: the Python example, with psycopg 3"
+	# web_app's statements logged, its bind values not (as Logging advises)
+	cluster_psql -q -d appdb -c "ALTER ROLE web_app SET log_statement = 'all'" \
+		-c "ALTER ROLE web_app SET log_parameter_max_length = 0" || bad "ALTER ROLE web_app"
+	"$PY" "$REPO/test/readme/check_python.py" "$REPO/README.md" \
+		"host=127.0.0.1 port=$PGPORT dbname=appdb user=web_app password='$password'" \
+		"$work/keys.json" "$CLUSTER_LOG" >"$work/python.checks" 2>&1
+	tally "$work/python.checks" check_python.py $?
+	cluster_psql -q -d appdb -c "ALTER ROLE web_app RESET log_statement" \
+		-c "ALTER ROLE web_app RESET log_parameter_max_length" || bad "ALTER ROLE web_app RESET"
 
 	echo "# Adoption and incidents: the regular expression for key text"
 	"$PY" "$REPO/test/readme/check_key_regex.py" "$REPO/README.md" \

@@ -24,7 +24,7 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
 	INSERT INTO test_keys
 		SELECT label, key_id, api_key
-		  FROM unnest('{victim,bystander,kept,catcher,prepared,leaky,comeback}'::text[]) AS label,
+		  FROM unnest('{victim,bystander,kept,catcher,prepared,leaky,comeback,inner,outer,cursor,copier,metered,snapshot}'::text[]) AS label,
 		       apikey.create_key('acme', 'production', label);
 });
 my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
@@ -187,22 +187,94 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM writes'), '0', '  ... and 
 ($out, $err) = run($committer, "SELECT pg_sleep(0.3), 'after commit'");
 is($err, '', '  ... and the session goes on undisturbed');
 
-# a terminated key that becomes the identity again (a savepoint rolled back
-# after another key was authenticated without a statement of its own, in
-# PL/pgSQL) comes back terminated
+# every key the transaction authenticated with is tracked, not only the
+# current one: a key terminated while a savepoint's key is the identity
+# stops the transaction, and rolling back to the savepoint brings it back
+# terminated (so what it wrote before cannot commit)
 my $comeback = session('postgres', 'comeback');
-run($comeback, q{SELECT set_config('test.other_key', api_key, false) FROM test_keys WHERE label = 'bystander'});
 run($comeback, 'BEGIN');
 run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('comeback')})");
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('comeback')}, terminate => true)");
+run($comeback, 'INSERT INTO writes VALUES (2)');
 run($comeback, 'SAVEPOINT s');
-($out, $err) = run($comeback, q{DO $$ DECLARE s text; BEGIN s := (apikey.authenticate(current_setting('test.other_key'))).status; END $$});
-is($err, '', 'terminated key: another key authenticated from PL/pgSQL after a savepoint');
-run($comeback, 'ROLLBACK TO s');
-($out, $err) = run($comeback, 'SELECT apikey.current_tenant()');
+is((run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
+	'savepoint: another key is the identity');
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('comeback')}, terminate => true)");
+($out, $err) = run($comeback, 'ROLLBACK TO s');
+is($err, '', '  ... the first key terminated; ROLLBACK TO SAVEPOINT works');
+($out, $err) = run($comeback, 'COMMIT');
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
-	'  ... rolled back to the savepoint, the terminated key is the identity again, and still terminated');
+	'  ... and the transaction, back to the terminated key, cannot commit');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM writes WHERE x = 2'), '0',
+	'  ... nothing it wrote as that key is committed');
+run($comeback, 'BEGIN');
+run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('inner')})");
+run($comeback, 'SAVEPOINT s');
+run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('outer')})");
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('inner')}, terminate => true)");
+($out, $err) = run($comeback, 'SELECT 1');
+like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
+	'a key terminated while another is current: the next statement raises');
 run($comeback, 'ROLLBACK');
+
+# a cursor declared before the kill: no fetch after it
+my $cursor = session('postgres', 'cursor');
+run($cursor, 'BEGIN');
+run($cursor, "SELECT status FROM apikey.authenticate(${\ $key->('cursor')})");
+run($cursor, 'DECLARE c CURSOR FOR SELECT g FROM generate_series(1, 1000) AS g');
+($out, $err) = run($cursor, 'FETCH 10 FROM c');
+is($out, join("\n", 1 .. 10), 'cursor: ten rows fetched before the kill');
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('cursor')}, terminate => true)");
+($out, $err) = run($cursor, 'FETCH 10 FROM c');
+like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
+	'  ... FETCH after the kill raises 28000');
+is($out, '', '  ... and returns no row');
+run($cursor, 'ROLLBACK');
+# a statement that runs no executor of its own (COPY from a table)
+run($cursor, 'BEGIN');
+run($cursor, "SELECT status FROM apikey.authenticate(${\ $key->('copier')})");
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('copier')}, terminate => true)");
+($out, $err) = run($cursor, 'COPY test_keys (label) TO STDOUT');
+like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
+	'COPY of a table after the kill raises 28000');
+is($out, '', '  ... and copies no row');
+run($cursor, 'ROLLBACK');
+
+# a key read before the kill, authenticated after it: refused.  The charge
+# of a metered key waits on its credits row, held by a transaction of the
+# same key; the kill commits meanwhile and stops the holder, whose
+# rollback lets the waiter through with the key it read before the kill.
+$node->safe_psql('postgres', "SELECT apikey.set_credits(${\ $id->('metered')}, 1000000)");
+my $holder = session('postgres', 'holder');
+run($holder, 'BEGIN');
+is((run($holder, "SELECT status FROM apikey.authenticate(${\ $key->('metered')})"))[0], 'valid',
+	'metered: the holder authenticated (and holds the credits row)');
+my $waiter = session('postgres', 'waiter');
+run($waiter, 'BEGIN');
+start($waiter, "SELECT status FROM apikey.authenticate(${\ $key->('metered')}); INSERT INTO writes VALUES (3);");
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'waiter' AND wait_event_type = 'Lock'}),
+	'  ... the waiter waits on the credits row inside authenticate');
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('metered')}, terminate => true)");
+usleep(300_000);
+run($holder, 'ROLLBACK');
+ok(defined wait_error($waiter, qr/ERROR/, 10), '  ... the holder rolled back, the waiter goes on');
+like($waiter->{stderr}, qr/ERROR:  28000: API key rejected: revoked/,
+	'  ... and its authentication, completed after the kill, is refused');
+($out, $err) = run($waiter, 'COMMIT');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM writes WHERE x = 3'), '0',
+	'  ... nothing it wrote is committed');
+
+# the same with a REPEATABLE READ snapshot taken before the kill
+my $rr = session('postgres', 'rr');
+run($rr, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+run($rr, 'SELECT 1');
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('snapshot')}, terminate => true)");
+($out, $err) = run($rr, "SELECT status FROM apikey.authenticate(${\ $key->('snapshot')})");
+like($err, qr/ERROR:  28000: API key rejected: revoked/,
+	'REPEATABLE READ: a key terminated after the snapshot does not authenticate');
+run($rr, 'ROLLBACK');
+($out, $err) = run($rr, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
+is($err, '', '  ... while another key does, in the next transaction');
 
 # 2. a revocation rolled back, or rolled back to a savepoint, cancels nothing
 my $kept = session('postgres', 'kept');
@@ -254,5 +326,35 @@ like($err, qr/cannot prepare a transaction that revoked a key with terminate => 
 	'PREPARE TRANSACTION of a terminating revocation is refused');
 is(key_status($node, 'postgres', 'prepared'), 'valid', '  ... and the key stays valid');
 
-$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky, $comeback);
+# 6. the race under load: 8 clients authenticate with a metered key (each
+# waits for the credits row the others hold) and write; the key is
+# terminated in the middle.  No transaction may write after the kill.
+$node->safe_psql('postgres', q{
+	CREATE TABLE after_kill (at timestamptz); GRANT ALL ON after_kill TO PUBLIC;
+	INSERT INTO test_keys SELECT 'hammered', key_id, api_key FROM apikey.create_key('acme', 'production', 'hammered')});
+$node->safe_psql('postgres', "SELECT apikey.set_credits(${\ $id->('hammered')}, 1000000)");
+my $script = PostgreSQL::Test::Utils::tempdir() . '/hammer.sql';
+PostgreSQL::Test::Utils::append_to_file($script, qq{BEGIN;
+SELECT status FROM apikey.authenticate(${\ $key->('hammered')});
+SELECT pg_sleep(0.02);
+INSERT INTO after_kill SELECT clock_timestamp();
+COMMIT;
+});
+my ($pgb_out, $pgb_err) = ('', '');
+my $pgbench = IPC::Run::start(
+	[ 'pgbench', '--no-vacuum', '--client=8', '--jobs=8', '--time=4', '--file', $script,
+	  $node->connstr('postgres') ],
+	'>', \$pgb_out, '2>', \$pgb_err);
+usleep(1_500_000);
+# the time right after the commit, from the revoker's next statement
+my ($killed_at) = run($revoker,
+	"SELECT apikey.revoke_key(${\ $id->('hammered')}, terminate => true) \\g /dev/null\nSELECT clock_timestamp();");
+$pgbench->finish;
+my ($before, $after) = split /\|/, $node->safe_psql('postgres',
+	"SELECT count(*) FILTER (WHERE at < '$killed_at'), count(*) FILTER (WHERE at >= '$killed_at') FROM after_kill");
+diag("pgbench: $pgb_err") if $pgb_err ne "" && $before == 0;
+ok($before > 0, "8 clients hammering the metered key: $before transactions committed before the kill");
+is($after, '0', '  ... and none wrote after it (the kill was in their way, under load)');
+
+$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky, $comeback, $cursor, $holder, $waiter, $rr);
 done_testing();

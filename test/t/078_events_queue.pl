@@ -1,0 +1,149 @@
+# Events never veto a change: with the NOTIFY queue full.
+#
+# A role that may only connect LISTENs, stays in a transaction (the queue
+# cannot move past it) and notifies until the queue is full.  A revocation
+# with terminate => true, a leak report and a key creation still commit;
+# their events are dropped, counted by events_dropped() and announced by a
+# warning; the kill switch still stops the revoked key's transaction.
+#
+# The queue of PostgreSQL 15 holds 8 GB: by default the test lowers
+# apikey.events_max_queue_usage so that a few megabytes are "full".  With
+# APIKEY_TEST_FULL_NOTIFY_QUEUE=1 it fills the real queue to the point
+# where NOTIFY fails (54000), with the setting at its default (about a
+# minute, 8 GB of disk).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use ApikeyTAP;
+
+my $full = ($ENV{APIKEY_TEST_FULL_NOTIFY_QUEUE} // '') eq '1';
+my $node = new_node('events_queue', conf => "shared_preload_libraries = 'apikey'"
+	. ($full ? '' : "\napikey.events_max_queue_usage = 0.0005"));
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION apikey;
+	SELECT apikey.create_tenant('acme');
+	CREATE TABLE test_keys (label text PRIMARY KEY, key_id apikey.key_id, api_key text);
+	INSERT INTO test_keys
+		SELECT label, key_id, api_key
+		  FROM unnest('{stolen,leaked,before}'::text[]) AS label,
+		       apikey.create_key('acme', 'production', label);
+	CREATE ROLE nobody LOGIN;
+	CREATE ROLE ops LOGIN;
+	SELECT apikey.grant_admin('ops');
+	SELECT apikey.grant_leak_reporter('ops');
+	GRANT SELECT ON test_keys TO ops;
+	CREATE TABLE writes (x int); GRANT ALL ON writes TO PUBLIC;
+});
+my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
+my $id = sub { "(SELECT key_id FROM test_keys WHERE label = '$_[0]')" };
+
+sub session
+{
+	my ($user, $name) = @_;
+	my $s = $node->background_psql('postgres', on_error_stop => 0,
+		extra_params => [ '-U', $user ]);
+	$s->query_safe('\\set VERBOSITY verbose');
+	$s->query_safe("SET application_name = '$name'");
+	return $s;
+}
+sub run
+{
+	my ($s, $sql) = @_;
+	$s->{stderr} = '';
+	my $out = $s->query($sql);
+	my $err = $s->{stderr};
+	$s->{stderr} = '';
+	return ($out, $err);
+}
+# notifications the session received (psql prints them after a statement)
+sub notifications
+{
+	my ($s) = @_;
+	my $out = $s->query('SELECT 1');
+	return () = $out =~ /^Asynchronous notification "apikey_events"/mg;
+}
+
+my $listener = session('postgres', 'listener');
+$listener->query_safe('LISTEN apikey_events');
+$node->safe_psql('postgres', q{SELECT apikey.revoke_key(key_id) FROM test_keys WHERE label = 'before'});
+is(scalar(notifications($listener)), 1, 'with room in the queue, an event is sent');
+
+# the attack: a role that may only connect holds the queue and floods it
+my $stuck = session('nobody', 'stuck');
+run($stuck, 'LISTEN anything');
+run($stuck, 'BEGIN');
+run($stuck, 'SELECT 1');
+my $flooder = session('nobody', 'flooder');
+my ($target, $per_round) = $full ? (1, 20000) : (0.001, 500);
+my ($usage, $err) = (0, '');
+for my $round (1 .. 400)
+{
+	(undef, $err) = run($flooder,
+		"SELECT count(pg_notify('flood', $round || ':' || g || repeat('x', 7900))) FROM generate_series(1, $per_round) AS g");
+	($usage) = run($flooder, 'SELECT pg_notification_queue_usage()');
+	last if $err =~ /too many notifications/ || $usage >= $target;
+}
+diag("queue usage $usage");
+if ($full)
+{
+	like($err, qr/54000: too many notifications in the NOTIFY queue/, 'the queue is full: NOTIFY fails');
+}
+else
+{
+	ok($usage > 0.0005, 'the queue is used past apikey.events_max_queue_usage');
+}
+
+# the victim's transaction, in flight with the stolen key
+my $victim = session('postgres', 'victim');
+run($victim, 'BEGIN');
+is((run($victim, "SELECT status FROM apikey.authenticate(${\ $key->('stolen')})"))[0], 'valid',
+	'the stolen key authenticates a transaction');
+run($victim, 'INSERT INTO writes VALUES (1)');
+
+my $ops = session('ops', 'ops');
+my $out;
+($out, $err) = run($ops, "SELECT apikey.revoke_key(${\ $id->('stolen')}, 'stolen', terminate => true)");
+unlike($err, qr/ERROR/, 'revoke_key(terminate => true) commits with the queue full');
+like($err, qr/WARNING:  54000: 1 apikey event was not sent: the NOTIFY queue is [0-9.]+% full/,
+	'  ... and a warning says its event was not sent');
+unlike($err, qr/ak_|[0-9A-Za-z]{20}/, '  ... the warning holds no key text');
+is(key_status($node, 'postgres', 'stolen'), 'revoked', '  ... the key is revoked');
+($out, $err) = run($victim, 'COMMIT');
+like($err, qr/28000: the API key this transaction authenticated with was revoked/,
+	'  ... and the kill switch stopped its transaction');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM writes'), '0', '  ... nothing it wrote committed');
+
+($out, $err) = run($ops, "SELECT apikey.report_leak(${\ $key->('leaked')}, 'https://example.com/leak')");
+is($out, 'revoked', 'report_leak commits with the queue full');
+unlike($err, qr/ERROR/, '  ... without an error');
+($out, $err) = run($ops, "SELECT count(*) FROM apikey.create_key('acme', 'production', 'new')");
+is($out, '1', 'create_key commits with the queue full');
+
+is($node->safe_psql('postgres', 'SELECT apikey.events_dropped()'), '3', 'events_dropped() counts the three events');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(action, ',' ORDER BY event_id) FROM apikey.audit_log
+	 WHERE event_id > (SELECT max(event_id) FROM apikey.audit_log WHERE action = 'revoked'
+	                    AND key_id = (SELECT key_id FROM test_keys WHERE label = 'before'))}),
+	'revoked,leaked,created', '  ... and audit_log has them');
+is($node->safe_psql('postgres', q{SELECT has_function_privilege('nobody', 'apikey.events_dropped()', 'EXECUTE')}),
+	'f', 'events_dropped() is for administrators');
+
+# the queue frees up when the stuck session ends: events flow again (the
+# sessions opened before the flood are ended from outside: with the real
+# queue, their client's timer has run out)
+$node->safe_psql('postgres', q{
+	SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+	 WHERE application_name IN ('stuck', 'flooder', 'listener')});
+eval { $_->quit } for ($stuck, $flooder, $listener);
+ok($node->poll_query_until('postgres', 'SELECT pg_notification_queue_usage() < 0.0005'),
+	'the stuck session ended, the queue drains');
+$listener = session('postgres', 'listener2');
+$listener->query_safe('LISTEN apikey_events');
+$node->safe_psql('postgres', q{SELECT apikey.rename_key(key_id, 'renamed') FROM test_keys WHERE label = 'before'});
+is(scalar(notifications($listener)), 1, '  ... and events are sent again');
+
+$_->quit for ($listener, $victim, $ops);
+done_testing();
