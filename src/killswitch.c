@@ -32,7 +32,6 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
-#include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -44,6 +43,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
 
@@ -86,7 +86,7 @@ static LocalTransactionId dead_lxid = InvalidLocalTransactionId;
 static bool
 key_is_dead(uint64 key_id)
 {
-	if (dead_lxid != MyProc->lxid)
+	if (dead_lxid != AK_MY_LXID)
 		return false;
 	for (int i = 0; i < ndead; i++)
 		if (dead_keys[i] == key_id)
@@ -97,10 +97,10 @@ key_is_dead(uint64 key_id)
 static void
 key_died(uint64 key_id)
 {
-	if (dead_lxid != MyProc->lxid)
+	if (dead_lxid != AK_MY_LXID)
 	{
 		ndead = 0;
-		dead_lxid = MyProc->lxid;
+		dead_lxid = AK_MY_LXID;
 	}
 	if (!key_is_dead(key_id) && ndead < (int) lengthof(dead_keys))
 		dead_keys[ndead++] = key_id;
@@ -164,9 +164,11 @@ kill_shmem_startup(void)
 static KillSlot *
 my_slot(void)
 {
-	if (kill_shared == NULL || MyBackendId < 1 || MyBackendId > kill_shared->nslots)
+	int			slot = ak_backend_slot();
+
+	if (kill_shared == NULL || slot < 0 || slot >= kill_shared->nslots)
 		return NULL;
-	return &kill_shared->slots[MyBackendId - 1];
+	return &kill_shared->slots[slot];
 }
 
 /* SIGALRM context: only a look at the slot and a signal to ourselves. */
