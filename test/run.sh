@@ -16,10 +16,30 @@
 #   behind are stopped.
 # Each suite gets its own TMPDIR, kept when anything failed (the logs the
 # suites point to are there).
+#
+# Other PostgreSQL versions: PGVER=17 bash test/run.sh [suite...] runs the
+# suites in a Debian chroot with that version (17, 18 and 19; see
+# test/chroot.sh), by default those that need nothing but the server: the
+# regression files (10-regress, both orders), 20-authz, the isolation specs
+# and the TAP tests.  The other suites use host tools (pgbouncer, Python and
+# its drivers, curl, clang's fuzzer, the load and benchmark clients) and do
+# not depend on the server version; they run on the host's 15 only.  The
+# suites 95-pg17, 96-pg18 and 97-pg19 run exactly that for each version, so
+# the full run (no arguments) covers 15 and the chroot matrix.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
-bash "$REPO/test/deps.sh" || exit 1
+if [ -z "${APIKEY_IN_CHROOT:-}" ] && [[ " $CHROOT_VERSIONS " == *" $PGVER "* ]]; then
+	run_in_chroot "$PGVER" "$@"
+	exit
+fi
+
+if [ -n "${APIKEY_IN_CHROOT:-}" ]; then
+	# the chroot has what these need (test/chroot.sh installs it)
+	[ $# -gt 0 ] || set -- $CHROOT_SUITES
+else
+	bash "$REPO/test/deps.sh" || exit 1
+fi
 build_and_install || { echo "build failed"; exit 1; }
 
 if [ $# -gt 0 ]; then
