@@ -28,6 +28,7 @@ die() { echo "FAILED: chroot: $*" >&2; exit 1; }
 cmd=$1 ver=$2
 shift 2
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot, mount)"
+command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
 
 from_experimental=()
 case "$ver" in

@@ -72,6 +72,17 @@ sweep() {
 
 runtmp=$(mktemp -d "${TMPDIR:-/tmp}/apikey-run.XXXXXX")
 chmod 755 "$runtmp"
+
+# The chroots of the selected version suites (NN-pgVV) are created or
+# checked in the background while the host's suites run (debootstrap and apt
+# mostly wait on the mirror); each version's suite then waits for its own
+# (test/chroot.sh locks it) and reports a failure to create it.
+for s in "${suites[@]}"; do
+	if [[ "$(basename "$s")" =~ ^[0-9]+-pg([0-9]+)\.sh$ ]]; then
+		bash "$REPO/test/chroot.sh" dir "${BASH_REMATCH[1]}" \
+			>"$runtmp/chroot-pg${BASH_REMATCH[1]}.log" 2>&1 &
+	fi
+done
 log=$runtmp/suite.log
 passed=0
 failed=0
@@ -125,6 +136,7 @@ for s in "${suites[@]}"; do
 	echo "--- $name: $n_ok passed, $n_bad failed ($secs s)${note:+; $note}"
 done
 
+wait
 echo
 printf '%-16s %7s %7s %8s  %s\n' suite passed failed seconds note
 printf '%s\n' "${table[@]}"
