@@ -31,7 +31,7 @@ build_and_install() {
 			{ echo "$out"; exit 1; }
 		if grep -q 'warning:' <<<"$out"; then
 			echo "$out"
-			echo "the build of apikey for PostgreSQL $("$PGBIN/pg_config" --version) warns: a failure"
+			echo "the build of apikey for $("$PGBIN/pg_config" --version) warns: a failure"
 			exit 1
 		fi
 		$SUDO make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
