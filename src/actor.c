@@ -16,6 +16,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "pg_compat.h"
 #include "validate.h"
 
 /* The longest label, in characters (that of a key name). */

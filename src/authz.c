@@ -27,6 +27,7 @@
 #include "utils/inval.h"
 #include "utils/syscache.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "identity.h"
 #include "keytext.h"
@@ -62,7 +63,7 @@ caller_is_admin(void)
 		create_tenant_oid = LookupFuncName(name, -1, NULL, true);
 	}
 	return OidIsValid(create_tenant_oid) &&
-		pg_proc_aclcheck(create_tenant_oid, GetOuterUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+		ak_proc_aclcheck(create_tenant_oid, GetOuterUserId(), ACL_EXECUTE) == ACLCHECK_OK;
 }
 
 static void

@@ -35,6 +35,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "imported.h"
 #include "keyhash.h"
@@ -93,7 +94,7 @@ imports_load(void)
 		seen = imports_invalidations;
 		imports_key_id_attnum = get_attnum(relid, "key_id");
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
-		scan = table_beginscan(rel, snapshot, 0, NULL);
+		scan = ak_table_beginscan(rel, snapshot, 0, NULL);
 		slot = table_slot_create(rel, NULL);
 		if (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 			state = IMPORTS_SOME;
@@ -149,7 +150,7 @@ imported_key_lookup(const uint8 *hash, uint64 *key_id)
 	index = index_open(imports_index_relid, AccessShareLock);
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(wanted));
 	slot = table_slot_create(heap, NULL);
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	scan = ak_index_beginscan(heap, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
@@ -211,10 +212,10 @@ imports_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_imports_changed() must be called as a statement trigger")));
-	if (sent_lxid != MyProc->lxid || sent_subid == InvalidSubTransactionId)
+	if (sent_lxid != AK_MY_LXID || sent_subid == InvalidSubTransactionId)
 	{
 		CacheInvalidateRelcache(trigdata->tg_relation);
-		sent_lxid = MyProc->lxid;
+		sent_lxid = AK_MY_LXID;
 		sent_subid = GetCurrentSubTransactionId();
 	}
 	return PointerGetDatum(NULL);

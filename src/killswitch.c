@@ -48,7 +48,6 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "port/atomics.h"
-#include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
@@ -63,6 +62,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
 
@@ -183,9 +183,11 @@ kill_shmem_startup(void)
 static KillSlot *
 my_slot(void)
 {
-	if (kill_shared == NULL || MyBackendId < 1 || MyBackendId > kill_shared->nslots)
+	int			slot = ak_backend_slot();
+
+	if (kill_shared == NULL || slot < 0 || slot >= kill_shared->nslots)
 		return NULL;
-	return &kill_shared->slots[MyBackendId - 1];
+	return &kill_shared->slots[slot];
 }
 
 static KillBucket *

@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "ratelimit.h"
 
@@ -367,11 +368,11 @@ collect_limits(ArrayType *limits, uint32 kind, uint64 owner, AppliedLimit *out, 
 	if (count == 0)
 		return n;
 	load_limit_type(ARR_ELEMTYPE(limits));
-	array_iter_setup(&it, (AnyArrayType *) limits);
+	ak_array_iter_setup(&it, (AnyArrayType *) limits, limit_typlen, limit_typbyval, limit_typalign);
 	for (int i = 0; i < count; i++)
 	{
 		bool		isnull;
-		Datum		d = array_iter_next(&it, &isnull, i, limit_typlen, limit_typbyval, limit_typalign);
+		Datum		d = ak_array_iter_next(&it, &isnull, i, limit_typlen, limit_typbyval, limit_typalign);
 		HeapTupleHeader h;
 		HeapTupleData tuple;
 		Datum		values[LIMIT_TYPE_MAX_ATTS];

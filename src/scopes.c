@@ -8,6 +8,7 @@
 #include "fmgr.h"
 #include "utils/arrayaccess.h"
 
+#include "pg_compat.h"
 #include "keytext.h"
 #include "scopes.h"
 
@@ -16,7 +17,7 @@ static inline text *
 next_scope(array_iter *it, int i)
 {
 	bool		isnull;
-	Datum		d = array_iter_next(it, &isnull, i, -1, false, TYPALIGN_INT);
+	Datum		d = ak_array_iter_next(it, &isnull, i, -1, false, TYPALIGN_INT);
 
 	return isnull ? NULL : DatumGetTextPP(d);
 }
@@ -28,7 +29,7 @@ scopes_cover(ArrayType *scopes, const char *wanted, size_t wlen)
 	int			n = ArrayGetNItems(ARR_NDIM(scopes), ARR_DIMS(scopes));
 	array_iter	it;
 
-	array_iter_setup(&it, (AnyArrayType *) scopes);
+	ak_array_iter_setup(&it, (AnyArrayType *) scopes, -1, false, TYPALIGN_INT);
 	for (int i = 0; i < n; i++)
 	{
 		text	   *granted = next_scope(&it, i);

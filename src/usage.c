@@ -53,6 +53,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
 #include "verify.h"
@@ -187,12 +188,12 @@ usage_shmem_startup(void)
 	}
 	info.keysize = sizeof(UsageKey);
 	info.entrysize = sizeof(UsageEntry);
-	usage_hash = ShmemInitHash("apikey usage hash", usage_max_keys, usage_max_keys,
-							   &info, HASH_ELEM | HASH_BLOBS);
+	usage_hash = ak_shmem_init_hash("apikey usage hash", usage_max_keys,
+									&info, HASH_ELEM | HASH_BLOBS);
 	info.keysize = sizeof(CountKey);
 	info.entrysize = sizeof(CountEntry);
-	counts_hash = ShmemInitHash("apikey usage counts", usage_stats_max_counts,
-								usage_stats_max_counts, &info, HASH_ELEM | HASH_BLOBS);
+	counts_hash = ak_shmem_init_hash("apikey usage counts", usage_stats_max_counts,
+									 &info, HASH_ELEM | HASH_BLOBS);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -897,7 +898,7 @@ usage_launcher_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	pgstat_report_appname("apikey usage launcher");
 	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
-	usage_shared->launcher_procno = MyProc->pgprocno;
+	usage_shared->launcher_procno = AK_MY_PROC_INDEX;
 	LWLockRelease(usage_shared->lock);
 
 	for (;;)

@@ -42,6 +42,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "credits.h"
 #include "imported.h"
@@ -190,7 +191,7 @@ static BlockNumber locked_nblocks = 0;
 static inline bool
 holds_locks(void)
 {
-	return locked_lxid == MyProc->lxid && locked_subid != InvalidSubTransactionId;
+	return locked_lxid == AK_MY_LXID && locked_subid != InvalidSubTransactionId;
 }
 
 static void
@@ -446,7 +447,7 @@ static bool
 fetch_at(Relation heap, const ItemPointerData *root, uint64 key_id, Snapshot snapshot,
 		 TupleTableSlot *slot)
 {
-	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
+	IndexFetchTableData *fetch = ak_table_index_fetch_begin(heap);
 	ItemPointerData tid = *root;	/* the fetch moves it along the chain */
 	bool		call_again = false;
 	bool		all_dead = false;
@@ -473,7 +474,7 @@ fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *
 	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, BTEqualStrategyNumber,
 								   InvalidOid, InvalidOid, &catalog.eq_finfo,
 								   KeyIdGetDatum(key_id));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	scan = ak_index_beginscan(heap, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
@@ -605,7 +606,7 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 	{
 		/* lock the index too, before anything else may look at it */
 		index_close(index_open(catalog.pkey_relid, AccessShareLock), NoLock);
-		locked_lxid = MyProc->lxid;
+		locked_lxid = AK_MY_LXID;
 		locked_subid = GetCurrentSubTransactionId();
 		locked_nblocks = RelationGetNumberOfBlocks(heap);
 	}
@@ -678,11 +679,11 @@ resources_cover(ArrayType *resources, text *resource)
 	array_iter	it;
 	int			n = ArrayGetNItems(ARR_NDIM(resources), ARR_DIMS(resources));
 
-	array_iter_setup(&it, (AnyArrayType *) resources);
+	ak_array_iter_setup(&it, (AnyArrayType *) resources, -1, false, TYPALIGN_INT);
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
-		Datum		d = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
+		Datum		d = ak_array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
 		text	   *granted;
 
 		if (isnull)
@@ -755,11 +756,11 @@ ip_allowed(ArrayType *allowed_ips, inet *address)
 	if (address == NULL)
 		return false;
 	address = ipv4_unmapped(address, &unmapped);
-	array_iter_setup(&it, (AnyArrayType *) allowed_ips);
+	ak_array_iter_setup(&it, (AnyArrayType *) allowed_ips, -1, false, TYPALIGN_INT);
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
-		Datum		network = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
+		Datum		network = ak_array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_INT);
 
 		if (!isnull &&
 			DatumGetBool(DirectFunctionCall2(network_supeq, network, InetPGetDatum(address))))

@@ -4,12 +4,14 @@
 set -euo pipefail
 
 PGVER=${PGVER:-15}
-# package list: what a full test run uses
+# package list: what a full test run uses (debootstrap: the chroots of the
+# other PostgreSQL versions, test/chroot.sh)
 packages=(
 	make gcc
 	"postgresql-$PGVER" "postgresql-server-dev-$PGVER"
 	libipc-run-perl pgbouncer python3 python3-psycopg2 python3-psycopg python3-cryptography curl openssl
 	clang libclang-rt-14-dev
+	debootstrap
 )
 [ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
 

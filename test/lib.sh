@@ -51,12 +51,39 @@ run_as_pg() {
 }
 
 # Build and install, one at a time (several suites or sessions may ask).
+# A compiler warning fails the build (the code is warning-free on every
+# version it supports); the warnings are printed.
 build_and_install() {
 	(
 		flock 9
-		make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" >/dev/null &&
-			$SUDO make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
+		local out
+		out=$(make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" 2>&1 >/dev/null) ||
+			{ echo "$out"; exit 1; }
+		if grep -q 'warning:' <<<"$out"; then
+			echo "$out"
+			echo "the build of apikey for $("$PGBIN/pg_config" --version) warns: a failure"
+			exit 1
+		fi
+		$SUDO make -C "$REPO" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
 	) 9>"${TMPDIR:-/tmp}/apikey-build.lock"
+}
+
+# regress_counts SUMMARY SCHEDULE: sets N_OK and N_BAD from the summary
+# pg_regress or pg_isolation_regress printed.  Up to 15 it prints a line
+# "test name ... ok" (or "... FAILED"; "     name ... ok" in a parallel
+# group), from 16 TAP lines "ok 1 - name" and "not ok 1 - name" ("+" for a
+# parallel group).  Every test the schedule names must have its line: fewer
+# results than tests are counted as failures (a run that stopped early, or a
+# format this function does not know, must not pass).
+regress_counts() {
+	local summary=$1 schedule=$2 want name='[a-z_0-9-]+'
+	N_OK=$(grep -Ec "^(test | +)$name +\.\.\. ok|^ok +[0-9]+ +[-+] +$name" "$summary")
+	N_BAD=$(grep -Ec "^(test | +)$name +\.\.\. FAILED|^not ok +[0-9]+ +[-+] +$name" "$summary")
+	want=$(sed -n 's/^test: *//p' "$schedule" | wc -w)
+	if [ $((N_OK + N_BAD)) -ne "$want" ]; then
+		echo "$(basename "$schedule") names $want tests, the summary shows $((N_OK + N_BAD)) results"
+		[ $((N_OK + N_BAD)) -lt "$want" ] && N_BAD=$((want - N_OK)) || N_BAD=$((N_BAD + 1))
+	fi
 }
 
 # A scratch directory the unprivileged user owns.
@@ -99,10 +126,36 @@ regress_suite() {
 			n_missing=$((n_missing + 1))
 		fi
 	done
-	n_ok=$(grep -Ec '^(test | +)[a-z_0-9]+ +\.\.\. ok' "$work/summary")
-	n_bad=$(grep -Ec '^(test | +)[a-z_0-9]+ +\.\.\. FAILED' "$work/summary")
+	regress_counts "$work/summary" "$schedule"
+	n_ok=$N_OK n_bad=$N_BAD
 	[ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
 	n_bad=$((n_bad + n_missing))
 	[ $rc -eq 0 ] && [ $n_missing -eq 0 ] && rm -rf "$work"
 	echo "$n_ok passed, $n_bad failed"
+}
+
+# The versions tested in a Debian chroot (test/chroot.sh), and the suites run
+# there by default.
+CHROOT_VERSIONS="17 18 19"
+CHROOT_SUITES="regress authz isolation tap"
+
+# run_in_chroot PGVER [suite...]: the working tree copied into PGVER's chroot
+# (created or reused), built there (a warning fails) and the suites run
+# there as by test/run.sh; its last line is run.sh's "N passed, M failed".
+run_in_chroot() {
+	local ver=$1 dir dest rc
+	shift
+	[ "$(id -u)" -eq 0 ] || { echo "PostgreSQL $ver runs in a chroot: run as root"; echo "0 passed, 1 failed"; return 1; }
+	dir=$(bash "$REPO/test/chroot.sh" dir "$ver") ||
+		{ echo "FAILED: no chroot for PostgreSQL $ver"; echo "0 passed, 1 failed"; return 1; }
+	dest=/build/apikey-$$
+	bash "$REPO/test/chroot.sh" copy "$ver" "$dest" >/dev/null ||
+		{ echo "FAILED: copying the tree into $dir"; echo "0 passed, 1 failed"; return 1; }
+	echo "PostgreSQL $ver in the chroot $dir, the tree in $dest there"
+	bash "$REPO/test/chroot.sh" run "$ver" env APIKEY_IN_CHROOT=1 PGVER="$ver" \
+		bash "$dest/test/run.sh" "$@"
+	rc=$?
+	[ $rc -eq 0 ] && rm -rf --one-file-system "${dir:?}$dest"
+	[ $rc -ne 0 ] && echo "(paths above are inside the chroot $dir)"
+	return $rc
 }

@@ -16,11 +16,31 @@
 #   behind are stopped.
 # Each suite gets its own TMPDIR, kept when anything failed (the logs the
 # suites point to are there).
+#
+# Other PostgreSQL versions: PGVER=17 bash test/run.sh [suite...] runs the
+# suites in a Debian chroot with that version (17, 18 and 19; see
+# test/chroot.sh), by default those that need nothing but the server: the
+# regression files (10-regress, both orders), 20-authz, the isolation specs
+# and the TAP tests.  The other suites use host tools (pgbouncer, Python and
+# its drivers, curl, clang's fuzzer, the load and benchmark clients) and do
+# not depend on the server version; they run on the host's 15 only.  The
+# suites 95-pg17, 96-pg18 and 97-pg19 run exactly that for each version, so
+# the full run (no arguments) covers 15 and the chroot matrix.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 stage_readable "$0" "$@"
 
-bash "$REPO/test/deps.sh" || exit 1
+if [ -z "${APIKEY_IN_CHROOT:-}" ] && [[ " $CHROOT_VERSIONS " == *" $PGVER "* ]]; then
+	run_in_chroot "$PGVER" "$@"
+	exit
+fi
+
+if [ -n "${APIKEY_IN_CHROOT:-}" ]; then
+	# the chroot has what these need (test/chroot.sh installs it)
+	[ $# -gt 0 ] || set -- $CHROOT_SUITES
+else
+	bash "$REPO/test/deps.sh" || exit 1
+fi
 build_and_install || { echo "build failed"; exit 1; }
 
 if [ $# -gt 0 ]; then
@@ -53,6 +73,17 @@ sweep() {
 
 runtmp=$(mktemp -d "${TMPDIR:-/tmp}/apikey-run.XXXXXX")
 chmod 755 "$runtmp"
+
+# The chroots of the selected version suites (NN-pgVV) are created or
+# checked in the background while the host's suites run (debootstrap and apt
+# mostly wait on the mirror); each version's suite then waits for its own
+# (test/chroot.sh locks it) and reports a failure to create it.
+for s in "${suites[@]}"; do
+	if [[ "$(basename "$s")" =~ ^[0-9]+-pg([0-9]+)\.sh$ ]]; then
+		bash "$REPO/test/chroot.sh" dir "${BASH_REMATCH[1]}" \
+			>"$runtmp/chroot-pg${BASH_REMATCH[1]}.log" 2>&1 &
+	fi
+done
 log=$runtmp/suite.log
 passed=0
 failed=0
@@ -106,6 +137,7 @@ for s in "${suites[@]}"; do
 	echo "--- $name: $n_ok passed, $n_bad failed ($secs s)${note:+; $note}"
 done
 
+wait
 echo
 printf '%-16s %7s %7s %8s  %s\n' suite passed failed seconds note
 printf '%s\n' "${table[@]}"

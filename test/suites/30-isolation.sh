@@ -28,8 +28,8 @@ for spec in "$REPO"/test/isolation/specs/*.spec; do
 	fi
 done
 
-n_ok=$(grep -Ec '^(test | +)[a-z_0-9-]+ +\.\.\. ok' "$work/summary")
-n_bad=$(grep -Ec '^(test | +)[a-z_0-9-]+ +\.\.\. FAILED' "$work/summary")
+regress_counts "$work/summary" "$work/isolation_schedule"
+n_ok=$N_OK n_bad=$N_BAD
 [ $rc -ne 0 ] && [ "$n_bad" -eq 0 ] && n_bad=1
 n_bad=$((n_bad + n_missing))
 [ $rc -eq 0 ] && [ $n_missing -eq 0 ] && rm -rf "$work"

@@ -9,11 +9,13 @@ set -uo pipefail
 
 work=$(scratch_dir tap)
 # the cluster module runs pg_regress --config-auth and the server's binaries
-# from PATH, and keeps its clusters and logs under $TESTDIR/tmp_check
+# from PATH, and keeps its clusters and logs under $TESTDIR/tmp_check (15),
+# $TESTDATADIR and $TESTLOGDIR (16 and later)
 # TAP_TESTS: a subset of the test files, for development
 tests=(${TAP_TESTS:-"$REPO"/test/t/*.pl})
 run_as_pg env PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-	TESTDIR="$work" TMPDIR="$work" APIKEY_REPO="$REPO" \
+	TESTDIR="$work" TESTDATADIR="$work/tmp_check" TESTLOGDIR="$work/tmp_check/log" \
+	TMPDIR="$work" APIKEY_REPO="$REPO" \
 	prove -v --timer -I "$PGXS_DIR/src/test/perl" -I "$REPO/test/t" \
 	"${tests[@]}" >"$work/prove.out" 2>&1
 rc=$?

@@ -336,11 +336,15 @@ DROP OWNED BY regress_evil;
 REVOKE CREATE ON SCHEMA public FROM regress_evil;
 
 -- psql administration: every object of the extension says what it is
--- (\dx+ apikey lists them); none lacks a comment
+-- (\dx+ apikey lists them); none lacks a comment.  Not the objects made
+-- along with another (a table's row type, a type's array type: internal
+-- dependencies), which are members too from PostgreSQL 17.
 SELECT pg_describe_object(d.classid, d.objid, 0) AS uncommented
   FROM pg_depend d
  WHERE d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'apikey')
    AND d.deptype = 'e'
    AND obj_description(d.objid, d.classid::regclass::text) IS NULL
+   AND NOT EXISTS (SELECT FROM pg_depend i
+                    WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i')
  ORDER BY 1;

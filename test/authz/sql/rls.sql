@@ -81,8 +81,10 @@ WITH d AS (DELETE FROM app.orders WHERE item = 'B widget' RETURNING 1) SELECT co
 -- the application's SECURITY DEFINER function sees the same identity
 SELECT * FROM app.order_summary();
 -- parallel workers cannot run the identity functions: the plan keeps them
--- in the leader and the answer is the same
-SET LOCAL force_parallel_mode = on;
+-- in the leader and the answer is the same (16 renamed force_parallel_mode)
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int < 160000
+                       THEN 'force_parallel_mode' ELSE 'debug_parallel_query' END,
+                  'on', true) AS parallel_mode;
 SELECT count(*) AS orders FROM app.orders;
 COMMIT;
 
