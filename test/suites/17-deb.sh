@@ -86,7 +86,7 @@ fi
 if grep -q 'warning:' "$work/build.log"; then
 	bad "the package build warns: $(grep 'warning:' "$work/build.log" | head -3)"
 else
-	ok "the package build has no compiler warning"
+	ok "the package build has no warning (compiler, dpkg, debhelper)"
 fi
 
 # what the package holds and needs
