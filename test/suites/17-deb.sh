@@ -133,6 +133,12 @@ chroot_ensure() {
 	sources=$("$PY" "$REPO/test/packaging/apt_sources.py" "$SUITE")
 	[ -n "$sources" ] || { echo "no Debian archive for $SUITE in /etc/apt/sources.list*"; return 1; }
 	want=$(printf 'suite %s\nsources\n%s\npackages %s\n' "$SUITE" "$sources" "${base_packages[*]}")
+	# a run stopped before its purge left the package behind
+	if [ -f "$root/.apikey-stamp" ] &&
+		[ "$(in_chroot "$root" dpkg-query -W -f '${Status}' "postgresql-$PGVER-apikey" 2>/dev/null)" != "" ]; then
+		echo "# purging postgresql-$PGVER-apikey left by an earlier run"
+		in_chroot "$root" dpkg --purge "postgresql-$PGVER-apikey" >/dev/null 2>&1
+	fi
 	if [ -f "$root/.apikey-stamp" ] && [ "$(cat "$root/.apikey-stamp")" = "$want" ] &&
 		[ "$(in_chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' | sort)" = "$(cat "$root/.apikey-packages")" ]; then
 		chroot_state=reused
@@ -209,10 +215,15 @@ else
 	finish
 fi
 
-mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+# PostgreSQL needs /proc and a /dev/shm anyone may write to
+mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc" && mounted+=("$root/proc"); }
 mkdir -p "$root/dev/shm"
-mount -t tmpfs -o mode=1777,size=256m shm "$root/dev/shm" && mounted+=("$root/dev/shm")
-[ ${#mounted[@]} -eq 2 ] || { bad "cannot mount /proc and /dev/shm in the chroot"; finish; }
+mountpoint -q "$root/dev/shm" ||
+	{ mount -t tmpfs -o mode=1777,size=256m shm "$root/dev/shm" && mounted+=("$root/dev/shm"); }
+if ! mountpoint -q "$root/proc" || ! mountpoint -q "$root/dev/shm" || [ ! -c "$root/dev/null" ]; then
+	bad "cannot mount /proc and /dev/shm in the chroot (or it has no /dev/null)"
+	finish
+fi
 
 inroot() { in_chroot "$root" "$@"; }
 aspg() { inroot runuser -u postgres -- "$@"; }
