@@ -11,7 +11,11 @@ packages=(
 	"postgresql-$PGVER" "postgresql-server-dev-$PGVER"
 	libipc-run-perl pgbouncer python3 python3-psycopg2 python3-psycopg python3-cryptography curl openssl
 	clang libclang-rt-14-dev
-	debootstrap
+	# the Debian package (17-deb): dpkg-buildpackage and dh with pg_buildext
+	# (debhelper brings dpkg-dev), its build dependencies (debian/control:
+	# postgresql-all is the server and headers of each supported version, and
+	# pg_virtualenv for the build-time test), and a chroot to install it into
+	debhelper postgresql-all debootstrap
 )
 [ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
 

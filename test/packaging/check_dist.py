@@ -4,8 +4,9 @@
 Usage: check_dist.py ARCHIVE.zip
 Prints "ok   <check>" or "FAIL <check>: <why>" per check.  The archive must
 hold the whole distribution under apikey-<version>/, nothing built or left
-by a test run, and a META.json that is valid PGXN metadata (meta spec 1.0)
-whose versions are the control file's default_version.
+by a test run, a META.json that is valid PGXN metadata (meta spec 1.0)
+whose versions are the control file's default_version, and the Debian
+packaging (debian/) of the same version.
 """
 import json
 import re
@@ -193,6 +194,24 @@ def main():
               else ["they differ"])
         req = meta.get("prereqs", {}).get("runtime", {}).get("requires", {}).get("PostgreSQL")
         check("META.json requires PostgreSQL 15 or later", [] if req == "15.0.0" else ["got %r" % req])
+        # the spec has only a minimum: which versions are tested is an x_ field
+        pv = meta.get("x_postgresql_versions", {})
+        tested = pv.get("tested", []) if isinstance(pv, dict) else []
+        check("META.json x_postgresql_versions names the tested versions (%s), 15 among them, none below it"
+              % ", ".join(tested),
+              [] if "15" in tested and all(re.match(r"^\d+$", v) and int(v) >= 15 for v in tested)
+              and pv.get("minimum") == "15" else ["got %r" % pv])
+
+        # the Debian packaging ships with the source (dpkg-buildpackage -b
+        # works from the unpacked archive), its version this release's
+        debian = ["debian/%s" % f for f in ("control.in", "control", "rules", "pgversions", "copyright",
+                                            "changelog", "source/format", "tests/control")]
+        m = re.match(r"^apikey \(([^)-]+)-[^)]+\)", read("debian/changelog"))
+        check("debian/ (pg_buildext packaging) whose changelog's newest entry is %s-N" % version,
+              ["%s missing" % f for f in debian if f not in files] +
+              ([] if m and m.group(1) == version else ["changelog: %s" % (m.group(1) if m else "no entry")]) +
+              ([] if "Package: postgresql-PGVERSION-apikey" in read("debian/control.in")
+               else ["control.in has no postgresql-PGVERSION-apikey package"]))
 
 
 main()

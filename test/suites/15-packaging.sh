@@ -2,9 +2,10 @@
 # Packaging: `make dist` writes apikey-<version>.zip from the last commit;
 # the archive holds the control file, META.json (valid PGXN metadata whose
 # versions are the control file's default_version), the sources, the
-# released scripts, LICENSE and CHANGELOG, and nothing built or left by a
-# test run (test/packaging/check_dist.py); and the extension builds from
-# the unpacked archive alone, without a warning.
+# released scripts, LICENSE and CHANGELOG, the Debian packaging (debian/,
+# built and installed by 17-deb) of the same version, and nothing built or
+# left by a test run (test/packaging/check_dist.py); and the extension
+# builds from the unpacked archive alone, without a warning.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
