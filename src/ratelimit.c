@@ -757,7 +757,8 @@ bucket_enter(AppliedLimit *l, TimestampTz now, RateRefusalReason *why)
 	*partition_tenant(l->partition, i) = l->tenant;
 	rate_shared->used[l->partition]++;
 	/* it counts nothing yet: idle now, should the request be refused */
-	rate_shared->idle_at[l->partition] = Min(rate_shared->idle_at[l->partition], now);
+	if (rate_shared->idle_at[l->partition] > now)
+		rate_shared->idle_at[l->partition] = now;
 	return b;
 }
 
@@ -925,7 +926,8 @@ ratelimit_give_back(const RateTaken *taken)
 
 			*c -= Min(*c, taken->item[i].amount);
 			/* it may be idle sooner than noted */
-			rate_shared->idle_at[partitions[i]] = 0;
+			if (rate_shared->idle_at[partitions[i]] != 0)
+				rate_shared->idle_at[partitions[i]] = 0;
 		}
 	}
 	unlock_partitions(locked, m);

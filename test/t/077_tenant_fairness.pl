@@ -12,6 +12,8 @@
 #   (without key text), and rate_limit_status() counts the refusals.
 #   With apikey.rate_limit_tenant_share = 100 (no reserve) the same attack
 #   starves acme: the setting is what protects it.
+#   A tenant with brief limits fills the rest, is refused, and once its
+#   windows have passed its idle buckets are reused.
 # - Pending usage (apikey.usage_max_keys = usage_stats_max_counts = 1024):
 #   mallory verifies 2500 keys, with three statuses each, within one round
 #   of the writer; acme's verifications after that are still counted
@@ -116,6 +118,28 @@ is(scalar(@lines), 1, 'the server log says once (in a minute) that mallory was r
 like($log, qr/DETAIL:  The tenant holds its share \(apikey.rate_limit_tenant_share = 25%\)/, '  ... and why');
 is($node->psql('postgres', 'SELECT * FROM apikey.rate_limit_tenants()', extra_params => [ '-U', 'app' ]), 3,
 	'rate_limit_tenants is for full administrators only');
+
+# a tenant whose limits are brief: it fills what is left, is refused (the
+# partitions are full, none of their buckets idle: they are not scanned
+# again for a while), and once its windows have passed its idle buckets
+# make room for its other keys
+$node->safe_psql('postgres', q{
+	SELECT apikey.create_tenant('brief');
+	INSERT INTO test_keys SELECT 'brief ' || g, k.key_id, k.api_key
+	  FROM generate_series(1, 400) AS g, apikey.create_key('brief', 'production', 'brief ' || g) AS k;
+	SELECT count(apikey.set_rate_limit(key_id, 'second', 10, '1 second')) FROM test_keys WHERE label LIKE 'brief %';
+	CREATE TABLE brief_refused AS
+	SELECT t.label FROM test_keys AS t, apikey.verify(t.api_key) AS v
+	 WHERE t.label LIKE 'brief %' AND v.status = 'rate_limited';});
+my $brief_refused = $node->safe_psql('postgres', 'SELECT count(*) FROM brief_refused');
+cmp_ok($brief_refused, '>', 0, "brief's keys beyond the free buckets are refused ($brief_refused)");
+sleep(2);
+my $brief_after = $node->safe_psql('postgres', q{
+	SELECT count(*) FROM test_keys AS t JOIN brief_refused USING (label), apikey.verify(t.api_key) AS v
+	 WHERE v.status = 'valid'});
+cmp_ok($brief_after, '>', 0, "  ... and once their windows have passed, the idle buckets admit others of them ($brief_after)");
+like($node->safe_psql('postgres', "SELECT tenant || ' ' || buckets FROM apikey.rate_limit_tenants() WHERE tenant = 'mallory'"),
+	qr/^mallory $m_valid$/, "  ... while mallory's buckets stay");
 
 # without the reserve, the same attack starves acme: the share is what protects it
 $node->append_conf('postgresql.conf', 'apikey.rate_limit_tenant_share = 100');
