@@ -33,8 +33,8 @@
  * (apikey.rate_limit_tenant_share percent of the partition) may not take
  * any of the partition's last share of free buckets: they are kept for
  * the tenants below their share.  A tenant alone may still use most of the
- * table; one tenant, however it sets its limits (366 days, used once),
- * never leaves another with less than a share.  A request refused for
+ * table; however one tenant sets its limits (366 days, used once), the
+ * others keep a share among them.  A request refused for
  * capacity is counted per tenant (rate_limit_tenants) and logged, without
  * a secret, at most once a minute per tenant.  Buckets are not taken from
  * a tenant once held: the counts in them are what its limits promise.
@@ -220,7 +220,7 @@ rate_shmem_startup(void)
 		memset(rate_shared->idle_at, 0, sizeof(rate_shared->idle_at));
 		SpinLockInit(&rate_shared->refusals_lock);
 		memset(rate_shared->refusals, 0, sizeof(rate_shared->refusals));
-		/* every slot free (key.kind 0, dbid 0) */
+		/* every slot free (key.kind 0, held 0) */
 		memset(rate_buckets, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateBucket));
 		memset(rate_bucket_tenants, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(int64));
 		memset(rate_holders, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateHolder));
@@ -412,7 +412,7 @@ ratelimit_init(void)
 		return;
 	DefineCustomIntVariable("apikey.rate_limit_buckets",
 							"Rate-limit buckets in shared memory (one per limit of a key or tenant in use).",
-							"About 256 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
+							"About 290 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
 							&rate_limit_buckets,
 							32768, 1024, 16777216,
 							PGC_POSTMASTER, 0,
