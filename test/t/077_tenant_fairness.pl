@@ -140,6 +140,9 @@ my $brief_after = $node->safe_psql('postgres', q{
 cmp_ok($brief_after, '>', 0, "  ... and once their windows have passed, the idle buckets admit others of them ($brief_after)");
 like($node->safe_psql('postgres', "SELECT tenant || ' ' || buckets FROM apikey.rate_limit_tenants() WHERE tenant = 'mallory'"),
 	qr/^mallory $m_valid$/, "  ... while mallory's buckets stay");
+is($node->safe_psql('postgres', q{
+	SELECT (SELECT sum(buckets) FROM apikey.rate_limit_tenants()) = in_use FROM apikey.rate_limit_status()}), 't',
+	"  ... and the tenants' buckets, counted through all that, add up to the buckets in use");
 
 # without the reserve, the same attack starves acme: the share is what protects it
 $node->append_conf('postgresql.conf', 'apikey.rate_limit_tenant_share = 100');
