@@ -127,7 +127,8 @@ typedef struct UsageShared
 	LWLock	   *lock;			/* both tables */
 	uint64		dropped;		/* times lost because the table was full */
 	uint64		counts_dropped; /* verifications not counted (table full) */
-	uint64		share_dropped;	/* uses and verifications of tenants beyond their share */
+	uint64		share_dropped;	/* of dropped: uses of tenants beyond their share */
+	uint64		share_counts_dropped;	/* of counts_dropped: ... their verifications */
 	int			launcher_procno;	/* -1: no launcher running */
 	bool		writer_wrote;	/* the last writer finished its database */
 	pg_atomic_uint64 flush_requests;	/* apikey.usage_flush() calls */
@@ -213,6 +214,7 @@ usage_shmem_startup(void)
 		usage_shared->dropped = 0;
 		usage_shared->counts_dropped = 0;
 		usage_shared->share_dropped = 0;
+		usage_shared->share_counts_dropped = 0;
 		usage_shared->launcher_procno = -1;
 		pg_atomic_init_u64(&usage_shared->flush_requests, 0);
 		pg_atomic_init_u64(&usage_shared->flushes_done, 0);
@@ -346,7 +348,7 @@ counts_set_aside(Oid dbid, uint64 key_id, int64 tenant_id, TimestampTz hour, int
 		usage_shared->counts_dropped += n;
 		if (t != NULL && hash_get_num_entries(counts_hash) < usage_stats_max_counts)
 		{
-			usage_shared->share_dropped += n;
+			usage_shared->share_counts_dropped += n;
 			refused_tenant = tenant_id;
 		}
 		if (t != NULL && t->keys <= 0 && t->counts <= 0)
@@ -524,6 +526,7 @@ usage_tracking(PG_FUNCTION_ARGS)
 	long		counts = 0;
 	uint64		counts_dropped = 0;
 	uint64		share_dropped = 0;
+	uint64		share_counts_dropped = 0;
 	HASH_SEQ_STATUS seq;
 	UsageEntry *e;
 
@@ -543,15 +546,17 @@ usage_tracking(PG_FUNCTION_ARGS)
 	counts += hash_get_num_entries(counts_hash);
 	counts_dropped = usage_shared->counts_dropped;
 	share_dropped = usage_shared->share_dropped;
+	share_counts_dropped = usage_shared->share_counts_dropped;
 	LWLockRelease(usage_shared->lock);
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("on: flushed every %d s%s; %ld keys pending, %llu uses dropped (table full); "
 											  "%ld usage counts pending, %llu verifications not counted (table full); "
-											  "of those dropped, %llu of tenants beyond their share (apikey.usage_tenant_share)",
+											  "of those, %llu uses and %llu verifications of tenants beyond their share (apikey.usage_tenant_share)",
 											  usage_flush_interval,
 											  RecoveryInProgress() ? " (not on this standby)" : "",
 											  pending, (unsigned long long) dropped,
 											  counts, (unsigned long long) counts_dropped,
-											  (unsigned long long) share_dropped)));
+											  (unsigned long long) share_dropped,
+											  (unsigned long long) share_counts_dropped)));
 }
 
 static int
