@@ -8,7 +8,11 @@
  * has committed, that is after its changes became visible to new
  * snapshots and before the client hears of the commit, the backend
  * increments a counter per changed key (one of KEY_CHANGE_SLOTS, chosen by
- * the key id) or, for a TRUNCATE or very many keys, a global counter.  A
+ * the key id; for more than MAX_LOCAL_CHANGES keys, once per slot they
+ * fall in) or, for a TRUNCATE, a global counter.  A change of many keys
+ * thus stops the cached states of the keys that share their slots, not of
+ * every key: a tenant that changes its own keys again and again costs the
+ * other tenants' caches about its keys / KEY_CHANGE_SLOTS of their hits.  A
  * cached state stamped with the counters read before the row was read is
  * therefore current exactly as long as both counters are unchanged: a
  * change committed before the stamp was taken is in the row read after
@@ -37,6 +41,7 @@
 #include "miscadmin.h"
 #include "parser/parse_relation.h"
 #include "port/atomics.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
@@ -47,7 +52,7 @@
 #include "keychange.h"
 #include "keyid.h"
 
-#define KEY_CHANGE_SLOTS	4096
+#define KEY_CHANGE_SLOTS	65536	/* 512 kB of counters */
 #define MAX_PREPARED		64
 #define MAX_LOCAL_CHANGES	64
 
@@ -62,11 +67,15 @@ typedef struct KeyChangeShared
 
 static KeyChangeShared *shared = NULL;
 
-/* What this transaction changed, noted by the trigger. */
+/*
+ * What this transaction changed, noted by the trigger: the key ids while
+ * they are few, and the slots they fall in always.
+ */
 static bool changed_any = false;
-static bool changed_many = false;
+static bool changed_all = false;	/* a TRUNCATE, or a key without an id */
 static int	nchanged = 0;
 static uint64 changed[MAX_LOCAL_CHANGES];
+static uint64 changed_slots[KEY_CHANGE_SLOTS / 64];
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -110,8 +119,37 @@ keychange_shmem_startup(void)
 static void
 forget_changes(void)
 {
-	changed_any = changed_many = false;
+	if (nchanged > MAX_LOCAL_CHANGES)
+		memset(changed_slots, 0, sizeof(changed_slots));
+	else
+		for (int i = 0; i < nchanged; i++)
+			changed_slots[slot_of(changed[i]) / 64] = 0;
+	changed_any = changed_all = false;
 	nchanged = 0;
+}
+
+/* Move the counter of every slot a changed key falls in, once. */
+static void
+move_changed_slots(void)
+{
+	if (nchanged <= MAX_LOCAL_CHANGES)
+	{
+		for (int i = 0; i < nchanged; i++)
+		{
+			int			slot = slot_of(changed[i]);
+			uint64		bit = UINT64CONST(1) << (slot % 64);
+
+			if (changed_slots[slot / 64] & bit)
+			{
+				pg_atomic_fetch_add_u64(&shared->slots[slot], 1);
+				changed_slots[slot / 64] &= ~bit;
+			}
+		}
+		return;
+	}
+	for (int w = 0; w < KEY_CHANGE_SLOTS / 64; w++)
+		for (uint64 bits = changed_slots[w]; bits != 0; bits &= bits - 1)
+			pg_atomic_fetch_add_u64(&shared->slots[w * 64 + pg_rightmost_one_pos64(bits)], 1);
 }
 
 static void
@@ -124,11 +162,10 @@ keychange_xact_callback(XactEvent event, void *arg)
 			/* committed and visible: move the counters before anyone hears of it */
 			if (changed_any && shared != NULL)
 			{
-				if (changed_many)
+				if (changed_all)
 					pg_atomic_fetch_add_u64(&shared->global, 1);
 				else
-					for (int i = 0; i < nchanged; i++)
-						pg_atomic_fetch_add_u64(&shared->slots[slot_of(changed[i])], 1);
+					move_changed_slots();
 			}
 			forget_changes();
 			break;
@@ -244,18 +281,33 @@ key_changed(PG_FUNCTION_ARGS)
 	changed_any = true;
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 	{
-		changed_many = true;
+		changed_all = true;
 		return PointerGetDatum(NULL);
 	}
-	if (!changed_many)
+	if (!changed_all)
 	{
+		int			slot;
+		uint64		bit;
+
 		key_id = heap_getattr(trigdata->tg_trigtuple,
 							  attnameAttNum(trigdata->tg_relation, "key_id", false),
 							  RelationGetDescr(trigdata->tg_relation), &isnull);
-		if (isnull || nchanged == MAX_LOCAL_CHANGES)
-			changed_many = true;
-		else
-			changed[nchanged++] = DatumGetKeyId(key_id);
+		if (isnull)
+		{
+			changed_all = true;
+			return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+								   trigdata->tg_newtuple : trigdata->tg_trigtuple);
+		}
+		slot = slot_of(DatumGetKeyId(key_id));
+		bit = UINT64CONST(1) << (slot % 64);
+		/* a key changed again (or one sharing its slot) is noted once */
+		if ((changed_slots[slot / 64] & bit) == 0)
+		{
+			changed_slots[slot / 64] |= bit;
+			if (nchanged < MAX_LOCAL_CHANGES)
+				changed[nchanged] = DatumGetKeyId(key_id);
+			nchanged++;
+		}
 	}
 	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 						   trigdata->tg_newtuple : trigdata->tg_trigtuple);

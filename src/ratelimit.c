@@ -27,6 +27,18 @@
  * when none is idle, a request that needs a new bucket is refused as
  * rate_limited and counted (rate_limit_status): full never means unlimited.
  *
+ * The table is shared by every tenant of every database, so no tenant may
+ * take what the others need: each partition counts the buckets each tenant
+ * holds in it, and a tenant that holds its share
+ * (apikey.rate_limit_tenant_share percent of the partition) may not take
+ * any of the partition's last share of free buckets: they are kept for
+ * the tenants below their share.  A tenant alone may still use most of the
+ * table; however one tenant sets its limits (366 days, used once), the
+ * others keep a share among them.  A request refused for
+ * capacity is counted per tenant (rate_limit_tenants) and logged, without
+ * a secret, at most once a minute per tenant.  Buckets are not taken from
+ * a tenant once held: the counts in them are what its limits promise.
+ *
  * Limits are per server (a standby counts its own), not transactional (a
  * rolled-back request was counted) and start empty when the server starts.
  * Without shared_preload_libraries = 'apikey' there is no shared memory:
@@ -43,6 +55,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/arrayaccess.h"
 #include "utils/builtins.h"
@@ -83,6 +96,31 @@ typedef struct RateBucket
 
 StaticAssertDecl(sizeof(RateBucket) == 3 * 64, "a bucket is three cache lines");
 
+/*
+ * How many buckets a tenant holds in a partition: an open-addressing table
+ * per partition (as many slots as buckets, so never more than 3/4 full),
+ * under the partition's lock.
+ */
+typedef struct RateHolder
+{
+	Oid			dbid;			/* with held 0: a free slot */
+	uint32		held;
+	int64		tenant;
+} RateHolder;
+
+/* Requests of a tenant refused for want of a bucket (the last few tenants). */
+#define RL_REFUSAL_RECORDS	64
+#define RL_LOG_EVERY_US		(60 * USECS_PER_SEC)
+
+typedef struct RateRefusal
+{
+	Oid			dbid;			/* InvalidOid: unused */
+	int64		tenant;
+	uint64		refused;
+	TimestampTz last;
+	TimestampTz logged;
+} RateRefusal;
+
 typedef struct RateShared
 {
 	LWLockPadded *locks;		/* one per partition */
@@ -90,12 +128,19 @@ typedef struct RateShared
 	uint32		slots;			/* slots per partition */
 	uint32		limit;			/* buckets a partition may hold (<= 3/4 of slots) */
 	uint32		used[RL_PARTITIONS];	/* buckets each partition holds */
+	/* no bucket of the partition is idle before this time (a scan finds none) */
+	TimestampTz idle_at[RL_PARTITIONS];
+	slock_t		refusals_lock;
+	RateRefusal refusals[RL_REFUSAL_RECORDS];
 } RateShared;
 
 static int	rate_limit_buckets = 32768;
+static int	rate_limit_tenant_share = 25;	/* percent of each partition */
 static bool rate_preloaded = false;
 static RateShared *rate_shared = NULL;
 static RateBucket *rate_buckets = NULL; /* partition p: slots p * slots .. */
+static int64 *rate_bucket_tenants = NULL;	/* the tenant of each bucket slot */
+static RateHolder *rate_holders = NULL; /* partition p: slots p * slots .. */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -108,8 +153,17 @@ typedef struct AppliedLimit
 	int			partition;
 	int64		max;
 	int64		slot_us;
+	int64		tenant;			/* whose share its bucket counts in */
 	RateBucket *bucket;
 } AppliedLimit;
+
+/* Why a request found no bucket. */
+typedef enum RateRefusalReason
+{
+	RL_ROOM,					/* it did not: there was room */
+	RL_FULL,					/* the partition is full */
+	RL_SHARE					/* its tenant holds its share, only the reserve is left */
+} RateRefusalReason;
 
 /* Buckets a partition may hold, and the slots it has for them. */
 static inline uint32
@@ -127,8 +181,11 @@ partition_slots(void)
 static Size
 rate_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(RateShared)) + PG_CACHE_LINE_SIZE,
-					mul_size(mul_size(RL_PARTITIONS, partition_slots()), sizeof(RateBucket)));
+	Size		slots = mul_size(RL_PARTITIONS, partition_slots());
+
+	return add_size(add_size(MAXALIGN(sizeof(RateShared)) + PG_CACHE_LINE_SIZE,
+							 mul_size(slots, sizeof(RateBucket))),
+					mul_size(slots, sizeof(int64) + sizeof(RateHolder)));
 }
 
 static void
@@ -152,6 +209,8 @@ rate_shmem_startup(void)
 	rate_shared = ShmemInitStruct("apikey rate limits", rate_shmem_size(), &found);
 	rate_buckets = (RateBucket *) TYPEALIGN(PG_CACHE_LINE_SIZE,
 											(char *) rate_shared + MAXALIGN(sizeof(RateShared)));
+	rate_bucket_tenants = (int64 *) (rate_buckets + (Size) RL_PARTITIONS * partition_slots());
+	rate_holders = (RateHolder *) (rate_bucket_tenants + (Size) RL_PARTITIONS * partition_slots());
 	if (!found)
 	{
 		rate_shared->locks = GetNamedLWLockTranche("apikey rate limits");
@@ -159,8 +218,13 @@ rate_shmem_startup(void)
 		rate_shared->slots = partition_slots();
 		rate_shared->limit = partition_limit();
 		memset(rate_shared->used, 0, sizeof(rate_shared->used));
-		/* every slot free (key.kind 0) */
+		memset(rate_shared->idle_at, 0, sizeof(rate_shared->idle_at));
+		SpinLockInit(&rate_shared->refusals_lock);
+		memset(rate_shared->refusals, 0, sizeof(rate_shared->refusals));
+		/* every slot free (key.kind 0, held 0) */
 		memset(rate_buckets, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateBucket));
+		memset(rate_bucket_tenants, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(int64));
+		memset(rate_holders, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateHolder));
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -246,12 +310,79 @@ bucket_find(int partition, const RateKey *key, uint32 hash)
 	}
 }
 
+static inline int64 *
+partition_tenant(int partition, uint32 i)
+{
+	return &rate_bucket_tenants[(Size) partition * rate_shared->slots + i];
+}
+
+/*
+ * The buckets a tenant holds in a partition: its entry in the partition's
+ * table of holders, entered when create (then never NULL: the table has a
+ * slot per bucket), else NULL when it holds none.
+ */
+static RateHolder *
+holder_find(int partition, Oid dbid, int64 tenant, bool create)
+{
+	RateHolder *base = &rate_holders[(Size) partition * rate_shared->slots];
+	uint32		i = home_slot(owner_hash(dbid, RL_KIND_TENANT, (uint64) tenant));
+
+	for (;;)
+	{
+		RateHolder *h = &base[i];
+
+		if (h->held == 0)
+		{
+			if (!create)
+				return NULL;
+			h->dbid = dbid;
+			h->tenant = tenant;
+			return h;
+		}
+		if (h->dbid == dbid && h->tenant == tenant)
+			return h;
+		if (++i == rate_shared->slots)
+			i = 0;
+	}
+}
+
+/* One bucket fewer for a tenant: its entry goes when it holds none. */
+static void
+holder_release(int partition, Oid dbid, int64 tenant)
+{
+	RateHolder *base = &rate_holders[(Size) partition * rate_shared->slots];
+	RateHolder *h = holder_find(partition, dbid, tenant, false);
+	uint32		i;
+	uint32		j;
+
+	if (h == NULL || --h->held > 0)
+		return;
+	/* free its slot, moving back the entries after it that probed past it */
+	i = j = h - base;
+	for (;;)
+	{
+		uint32		home;
+
+		if (++j == rate_shared->slots)
+			j = 0;
+		if (base[j].held == 0)
+			break;
+		home = home_slot(owner_hash(base[j].dbid, RL_KIND_TENANT, (uint64) base[j].tenant));
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		base[i] = base[j];
+		i = j;
+	}
+	memset(&base[i], 0, sizeof(RateHolder));
+}
+
 /* Free the slot at i, moving back the buckets after it that probed past it. */
 static void
 bucket_delete(int partition, uint32 i)
 {
 	uint32		j = i;
 
+	holder_release(partition, partition_slot(partition, i)->key.dbid, *partition_tenant(partition, i));
 	for (;;)
 	{
 		RateBucket *b;
@@ -267,9 +398,11 @@ bucket_delete(int partition, uint32 i)
 		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
 			continue;
 		*partition_slot(partition, i) = *b;
+		*partition_tenant(partition, i) = *partition_tenant(partition, j);
 		i = j;
 	}
 	memset(partition_slot(partition, i), 0, sizeof(RateBucket));
+	*partition_tenant(partition, i) = 0;
 	rate_shared->used[partition]--;
 }
 
@@ -280,10 +413,17 @@ ratelimit_init(void)
 		return;
 	DefineCustomIntVariable("apikey.rate_limit_buckets",
 							"Rate-limit buckets in shared memory (one per limit of a key or tenant in use).",
-							"About 256 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
+							"About 290 bytes each; when full, idle buckets are reused, otherwise requests needing a new one are refused.",
 							&rate_limit_buckets,
 							32768, 1024, 16777216,
 							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.rate_limit_tenant_share",
+							"Percent of the rate-limit buckets a tenant may hold before the rest is kept for other tenants.",
+							"A tenant holding this share of a partition of the bucket table cannot take the partition's last free buckets (as many again): they are kept for tenants below their share. 100: no reserve.",
+							&rate_limit_tenant_share,
+							25, 1, 100,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	rate_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
@@ -357,7 +497,8 @@ set_partition(AppliedLimit *l)
 
 /* Append the limits of one array (a key's or its tenant's) to out[n...]. */
 static int
-collect_limits(ArrayType *limits, uint32 kind, uint64 owner, AppliedLimit *out, int n)
+collect_limits(ArrayType *limits, uint32 kind, uint64 owner, int64 tenant,
+			   AppliedLimit *out, int n)
 {
 	array_iter	it;
 	int			count;
@@ -409,6 +550,7 @@ collect_limits(ArrayType *limits, uint32 kind, uint64 owner, AppliedLimit *out, 
 		memcpy(l->key.name, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 		l->max = max;
 		l->slot_us = (per + RL_SUBWINDOWS - 1) / RL_SUBWINDOWS;
+		l->tenant = tenant;
 		l->bucket = NULL;
 		set_partition(l);
 	}
@@ -514,45 +656,97 @@ bucket_retry_after(RateBucket *b, int64 excess, TimestampTz now)
 }
 
 /*
+ * When a bucket brought to the present will count nothing: when its newest
+ * sub-window with a count has left the window.
+ */
+static TimestampTz
+bucket_idle_at(const RateBucket *b)
+{
+	for (int64 j = b->newest; j > b->newest - RL_SLOTS; j--)
+		if (b->counts[j % RL_SLOTS] != 0)
+			return (j + RL_SLOTS) * b->slot_us;
+	return 0;
+}
+
+/*
  * Make room in a full partition: free its idle buckets (their window has
  * passed, so they count nothing: freeing them changes no answer).  A
  * deletion may move a later bucket into the slot just looked at, so that
- * slot is looked at again.
+ * slot is looked at again.  When none is idle, none will be before the
+ * time noted in idle_at: until then a full partition refuses without
+ * scanning (a tenant refused again and again costs the others nothing).
  */
 static int
 evict_idle(int partition, TimestampTz now)
 {
 	int			removed = 0;
+	TimestampTz next = PG_INT64_MAX;
 
+	if (now < rate_shared->idle_at[partition])
+		return 0;
 	for (uint32 i = 0; i < rate_shared->slots;)
 	{
 		RateBucket *b = partition_slot(partition, i);
 
 		if (b->key.kind != 0)
 		{
+			TimestampTz idle;
+
 			bucket_advance(b, b->slot_us, now);
-			if (bucket_used(b) == 0)
+			idle = bucket_idle_at(b);
+			if (idle == 0)
 			{
 				bucket_delete(partition, i);
 				removed++;
 				continue;
 			}
+			next = Min(next, idle);
 		}
 		i++;
 	}
+	rate_shared->idle_at[partition] = next;
 	return removed;
 }
 
-/* A new bucket for the limit; NULL when its partition is full. */
+/*
+ * The share of a partition a tenant may hold before the partition's last
+ * free buckets are kept for others (as many as the share).
+ */
+static inline uint32
+tenant_share(void)
+{
+	return Max(1, (uint32) ((uint64) rate_shared->limit * rate_limit_tenant_share / 100));
+}
+
+/*
+ * A new bucket for the limit; NULL when there is no room for it, and why:
+ * the partition is full, or the limit's tenant holds its share and only
+ * the reserve for the others is left.
+ */
 static RateBucket *
-bucket_enter(AppliedLimit *l, TimestampTz now)
+bucket_enter(AppliedLimit *l, TimestampTz now, RateRefusalReason *why)
 {
 	RateBucket *b;
+	RateHolder *holder;
 	uint32		i;
+	uint32		share = tenant_share();
+	uint32		room;
 
-	if (rate_shared->used[l->partition] >= rate_shared->limit &&
-		evict_idle(l->partition, now) == 0)
+	holder = holder_find(l->partition, l->key.dbid, l->tenant, true);
+	/* a tenant at its share leaves the last share of the partition free */
+	room = holder->held >= share ? rate_shared->limit - Min(share, rate_shared->limit) : rate_shared->limit;
+	if (rate_shared->used[l->partition] >= room && evict_idle(l->partition, now) > 0)
+	{
+		/* the tenant's own buckets may have gone, and its entry moved */
+		holder = holder_find(l->partition, l->key.dbid, l->tenant, true);
+		room = holder->held >= share ? rate_shared->limit - Min(share, rate_shared->limit) : rate_shared->limit;
+	}
+	if (rate_shared->used[l->partition] >= room)
+	{
+		*why = rate_shared->used[l->partition] >= rate_shared->limit ? RL_FULL : RL_SHARE;
 		return NULL;
+	}
+	holder->held++;
 	for (i = home_slot(l->hash); partition_slot(l->partition, i)->key.kind != 0;)
 		if (++i == rate_shared->slots)
 			i = 0;
@@ -561,8 +755,64 @@ bucket_enter(AppliedLimit *l, TimestampTz now)
 	b->slot_us = l->slot_us;
 	b->newest = now / l->slot_us;
 	memset(b->counts, 0, sizeof(b->counts));
+	*partition_tenant(l->partition, i) = l->tenant;
 	rate_shared->used[l->partition]++;
+	/* it counts nothing yet: idle now, should the request be refused */
+	if (rate_shared->idle_at[l->partition] > now)
+		rate_shared->idle_at[l->partition] = now;
 	return b;
+}
+
+/*
+ * Count a request of a tenant refused for want of a bucket, and say so in
+ * the log at most once a minute per tenant (ids and counts only).
+ */
+static void
+note_refusal(int64 tenant, RateRefusalReason why, TimestampTz now)
+{
+	RateRefusal *r = NULL;
+	RateRefusal *oldest = &rate_shared->refusals[0];
+	bool		log;
+	uint64		refused;
+
+	pg_atomic_fetch_add_u64(&rate_shared->refused_full, 1);
+	SpinLockAcquire(&rate_shared->refusals_lock);
+	for (int i = 0; i < RL_REFUSAL_RECORDS && r == NULL; i++)
+	{
+		RateRefusal *x = &rate_shared->refusals[i];
+
+		if (x->dbid == MyDatabaseId && x->tenant == tenant)
+			r = x;
+		else if (x->last < oldest->last)
+			oldest = x;
+	}
+	if (r == NULL)
+	{
+		/* the tenant refused longest ago makes room */
+		r = oldest;
+		r->dbid = MyDatabaseId;
+		r->tenant = tenant;
+		r->refused = 0;
+		r->logged = 0;
+	}
+	r->refused++;
+	r->last = now;
+	refused = r->refused;
+	log = now - r->logged >= RL_LOG_EVERY_US;
+	if (log)
+		r->logged = now;
+	SpinLockRelease(&rate_shared->refusals_lock);
+	if (log)
+		ereport(LOG,
+				(errmsg("apikey: a rate-limited request of tenant %lld in database %u found no rate-limit bucket (%llu refused so far)",
+						(long long) tenant, MyDatabaseId, (unsigned long long) refused),
+				 why == RL_SHARE ?
+				 errdetail("The tenant holds its share (apikey.rate_limit_tenant_share = %d%%) of the buckets: the rest is kept for other tenants.",
+						   rate_limit_tenant_share) :
+				 errdetail("The bucket table is full (apikey.rate_limit_buckets = %d) and none of its buckets is idle.",
+						   rate_limit_buckets),
+				 errhint("See apikey.rate_limit_tenants()."),
+				 errhidestmt(true), errhidecontext(true)));
 }
 
 bool
@@ -578,13 +828,14 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 	int64		retry = 0;
 	bool		admitted = true;
 	bool		never = false;
-	bool		full = false;
+	RateRefusalReason why = RL_ROOM;
 	TimestampTz now;
 
 	taken->n = 0;
 	*has_retry_after = false;
-	n = collect_limits(key->rate_limits, RL_KIND_KEY, key->key_id, limits, 0);
-	n = collect_limits(key->tenant_rate_limits, RL_KIND_TENANT, (uint64) key->tenant_id, limits, n);
+	n = collect_limits(key->rate_limits, RL_KIND_KEY, key->key_id, key->tenant_id, limits, 0);
+	n = collect_limits(key->tenant_rate_limits, RL_KIND_TENANT, (uint64) key->tenant_id,
+					   key->tenant_id, limits, n);
 	if (n == 0)
 		return true;
 	require_shared_memory();
@@ -601,10 +852,9 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 		l->bucket = bucket_find(l->partition, &l->key, l->hash);
 		if (l->bucket == NULL && cost > 0)
 		{
-			l->bucket = bucket_enter(l, now);
+			l->bucket = bucket_enter(l, now, &why);
 			if (l->bucket == NULL)
 			{
-				full = true;
 				admitted = false;
 				continue;
 			}
@@ -629,6 +879,9 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 			RateBucket *b = limits[i].bucket;
 
 			*slot_count(b, b->newest) += cost;
+			/* counting now, it is not idle before this */
+			if ((b->newest + RL_SLOTS) * b->slot_us < rate_shared->idle_at[limits[i].partition])
+				rate_shared->idle_at[limits[i].partition] = (b->newest + RL_SLOTS) * b->slot_us;
 			taken->item[i].key = limits[i].key;
 			taken->item[i].hash = limits[i].hash;
 			taken->item[i].slot_us = b->slot_us;
@@ -639,8 +892,8 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 	}
 	unlock_partitions(locked, m);
 
-	if (full)
-		pg_atomic_fetch_add_u64(&rate_shared->refused_full, 1);
+	if (why != RL_ROOM)
+		note_refusal(key->tenant_id, why, now);
 	else if (!admitted && !never)
 	{
 		*has_retry_after = true;
@@ -673,6 +926,9 @@ ratelimit_give_back(const RateTaken *taken)
 			uint32	   *c = slot_count(b, slot);
 
 			*c -= Min(*c, taken->item[i].amount);
+			/* it may be idle sooner than noted */
+			if (rate_shared->idle_at[partitions[i]] != 0)
+				rate_shared->idle_at[partitions[i]] = 0;
 		}
 	}
 	unlock_partitions(locked, m);
@@ -770,4 +1026,82 @@ rate_limit_status(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(in_use);
 	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&rate_shared->refused_full));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * _rate_limit_tenants() -> setof (tenant_id, buckets, refused, last_refused):
+ * the tenants of this database that hold rate-limit buckets or were
+ * refused one (the last RL_REFUSAL_RECORDS tenants refused in the server).
+ */
+PG_FUNCTION_INFO_V1(rate_limit_tenants);
+Datum
+rate_limit_tenants(PG_FUNCTION_ARGS)
+{
+	typedef struct TenantRow
+	{
+		int64		tenant;
+		int64		buckets;
+		int64		refused;
+		TimestampTz last;
+	} TenantRow;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASHCTL		info;
+	HTAB	   *rows;
+	HASH_SEQ_STATUS seq;
+	TenantRow  *row;
+	RateRefusal refusals[RL_REFUSAL_RECORDS];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (rate_shared == NULL)
+		return (Datum) 0;
+	info.keysize = sizeof(int64);
+	info.entrysize = sizeof(TenantRow);
+	info.hcxt = CurrentMemoryContext;
+	rows = hash_create("apikey rate-limit tenants", 64, &info, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int p = 0; p < RL_PARTITIONS; p++)
+	{
+		RateHolder *base = &rate_holders[(Size) p * rate_shared->slots];
+
+		LWLockAcquire(&rate_shared->locks[p].lock, LW_SHARED);
+		for (uint32 i = 0; i < rate_shared->slots; i++)
+		{
+			bool		found;
+
+			if (base[i].held == 0 || base[i].dbid != MyDatabaseId)
+				continue;
+			row = hash_search(rows, &base[i].tenant, HASH_ENTER, &found);
+			if (!found)
+				row->buckets = row->refused = row->last = 0;
+			row->buckets += base[i].held;
+		}
+		LWLockRelease(&rate_shared->locks[p].lock);
+	}
+	SpinLockAcquire(&rate_shared->refusals_lock);
+	memcpy(refusals, rate_shared->refusals, sizeof(refusals));
+	SpinLockRelease(&rate_shared->refusals_lock);
+	for (int i = 0; i < RL_REFUSAL_RECORDS; i++)
+	{
+		bool		found;
+
+		if (refusals[i].dbid != MyDatabaseId || refusals[i].refused == 0)
+			continue;
+		row = hash_search(rows, &refusals[i].tenant, HASH_ENTER, &found);
+		if (!found)
+			row->buckets = 0;
+		row->refused = refusals[i].refused;
+		row->last = refusals[i].last;
+	}
+	hash_seq_init(&seq, rows);
+	while ((row = hash_seq_search(&seq)) != NULL)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, row->last == 0};
+
+		values[0] = Int64GetDatum(row->tenant);
+		values[1] = Int64GetDatum(row->buckets);
+		values[2] = Int64GetDatum(row->refused);
+		values[3] = TimestampTzGetDatum(row->last);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -24,6 +24,13 @@
  * search_path (pg_catalog, pg_temp) and schema-qualified operators: nothing
  * that a database owner or anyone else sets up can change what it runs.
  *
+ * Both tables are shared by every tenant of every database: a tenant that
+ * holds apikey.usage_tenant_share percent of a table's entries may not take
+ * its last entries (as many as the share): they are kept for the tenants
+ * below their share, so that one tenant's keys cannot leave the others'
+ * verifications uncounted.  What a tenant beyond its share could not set
+ * down is counted as dropped, and logged at most once a minute per tenant.
+ *
  * Shared memory needs shared_preload_libraries = 'apikey'.  Without it
  * nothing is tracked (last_used_at stays NULL, usage_stats empty) and
  * everything else works.  On a hot standby nothing is written and nothing
@@ -65,6 +72,7 @@ static int	usage_flush_interval = 10;	/* seconds */
 static int	usage_precision = 60;	/* seconds */
 static int	usage_stats_max_counts = 65536;
 static int	usage_stats_retention = 90 * 86400; /* seconds; 0: forever */
+static int	usage_tenant_share = 25;	/* percent of each table */
 
 typedef struct UsageKey
 {
@@ -98,11 +106,30 @@ typedef struct CountEntry
 	uint64		verifications;
 } CountEntry;
 
+/* The entries a tenant holds in both tables. */
+typedef struct TenantKey
+{
+	Oid			dbid;
+	int64		tenant_id;
+} TenantKey;
+
+typedef struct TenantEntry
+{
+	TenantKey	key;
+	long		keys;			/* entries in usage_hash */
+	long		counts;			/* entries in counts_hash */
+	TimestampTz logged;			/* when its refusal was last logged */
+} TenantEntry;
+
+#define USAGE_LOG_EVERY_US (60 * USECS_PER_SEC)
+
 typedef struct UsageShared
 {
 	LWLock	   *lock;			/* both tables */
 	uint64		dropped;		/* times lost because the table was full */
 	uint64		counts_dropped; /* verifications not counted (table full) */
+	uint64		share_dropped;	/* of dropped: uses of tenants beyond their share */
+	uint64		share_counts_dropped;	/* of counts_dropped: ... their verifications */
 	int			launcher_procno;	/* -1: no launcher running */
 	bool		writer_wrote;	/* the last writer finished its database */
 	pg_atomic_uint64 flush_requests;	/* apikey.usage_flush() calls */
@@ -112,7 +139,11 @@ typedef struct UsageShared
 static UsageShared *usage_shared = NULL;
 static HTAB *usage_hash = NULL;
 static HTAB *counts_hash = NULL;
+static HTAB *tenants_hash = NULL;
 static bool usage_preloaded = false;
+
+/* A tenant beyond its share, to be logged once the lock is released. */
+static int64 refused_tenant = -1;
 
 /* A database whose writer fails this many times in a row loses its pending usage. */
 #define USAGE_WRITER_ATTEMPTS 3
@@ -162,7 +193,8 @@ usage_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(UsageShared)) +
 						   hash_estimate_size(usage_max_keys, sizeof(UsageEntry)) +
-						   hash_estimate_size(usage_stats_max_counts, sizeof(CountEntry)));
+						   hash_estimate_size(usage_stats_max_counts, sizeof(CountEntry)) +
+						   hash_estimate_size(usage_max_keys + usage_stats_max_counts, sizeof(TenantEntry)));
 	RequestNamedLWLockTranche("apikey usage", 1);
 }
 
@@ -182,6 +214,8 @@ usage_shmem_startup(void)
 		usage_shared->lock = &(GetNamedLWLockTranche("apikey usage"))->lock;
 		usage_shared->dropped = 0;
 		usage_shared->counts_dropped = 0;
+		usage_shared->share_dropped = 0;
+		usage_shared->share_counts_dropped = 0;
 		usage_shared->launcher_procno = -1;
 		pg_atomic_init_u64(&usage_shared->flush_requests, 0);
 		pg_atomic_init_u64(&usage_shared->flushes_done, 0);
@@ -194,7 +228,94 @@ usage_shmem_startup(void)
 	info.entrysize = sizeof(CountEntry);
 	counts_hash = ak_shmem_init_hash("apikey usage counts", usage_stats_max_counts,
 									 &info, HASH_ELEM | HASH_BLOBS);
+	info.keysize = sizeof(TenantKey);
+	info.entrysize = sizeof(TenantEntry);
+	tenants_hash = ak_shmem_init_hash("apikey usage tenants", usage_max_keys + usage_stats_max_counts,
+									  &info, HASH_ELEM | HASH_BLOBS);
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The entries of a tenant (under the lock); entered when create. */
+static TenantEntry *
+tenant_entry(Oid dbid, int64 tenant_id, bool create)
+{
+	TenantKey	key;
+	TenantEntry *t;
+	bool		found;
+
+	/* hashed as bytes: the padding too */
+	memset(&key, 0, sizeof(key));
+	key.dbid = dbid;
+	key.tenant_id = tenant_id;
+	/* room for one per entry of the two tables: never NULL when create */
+	t = hash_search(tenants_hash, &key, create ? HASH_ENTER_NULL : HASH_FIND, &found);
+	if (t != NULL && create && !found)
+	{
+		t->keys = t->counts = 0;
+		t->logged = 0;
+	}
+	return t;
+}
+
+/*
+ * May a tenant holding held of a table's entries take a new one, the table
+ * holding used of max?  Below its share, while there is any room; at its
+ * share, only while more than a share is free.
+ */
+static inline bool
+tenant_may_enter(long held, long used, long max)
+{
+	long		share = Max(1, (long) ((int64) max * usage_tenant_share / 100));
+
+	return used < (held < share ? max : max - Min(share, max));
+}
+
+/* One entry fewer for a tenant in either table (under the lock). */
+static void
+tenant_release(Oid dbid, int64 tenant_id, bool counts)
+{
+	TenantEntry *t = tenant_entry(dbid, tenant_id, false);
+
+	if (t == NULL)
+		return;
+	if (counts)
+		t->counts--;
+	else
+		t->keys--;
+	if (t->keys <= 0 && t->counts <= 0)
+		hash_search(tenants_hash, &t->key, HASH_REMOVE, NULL);
+}
+
+/* Say that a tenant beyond its share lost uses (after the lock is released). */
+static void
+log_refused_tenant(void)
+{
+	int64		tenant = refused_tenant;
+	bool		log = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	refused_tenant = -1;
+	if (tenant < 0)
+		return;
+	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
+	{
+		TenantEntry *t = tenant_entry(MyDatabaseId, tenant, false);
+
+		if (t != NULL && now - t->logged >= USAGE_LOG_EVERY_US)
+		{
+			t->logged = now;
+			log = true;
+		}
+	}
+	LWLockRelease(usage_shared->lock);
+	if (log)
+		ereport(LOG,
+				(errmsg("apikey: uses of keys of tenant %lld in database %u were not recorded: the tenant holds its share of the pending usage",
+						(long long) tenant, MyDatabaseId),
+				 errdetail("apikey.usage_tenant_share = %d%% of apikey.usage_max_keys and of apikey.usage_stats_max_counts; the rest is kept for other tenants.",
+						   usage_tenant_share),
+				 errhint("See apikey.usage_tracking()."),
+				 errhidestmt(true), errhidecontext(true)));
 }
 
 /* Set n verifications aside in the second table (under the lock). */
@@ -203,6 +324,7 @@ counts_set_aside(Oid dbid, uint64 key_id, int64 tenant_id, TimestampTz hour, int
 {
 	CountKey	key;
 	CountEntry *c;
+	TenantEntry *t;
 	bool		found = true;
 
 	if (n == 0)
@@ -213,19 +335,30 @@ counts_set_aside(Oid dbid, uint64 key_id, int64 tenant_id, TimestampTz hour, int
 	key.status = status;
 	key.key_id = key_id;
 	key.hour = hour;
-	if (hash_get_num_entries(counts_hash) < usage_stats_max_counts)
-		c = hash_search(counts_hash, &key, HASH_ENTER_NULL, &found);
-	else
-		c = hash_search(counts_hash, &key, HASH_FIND, NULL);
-	if (c == NULL)
-		usage_shared->counts_dropped += n;
-	else if (!found)
+	c = hash_search(counts_hash, &key, HASH_FIND, NULL);
+	if (c != NULL)
 	{
-		c->tenant_id = tenant_id;
-		c->verifications = n;
-	}
-	else
 		c->verifications += n;
+		return;
+	}
+	t = tenant_entry(dbid, tenant_id, true);
+	if (t != NULL && tenant_may_enter(t->counts, hash_get_num_entries(counts_hash), usage_stats_max_counts))
+		c = hash_search(counts_hash, &key, HASH_ENTER_NULL, &found);
+	if (c == NULL)
+	{
+		usage_shared->counts_dropped += n;
+		if (t != NULL && hash_get_num_entries(counts_hash) < usage_stats_max_counts)
+		{
+			usage_shared->share_counts_dropped += n;
+			refused_tenant = tenant_id;
+		}
+		if (t != NULL && t->keys <= 0 && t->counts <= 0)
+			hash_search(tenants_hash, &t->key, HASH_REMOVE, NULL);
+		return;
+	}
+	t->counts++;
+	c->tenant_id = tenant_id;
+	c->verifications = n;
 }
 
 /* Move the backend's buffer into shared memory, under one lock. */
@@ -255,18 +388,33 @@ usage_drain(void)
 		memset(&key, 0, sizeof(key));
 		key.dbid = MyDatabaseId;
 		key.key_id = ev->key_id;
-		/* a new key only while fewer than usage_max_keys are pending */
-		if (hash_get_num_entries(usage_hash) < usage_max_keys)
-			e = hash_search(usage_hash, &key, HASH_ENTER_NULL, &found);
-		else
-			e = hash_search(usage_hash, &key, HASH_FIND, NULL);
+		e = hash_search(usage_hash, &key, HASH_FIND, NULL);
 		if (e == NULL)
 		{
-			if (ev->status == VS_VALID)
-				usage_shared->dropped++;
-			if (count)
-				counts_set_aside(MyDatabaseId, ev->key_id, ev->tenant_id, hour, ev->status, ev->n);
-			continue;
+			/* a new key while its tenant may take one of usage_max_keys */
+			TenantEntry *t = tenant_entry(MyDatabaseId, ev->tenant_id, true);
+
+			if (t != NULL && tenant_may_enter(t->keys, hash_get_num_entries(usage_hash), usage_max_keys))
+				e = hash_search(usage_hash, &key, HASH_ENTER_NULL, &found);
+			if (e == NULL)
+			{
+				if (ev->status == VS_VALID)
+				{
+					usage_shared->dropped++;
+					if (t != NULL && hash_get_num_entries(usage_hash) < usage_max_keys)
+					{
+						usage_shared->share_dropped++;
+						refused_tenant = ev->tenant_id;
+					}
+				}
+				if (t != NULL && t->keys <= 0 && t->counts <= 0)
+					hash_search(tenants_hash, &t->key, HASH_REMOVE, NULL);
+				if (count)
+					counts_set_aside(MyDatabaseId, ev->key_id, ev->tenant_id, hour, ev->status, ev->n);
+				continue;
+			}
+			t->keys++;
+			found = false;
 		}
 		if (!found)
 		{
@@ -297,6 +445,8 @@ usage_drain(void)
 	}
 	LWLockRelease(usage_shared->lock);
 	buffered = 0;
+	if (refused_tenant >= 0)
+		log_refused_tenant();
 }
 
 static inline bool
@@ -376,6 +526,8 @@ usage_tracking(PG_FUNCTION_ARGS)
 	uint64		dropped = 0;
 	long		counts = 0;
 	uint64		counts_dropped = 0;
+	uint64		share_dropped = 0;
+	uint64		share_counts_dropped = 0;
 	HASH_SEQ_STATUS seq;
 	UsageEntry *e;
 
@@ -394,13 +546,18 @@ usage_tracking(PG_FUNCTION_ARGS)
 	dropped = usage_shared->dropped;
 	counts += hash_get_num_entries(counts_hash);
 	counts_dropped = usage_shared->counts_dropped;
+	share_dropped = usage_shared->share_dropped;
+	share_counts_dropped = usage_shared->share_counts_dropped;
 	LWLockRelease(usage_shared->lock);
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("on: flushed every %d s%s; %ld keys pending, %llu uses dropped (table full); "
-											  "%ld usage counts pending, %llu verifications not counted (table full)",
+											  "%ld usage counts pending, %llu verifications not counted (table full); "
+											  "of those, %llu uses and %llu verifications of tenants beyond their share (apikey.usage_tenant_share)",
 											  usage_flush_interval,
 											  RecoveryInProgress() ? " (not on this standby)" : "",
 											  pending, (unsigned long long) dropped,
-											  counts, (unsigned long long) counts_dropped)));
+											  counts, (unsigned long long) counts_dropped,
+											  (unsigned long long) share_dropped,
+											  (unsigned long long) share_counts_dropped)));
 }
 
 static int
@@ -518,7 +675,10 @@ usage_forget(UsageEntry *uses, int n, bool *written, CountEntry *counts, int nco
 		{
 			e->last_used = 0;
 			if (entry_idle(e))
+			{
+				tenant_release(e->key.dbid, e->tenant_id, false);
 				hash_search(usage_hash, &uses[i].key, HASH_REMOVE, NULL);
+			}
 		}
 	}
 	for (int i = 0; i < ncounts; i++)
@@ -540,7 +700,10 @@ usage_forget(UsageEntry *uses, int n, bool *written, CountEntry *counts, int nco
 			e->counts[k->status] -= taken;
 			left -= taken;
 			if (entry_idle(e))
+			{
+				tenant_release(e->key.dbid, e->tenant_id, false);
 				hash_search(usage_hash, &key, HASH_REMOVE, NULL);
+			}
 		}
 		if (left == 0)
 			continue;
@@ -549,7 +712,10 @@ usage_forget(UsageEntry *uses, int n, bool *written, CountEntry *counts, int nco
 			continue;
 		c->verifications -= Min(c->verifications, left);
 		if (c->verifications == 0)
+		{
+			tenant_release(k->dbid, c->tenant_id, true);
 			hash_search(counts_hash, k, HASH_REMOVE, NULL);
+		}
 	}
 	LWLockRelease(usage_shared->lock);
 }
@@ -796,6 +962,7 @@ usage_drop_database(Oid dbid)
 			uses += e->last_used != 0;
 			for (int s = 0; s < NUM_VERIFY_STATUSES; s++)
 				verifications += e->counts[s];
+			tenant_release(e->key.dbid, e->tenant_id, false);
 			hash_search(usage_hash, &e->key, HASH_REMOVE, NULL);
 		}
 	hash_seq_init(&seq, counts_hash);
@@ -803,6 +970,7 @@ usage_drop_database(Oid dbid)
 		if (c->key.dbid == dbid)
 		{
 			verifications += c->verifications;
+			tenant_release(c->key.dbid, c->tenant_id, true);
 			hash_search(counts_hash, &c->key, HASH_REMOVE, NULL);
 		}
 	usage_shared->dropped += uses;
@@ -1096,6 +1264,13 @@ usage_init(void)
 							&usage_stats_max_counts,
 							65536, 1024, 16777216,
 							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.usage_tenant_share",
+							"Percent of apikey.usage_max_keys and apikey.usage_stats_max_counts a tenant may hold before the rest is kept for other tenants.",
+							"A tenant holding this share of a table cannot take its last free entries (as many again): they are kept for tenants below their share. 100: no reserve.",
+							&usage_tenant_share,
+							25, 1, 100,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	usage_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;

@@ -83,6 +83,7 @@ BEGIN
 		apikey.set_tenant_rate_limit(text, text, integer, interval),
 		apikey.remove_tenant_rate_limit(text, text),
 		apikey.rate_limit_status(),
+		apikey.rate_limit_tenants(),
 		apikey.usage_flush(),
 		apikey.events_dropped()
 		TO %s', role);

@@ -197,6 +197,30 @@ CREATE FUNCTION apikey.rate_limit_status(OUT preloaded boolean, OUT capacity int
 COMMENT ON FUNCTION apikey.rate_limit_status() IS
 	'rate-limit buckets of this server: whether they exist (shared_preload_libraries), how many there can be, how many are held, and how many requests were refused because none was free';
 
+CREATE FUNCTION apikey._rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
+		OUT refused bigint, OUT last_refused timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'rate_limit_tenants' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey._rate_limit_tenants() IS
+	'internal: rate-limit buckets held and requests refused for want of one, per tenant id of this database';
+
+CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
+		OUT refused bigint, OUT last_refused timestamptz)
+	RETURNS SETOF record LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, apikey, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey._authorize_admin();
+	RETURN QUERY
+		SELECT coalesce(t.slug, '#' OPERATOR(pg_catalog.||) r.tenant_id::text), r.buckets, r.refused, r.last_refused
+		  FROM apikey._rate_limit_tenants() AS r
+		  LEFT JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
+		 ORDER BY r.refused DESC, r.buckets DESC, 1;
+END
+$$;
+COMMENT ON FUNCTION apikey.rate_limit_tenants() IS
+	'per tenant of this database: the rate-limit buckets it holds on this server, and how many of its requests were refused because no bucket was left for it (apikey.rate_limit_tenant_share), and when last (full administrators only)';
+
 -- Credits -------------------------------------------------------------------
 
 CREATE FUNCTION apikey._next_refill(anchor timestamptz, every interval, after timestamptz)
