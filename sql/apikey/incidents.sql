@@ -41,7 +41,7 @@ CREATE FUNCTION apikey.import_key(tenant text, environment text, name text,
 		expires_at timestamptz DEFAULT NULL, owner text DEFAULT NULL,
 		hint text DEFAULT NULL)
 	RETURNS apikey.key_id LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant_slug text;
@@ -120,7 +120,7 @@ COMMENT ON FUNCTION apikey._prove_key(text) IS
 
 CREATE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p record;
@@ -163,7 +163,7 @@ COMMENT ON FUNCTION apikey.report_leak(text, text) IS
 
 CREATE FUNCTION apikey.grant_leak_reporter(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey._check_role(role);
@@ -197,7 +197,7 @@ CREATE FUNCTION apikey.expiring_keys(within interval)
 	               owner text, hint text, expires_at timestamptz, last_used_at timestamptz,
 	               tenant_id bigint)
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF within IS NULL THEN

@@ -151,7 +151,7 @@ CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
 		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
 		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant_slug text := apikey._authorized_tenant(tenant);
@@ -236,7 +236,7 @@ COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, 
 
 CREATE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -251,7 +251,7 @@ COMMENT ON FUNCTION apikey.rename_key(apikey.key_id, text) IS 'rename a key (its
 
 CREATE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -267,7 +267,7 @@ COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (N
 CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
 		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -294,7 +294,7 @@ COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
 
 CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -312,7 +312,7 @@ COMMENT ON FUNCTION apikey.reactivate_key(apikey.key_id) IS 'enable a revoked ke
 
 CREATE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -330,7 +330,7 @@ COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
 
 CREATE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0')
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -375,7 +375,7 @@ COMMENT ON FUNCTION apikey.roll_key(apikey.key_id, interval) IS
 
 CREATE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamptz)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);

@@ -29,7 +29,7 @@ COMMENT ON FUNCTION apikey._check_role(regrole) IS 'internal: raise unless the r
 
 CREATE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey._check_role(role);
@@ -71,7 +71,7 @@ COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
 
 CREATE FUNCTION apikey.grant_admin(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey.grant_verifier(role);

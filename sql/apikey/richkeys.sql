@@ -196,7 +196,7 @@ COMMENT ON FUNCTION apikey._effective_scopes(bigint, text[], text[]) IS
 
 CREATE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -215,7 +215,7 @@ COMMENT ON FUNCTION apikey.set_key_scopes(apikey.key_id, text[]) IS
 
 CREATE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -234,7 +234,7 @@ COMMENT ON FUNCTION apikey.set_key_roles(apikey.key_id, text[]) IS
 
 CREATE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -254,7 +254,7 @@ COMMENT ON FUNCTION apikey.set_key_resources(apikey.key_id, text[]) IS
 
 CREATE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -270,7 +270,7 @@ COMMENT ON FUNCTION apikey.set_key_owner(apikey.key_id, text) IS
 
 CREATE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -286,7 +286,7 @@ COMMENT ON FUNCTION apikey.set_key_meta(apikey.key_id, jsonb) IS
 
 CREATE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -308,7 +308,7 @@ COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
 -- could not.
 CREATE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -362,7 +362,7 @@ COMMENT ON FUNCTION apikey.revoke_owner_keys(text, text, text) IS
 
 CREATE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -413,7 +413,7 @@ COMMENT ON FUNCTION apikey._lock_key_role(apikey.tenants, text) IS
 
 CREATE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[])
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -451,7 +451,7 @@ COMMENT ON FUNCTION apikey.set_key_role_scopes(text, text, text[]) IS
 
 CREATE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFAULT false)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);

@@ -55,7 +55,7 @@ COMMENT ON FUNCTION apikey._rate_limit_details(apikey.rate_limit[], text) IS
 
 CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_requests integer, per interval)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -80,7 +80,7 @@ COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval
 
 CREATE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -139,7 +139,7 @@ COMMENT ON FUNCTION apikey._set_tenant_rate_limits(apikey.tenants, text, integer
 
 CREATE FUNCTION apikey.set_tenant_rate_limit(tenant text, name text, max_requests integer, per interval)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -155,7 +155,7 @@ COMMENT ON FUNCTION apikey.set_tenant_rate_limit(text, text, integer, interval) 
 
 CREATE FUNCTION apikey.remove_tenant_rate_limit(tenant text, name text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -214,7 +214,7 @@ COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
 -- nothing, so it works in a read-only transaction.
 CREATE FUNCTION apikey._charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	c apikey.credits;
@@ -265,7 +265,7 @@ COMMENT ON FUNCTION apikey._charge_credits(apikey.key_id, integer, timestamptz) 
 CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
 		refill_amount bigint DEFAULT NULL, refill_every interval DEFAULT NULL)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -318,7 +318,7 @@ COMMENT ON FUNCTION apikey.set_credits(apikey.key_id, bigint, bigint, interval) 
 
 CREATE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
