@@ -12,14 +12,20 @@ COMMENT ON FUNCTION apikey._hide_statement() IS
 -- key_hash the SHA-256 of its original text; this table leads from that
 -- hash to the key, since the text carries no key id.  Verification looks
 -- here only for text that is not in apikey's format, and only while the
--- table has rows (imported.c).
+-- table has rows (imported.c).  A text is unique within a tenant only: a
+-- tenant that imports another tenant's text (knowing its hash) neither
+-- blocks nor learns of the other's import, and a text that several tenants
+-- imported proves none of their keys (not_found) until an administrator
+-- settles it (apikey.import_conflicts).
 CREATE TABLE apikey.imported_keys (
-	key_hash bytea PRIMARY KEY,
-	key_id   apikey.key_id NOT NULL
+	key_hash  bytea NOT NULL,
+	key_id    apikey.key_id NOT NULL,
+	tenant_id bigint NOT NULL,
+	PRIMARY KEY (key_hash, tenant_id)
 );
 CREATE INDEX imported_keys_key_id ON apikey.imported_keys (key_id);
 COMMENT ON TABLE apikey.imported_keys IS
-	'keys imported from another system: the SHA-256 of the original text, and the key it proves';
+	'keys imported from another system: the SHA-256 of the original text, and the key it proves (unique per tenant; a text of several tenants proves none)';
 
 CREATE FUNCTION apikey._imports_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'imports_changed' LANGUAGE C VOLATILE;
@@ -91,11 +97,13 @@ BEGIN
 		ON CONFLICT DO NOTHING;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
-	INSERT INTO apikey.imported_keys (key_hash, key_id) VALUES (g.hash, g.key_id)
+	-- unique within the tenant; another tenant's import of the same text is
+	-- neither an error nor a hint here (see apikey.import_conflicts)
+	INSERT INTO apikey.imported_keys (key_hash, key_id, tenant_id) VALUES (g.hash, g.key_id, t.tenant_id)
 	ON CONFLICT DO NOTHING;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
-			HINT = 'Each imported key text (or hash) is imported once.';
+			HINT = 'Each imported key text (or hash) is imported once per tenant.';
 	END IF;
 	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
 		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
@@ -106,6 +114,26 @@ END
 $$;
 COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
 	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
+
+-- Texts imported by more than one tenant, which prove none of their keys:
+-- for full administrators only (a tenant never learns of another's).
+-- Settle one by deleting the import that is not genuine (delete_key).
+CREATE VIEW apikey.import_conflicts WITH (security_barrier) AS
+SELECT k.tenant,
+       i.key_id,
+       k.name,
+       k.created_at,
+       k.created_by,
+       o.tenant AS other_tenant,
+       j.key_id AS other_key_id
+  FROM apikey.imported_keys AS i
+  JOIN apikey.imported_keys AS j
+    ON j.key_hash OPERATOR(pg_catalog.=) i.key_hash AND j.tenant_id OPERATOR(pg_catalog.<>) i.tenant_id
+  JOIN apikey.keys AS k ON k.key_id OPERATOR(pg_catalog.=) i.key_id
+  JOIN apikey.keys AS o ON o.key_id OPERATOR(pg_catalog.=) j.key_id
+ WHERE apikey.current_tenant_id() IS NULL AND (SELECT apikey.is_admin());
+COMMENT ON VIEW apikey.import_conflicts IS
+	'imported keys whose text another tenant imported too: none of them verifies (full administrators only)';
 
 -- Leak reports: a secret scanner found this text in public.  A real key is
 -- revoked at once (and its transactions terminated when the kill switch is

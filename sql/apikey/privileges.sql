@@ -85,6 +85,7 @@ BEGIN
 		apikey.rate_limit_status(),
 		apikey.usage_flush()
 		TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.import_conflicts TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_admin(regrole) IS

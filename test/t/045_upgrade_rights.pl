@@ -160,6 +160,7 @@ $node->safe_psql('review', q{
 	  FROM apikey.create_key('acme', 'production', 'one', resource => 'folder:*');
 	INSERT INTO test_keys SELECT 'resources', key_id, api_key
 	  FROM apikey.create_key('acme', 'production', 'many', resources => '{folder:*}');
+	SELECT apikey.import_key('acme', 'production', 'legacy', api_key => 'legacy-0123456789abcdef');
 });
 ($rc, $out, $err) = $node->psql('review', 'ALTER EXTENSION apikey UPDATE');
 like($err, qr/WARNING:  apikey: 1 key\(s\) restricted to a resource pattern/, '0.3.0: the update warns of keys to review');
@@ -168,5 +169,9 @@ is($node->safe_psql('review', q{
 	 WHERE a.action = 'resources_review'}), 'one', '0.3.0: the key made with one resource argument is flagged');
 is(key_status($node, 'review', 'one resource', q{resource => 'folder:payroll'}), 'valid',
 	'0.3.0: and left as it was');
+
+# imported texts, unique per tenant from 0.4.0 on, still verify
+is($node->safe_psql('review', q{SELECT status || ' ' || tenant FROM apikey.verify('legacy-0123456789abcdef')}),
+	'valid acme', '0.3.0: an imported key verifies after the update');
 
 done_testing();
