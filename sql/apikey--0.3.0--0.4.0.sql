@@ -209,7 +209,8 @@ BEGIN
 		apikey.set_tenant_rate_limit(text, text, integer, interval),
 		apikey.remove_tenant_rate_limit(text, text),
 		apikey.rate_limit_status(),
-		apikey.usage_flush()
+		apikey.usage_flush(),
+		apikey.set_vendor_meta_fields(text, text[])
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.import_conflicts TO %s', role);
 END
@@ -244,6 +245,597 @@ BEGIN
 		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
 	LOOP
 		EXECUTE pg_catalog.format('GRANT SELECT ON apikey.import_conflicts TO %s', r);
+	END LOOP;
+END
+$$;
+
+-- Vendor controls (item 8 of issue 19): the rate limits, credits,
+-- allowlists and meta fields an administrator sets on a tenant's keys,
+-- which the tenant's own administrators may not lift.
+CREATE TABLE apikey.key_vendor_controls (
+	key_id      apikey.key_id PRIMARY KEY REFERENCES apikey.keys ON DELETE CASCADE,
+	rate_limits text[] NOT NULL DEFAULT '{}',   -- names of limits an administrator set
+	credits     boolean NOT NULL DEFAULT false, -- credits set by an administrator
+	allowed_ips cidr[]                          -- the allowlist an administrator set
+);
+COMMENT ON TABLE apikey.key_vendor_controls IS
+	'per key, the rate limits, credits and allowlist an administrator set, which tenant administrators may not lift';
+
+CREATE TABLE apikey.vendor_meta_fields (
+	tenant_id bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
+	field     text NOT NULL,
+	PRIMARY KEY (tenant_id, field)
+);
+COMMENT ON TABLE apikey.vendor_meta_fields IS
+	'per tenant, the top-level meta fields that only administrators set (tenant administrators edit the others)';
+
+-- The vendor's controls of a key (a row of defaults when it has none).
+CREATE FUNCTION apikey._vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
+	LANGUAGE sql STABLE
+AS $$
+	SELECT v FROM (SELECT $1 AS key_id) AS k
+	  LEFT JOIN apikey.key_vendor_controls AS v ON v.key_id OPERATOR(pg_catalog.=) k.key_id
+$$;
+COMMENT ON FUNCTION apikey._vendor_controls(apikey.key_id) IS
+	'internal: the rate limits, credits and allowlist an administrator set on a key (NULL: none)';
+
+CREATE FUNCTION apikey._deny_vendor_control(what text, key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql
+AS $$
+BEGIN
+	RAISE EXCEPTION 'permission denied: an administrator set %', what
+		      || CASE WHEN key_id IS NOT NULL THEN ' of key ' || key_id::text ELSE '' END
+		USING ERRCODE = 'insufficient_privilege',
+		      HINT = 'A tenant administrator may add restrictions of its own; only an administrator lifts this one.';
+END
+$$;
+COMMENT ON FUNCTION apikey._deny_vendor_control(text, apikey.key_id) IS
+	'internal: raise permission denied for a vendor control a tenant administrator tried to lift';
+
+-- A key's rate limit named name is being set or removed (max_requests NULL).
+CREATE FUNCTION apikey._vendor_rate_limit(k apikey.keys, name text, removed boolean)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	v apikey.key_vendor_controls := apikey._vendor_controls(k.key_id);
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL THEN
+		IF name OPERATOR(pg_catalog.=) ANY (v.rate_limits) THEN
+			PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
+		END IF;
+		RETURN;
+	END IF;
+	INSERT INTO apikey.key_vendor_controls AS x (key_id, rate_limits)
+	VALUES (k.key_id, CASE WHEN removed THEN '{}' ELSE ARRAY[name] END)
+	ON CONFLICT (key_id) DO UPDATE
+	   SET rate_limits = pg_catalog.array_remove(x.rate_limits, name)
+	                     OPERATOR(pg_catalog.||) CASE WHEN removed THEN '{}' ELSE ARRAY[name] END;
+END
+$$;
+COMMENT ON FUNCTION apikey._vendor_rate_limit(apikey.keys, text, boolean) IS
+	'internal: an administrator''s rate limit is recorded as the vendor''s; a tenant administrator may not change or remove one';
+
+-- A key's credits are being set (remaining NULL: removed) or added to.
+CREATE FUNCTION apikey._vendor_credits(k apikey.keys, remaining bigint, added bigint)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL THEN
+		IF (apikey._vendor_controls(k.key_id)).credits
+		   AND (added IS NULL OR added OPERATOR(pg_catalog.>) 0) THEN
+			PERFORM apikey._deny_vendor_control('the credits', k.key_id);
+		END IF;
+		RETURN;
+	END IF;
+	IF added IS NULL THEN
+		INSERT INTO apikey.key_vendor_controls AS x (key_id, credits)
+		VALUES (k.key_id, remaining IS NOT NULL)
+		ON CONFLICT (key_id) DO UPDATE SET credits = excluded.credits;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey._vendor_credits(apikey.keys, bigint, bigint) IS
+	'internal: an administrator''s credits are recorded as the vendor''s; a tenant administrator may not replace, remove or add to them';
+
+-- A key's allowlist is being set (for a new key, k.key_id is its id).
+CREATE FUNCTION apikey._vendor_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	imposed cidr[] := (apikey._vendor_controls(key_id)).allowed_ips;
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL THEN
+		IF imposed IS NOT NULL AND (allowed_ips IS NULL OR EXISTS (
+		       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
+		        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed))) THEN
+			PERFORM apikey._deny_vendor_control('the allowlist', key_id);
+		END IF;
+		RETURN;
+	END IF;
+	INSERT INTO apikey.key_vendor_controls AS x (key_id, allowed_ips)
+	VALUES (key_id, allowed_ips)
+	ON CONFLICT ON CONSTRAINT key_vendor_controls_pkey DO UPDATE SET allowed_ips = excluded.allowed_ips;
+END
+$$;
+COMMENT ON FUNCTION apikey._vendor_allowed_ips(apikey.key_id, cidr[]) IS
+	'internal: an administrator''s allowlist is recorded as the vendor''s; a tenant administrator may only narrow it';
+
+-- A key's meta is being set (old NULL: a new key).  A tenant administrator
+-- may not touch the tenant's vendor fields; an administrator's writes make
+-- the fields it sets, changes or removes the vendor's.
+CREATE FUNCTION apikey._vendor_meta(tenant_id bigint, key_id apikey.key_id, old jsonb, new jsonb)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	field text;
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL THEN
+		SELECT f.field INTO field FROM apikey.vendor_meta_fields AS f
+		 WHERE f.tenant_id OPERATOR(pg_catalog.=) _vendor_meta.tenant_id
+		   AND (old OPERATOR(pg_catalog.->) f.field) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f.field)
+		 ORDER BY f.field LIMIT 1;
+		IF FOUND THEN
+			PERFORM apikey._deny_vendor_control(pg_catalog.format('the meta field "%s"', field), key_id);
+		END IF;
+		RETURN;
+	END IF;
+	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
+	SELECT _vendor_meta.tenant_id, f
+	  FROM (SELECT pg_catalog.jsonb_object_keys(COALESCE(new, '{}'))
+	        UNION SELECT pg_catalog.jsonb_object_keys(COALESCE(old, '{}'))) AS x(f)
+	 WHERE (old OPERATOR(pg_catalog.->) f) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f)
+	ON CONFLICT DO NOTHING;
+END
+$$;
+COMMENT ON FUNCTION apikey._vendor_meta(bigint, apikey.key_id, jsonb, jsonb) IS
+	'internal: tenant administrators may not touch the vendor''s meta fields; fields an administrator writes become the vendor''s';
+
+CREATE FUNCTION apikey.set_vendor_meta_fields(tenant text, fields text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+	old text[];
+BEGIN
+	PERFORM apikey._authorize_admin();
+	t := apikey._authorize_tenant(tenant);
+	IF fields IS NULL OR array_ndims(fields) > 1 OR array_position(fields, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'fields must be a one-dimensional array of field names without NULL'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT array_agg(f.field ORDER BY f.field) INTO old
+	  FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
+	DELETE FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
+	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
+	SELECT DISTINCT t.tenant_id, apikey._checked_label('field', x, 200, true) FROM unnest(fields) AS x;
+	PERFORM apikey._audit('vendor_meta_fields_set', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('from', coalesce(old, '{}'),
+		                   'to', ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(fields) AS x ORDER BY 1)));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_vendor_meta_fields(text, text[]) IS
+	'name the top-level meta fields of a tenant''s keys that only administrators set (replaces the list; fields an administrator writes are added to it); full administrators only';
+
+-- Who sets what: the vendor's fields of each tenant, for full
+-- administrators and the tenant's own administrators (so that a tenant's
+-- dashboard knows which fields it may not edit).
+CREATE VIEW apikey.vendor_meta_field_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       f.field,
+       t.tenant_id
+  FROM apikey.vendor_meta_fields AS f
+  JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) f.tenant_id
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+COMMENT ON VIEW apikey.vendor_meta_field_list IS
+	'meta fields only administrators set, per tenant: visible as key_list is';
+
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_vendor_controls', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.vendor_meta_fields', '');
+REVOKE ALL ON apikey.key_vendor_controls, apikey.vendor_meta_fields, apikey.vendor_meta_field_list FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION apikey._vendor_controls(apikey.key_id),
+	apikey._deny_vendor_control(text, apikey.key_id),
+	apikey._vendor_rate_limit(apikey.keys, text, boolean),
+	apikey._vendor_credits(apikey.keys, bigint, bigint),
+	apikey._vendor_allowed_ips(apikey.key_id, cidr[]),
+	apikey._vendor_meta(bigint, apikey.key_id, jsonb, jsonb),
+	apikey.set_vendor_meta_fields(text, text[]) FROM PUBLIC;
+
+-- What keys carry already is the vendor's when the audit trail says an
+-- administrator (no authenticated key) set it last: per key, the limits,
+-- the credits and the allowlist; per tenant, every top-level field of a
+-- meta an administrator wrote last.
+INSERT INTO apikey.key_vendor_controls (key_id, rate_limits, credits, allowed_ips)
+SELECT c.key_id, c.rate_limits, c.credits, c.allowed_ips
+  FROM (SELECT k.key_id,
+               ARRAY(
+                   SELECT l.name FROM pg_catalog.unnest(k.rate_limits) AS l
+                    WHERE (SELECT a.actor_key_id IS NULL FROM apikey.audit AS a
+                            WHERE a.key_id OPERATOR(pg_catalog.=) k.key_id
+                              AND a.action OPERATOR(pg_catalog.=) 'rate_limit_set'
+                              AND a.details OPERATOR(pg_catalog.->>) 'name' OPERATOR(pg_catalog.=) l.name
+                            ORDER BY a.event_id DESC LIMIT 1)
+                    ORDER BY l.name) AS rate_limits,
+               k.has_credits AND COALESCE((SELECT a.actor_key_id IS NULL FROM apikey.audit AS a
+                                            WHERE a.key_id OPERATOR(pg_catalog.=) k.key_id
+                                              AND a.action OPERATOR(pg_catalog.=) 'credits_set'
+                                            ORDER BY a.event_id DESC LIMIT 1), false) AS credits,
+               CASE WHEN (SELECT a.actor_key_id IS NULL FROM apikey.audit AS a
+                           WHERE a.key_id OPERATOR(pg_catalog.=) k.key_id
+                             AND (a.action OPERATOR(pg_catalog.=) 'allowed_ips_changed'
+                                  OR (a.action OPERATOR(pg_catalog.=) 'created'
+                                      AND a.details OPERATOR(pg_catalog.?) 'allowed_ips'))
+                           ORDER BY a.event_id DESC LIMIT 1)
+                    THEN k.allowed_ips END AS allowed_ips
+          FROM apikey.keys AS k
+         WHERE k.rate_limits IS NOT NULL OR k.has_credits OR k.allowed_ips IS NOT NULL) AS c
+ WHERE pg_catalog.cardinality(c.rate_limits) OPERATOR(pg_catalog.>) 0 OR c.credits OR c.allowed_ips IS NOT NULL;
+INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
+SELECT DISTINCT k.tenant_id, f
+  FROM apikey.keys AS k, pg_catalog.jsonb_object_keys(k.meta) AS f
+ WHERE pg_catalog.jsonb_typeof(k.meta) OPERATOR(pg_catalog.=) 'object'
+   AND (SELECT a.actor_key_id IS NULL FROM apikey.audit AS a
+         WHERE a.key_id OPERATOR(pg_catalog.=) k.key_id
+           AND (a.action OPERATOR(pg_catalog.=) 'meta_changed'
+                OR (a.action OPERATOR(pg_catalog.=) 'created' AND a.details OPERATOR(pg_catalog.?) 'meta'))
+         ORDER BY a.event_id DESC LIMIT 1)
+ON CONFLICT DO NOTHING;
+
+-- The management functions that honour them.
+CREATE OR REPLACE FUNCTION apikey.create_key(tenant text, environment text, name text,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
+		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant_slug text := apikey._authorized_tenant(tenant);
+	key_scopes text[] := apikey._normalized_scopes(scopes);
+	roles text[];
+	effective text[] := key_scopes;
+	extra jsonb;    -- what 0.3.0 added, for the audit event
+	t record;
+	g record;
+BEGIN
+	name := apikey._checked_label('key name', name, 200, true);
+	description := apikey._checked_label('description', description, 1000, false);
+	resource := apikey._checked_resource(resource);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.key_prefix, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
+	   AND cardinality(key_roles) = 0 THEN
+		-- a plain key
+		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+	ELSE
+		-- resource is one more element of resources
+		resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
+		                                            ELSE coalesce(resources, '{}') || resource END);
+		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey._checked_meta(meta);
+		IF meta IS NOT NULL THEN
+			PERFORM apikey._vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+		END IF;
+		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
+			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+		END IF;
+		-- meta kept whole in the event, its nulls too
+		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
+		                           'resources', resources, 'allowed_ips', allowed_ips))
+		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
+	END IF;
+	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
+	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
+		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
+	END IF;
+	LOOP
+		g := apikey._generate_key(t.key_prefix, t.tag);
+		WITH k AS (
+			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+			                         name, description, scopes, effective_scopes, resources,
+			                         owner, meta, key_roles, allowed_ips,
+			                         expires_at, created_by)
+			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
+			        name, description, key_scopes, effective, resources,
+			        owner, meta, coalesce(roles, '{}'), allowed_ips,
+			        expires_at, coalesce(apikey._actor(), apikey._caller()::text))
+			ON CONFLICT DO NOTHING
+			RETURNING 1)
+		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
+		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
+		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
+		       apikey._actor()
+		  FROM k;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	IF allowed_ips IS NOT NULL THEN
+		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+	END IF;
+	key_id := g.key_id;
+	api_key := g.api_key;
+	hint := g.hint;
+END
+$$;
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
+	'create a named key; api_key is the full key text, shown this once and never stored';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	meta := apikey._checked_meta(meta);
+	PERFORM apikey._vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
+	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.meta, 'to', meta));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_meta(apikey.key_id, jsonb) IS
+	'set or clear (NULL) the JSON object (at most 4 kB) that verification returns with the key';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+	PERFORM apikey._vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
+	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
+	'networks a key may be used from (NULL: anywhere), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	limits apikey.rate_limit[];
+BEGIN
+	PERFORM apikey._check_rate_limit(name, max_requests, per);
+	limits := apikey._with_rate_limit(k.rate_limits, name, max_requests, per);
+	IF cardinality(limits) > 8 THEN
+		RAISE EXCEPTION 'key % already has 8 rate limits', k.key_id
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Replace one (same name) or remove one first.';
+	END IF;
+	PERFORM apikey._vendor_rate_limit(k, name, false);    -- vendor.sql
+	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('name', name,
+		                   'from', apikey._rate_limit_details(k.rate_limits, name),
+		                   'to', apikey._rate_limit_details(limits, name)));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval) IS
+	'add or replace a named rate limit of a key: at most max_requests units per interval (per server; needs shared_preload_libraries = apikey)';
+
+CREATE OR REPLACE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	old jsonb := apikey._rate_limit_details(k.rate_limits, name);
+	limits apikey.rate_limit[];
+BEGIN
+	IF old IS NULL THEN
+		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey._shown(name)
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey._vendor_rate_limit(k, name, true);    -- vendor.sql
+	limits := apikey._with_rate_limit(k.rate_limits, name, NULL, NULL);
+	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('name', name, 'from', old));
+END
+$$;
+COMMENT ON FUNCTION apikey.remove_rate_limit(apikey.key_id, text) IS
+	'remove a named rate limit of a key';
+
+CREATE OR REPLACE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
+		refill_amount bigint DEFAULT NULL, refill_every interval DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	old apikey.credits;
+	next_refill timestamptz;
+BEGIN
+	IF remaining IS NULL AND (refill_amount IS NOT NULL OR refill_every IS NOT NULL) THEN
+		RAISE EXCEPTION 'a key without credits (remaining NULL: unlimited) has no refill'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF remaining < 0 OR refill_amount < 0 THEN
+		RAISE EXCEPTION 'remaining and refill_amount must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF (refill_amount IS NULL) <> (refill_every IS NULL) THEN
+		RAISE EXCEPTION 'refill_amount and refill_every go together'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'E.g. refill_amount => 1000, refill_every => ''1 month''.';
+	END IF;
+	IF refill_every IS NOT NULL THEN
+		PERFORM apikey._check_lifetime('refill_every', refill_every);
+		next_refill := apikey._next_refill(now(), refill_every, now());
+	END IF;
+	PERFORM apikey._vendor_credits(k, remaining, NULL);    -- vendor.sql
+	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
+	IF remaining IS NULL THEN
+		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	ELSE
+		INSERT INTO apikey.credits AS c (key_id, remaining, refill_amount, refill_every,
+		                                 refilled_at, refill_anchor, next_refill_at)
+		VALUES (k.key_id, remaining, refill_amount, refill_every, now(),
+		        CASE WHEN refill_every IS NOT NULL THEN now() END, next_refill)
+		ON CONFLICT ON CONSTRAINT credits_pkey DO UPDATE
+		   SET remaining = excluded.remaining, refill_amount = excluded.refill_amount,
+		       refill_every = excluded.refill_every, refilled_at = excluded.refilled_at,
+		       refill_anchor = excluded.refill_anchor, next_refill_at = excluded.next_refill_at;
+	END IF;
+	IF k.has_credits IS DISTINCT FROM (remaining IS NOT NULL) THEN
+		UPDATE apikey.keys AS x SET has_credits = (remaining IS NOT NULL) WHERE x.key_id = k.key_id;
+	END IF;
+	PERFORM apikey._audit('credits_set', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object(
+			'from', CASE WHEN old.key_id IS NOT NULL THEN jsonb_build_object(
+				'remaining', old.remaining, 'refill_amount', old.refill_amount, 'refill_every', old.refill_every) END,
+			'to', CASE WHEN remaining IS NOT NULL THEN jsonb_build_object(
+				'remaining', remaining, 'refill_amount', refill_amount, 'refill_every', refill_every) END));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_credits(apikey.key_id, bigint, bigint, interval) IS
+	'make a key usage-limited: remaining credits (NULL: unlimited, the default), refilled to refill_amount every refill_every';
+
+CREATE OR REPLACE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
+	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+	c apikey.credits;
+	at timestamptz := statement_timestamp();
+BEGIN
+	IF amount IS NULL THEN
+		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM apikey._vendor_credits(k, NULL, amount);    -- vendor.sql
+	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Give it credits with apikey.set_credits.';
+	END IF;
+	IF c.next_refill_at <= at THEN
+		c.remaining := c.refill_amount;
+		c.refilled_at := at;
+		c.next_refill_at := apikey._next_refill(c.refill_anchor, c.refill_every, at);
+	END IF;
+	IF c.remaining + amount < 0 THEN
+		RAISE EXCEPTION 'key % has % credits: cannot take % away', k.key_id, c.remaining, -amount
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE apikey.credits AS x
+	   SET remaining = c.remaining + amount, refilled_at = c.refilled_at, next_refill_at = c.next_refill_at
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey._audit('credits_added', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('amount', amount, 'remaining', c.remaining + amount));
+	RETURN c.remaining + amount;
+END
+$$;
+COMMENT ON FUNCTION apikey.add_credits(apikey.key_id, bigint) IS
+	'add credits to a usage-limited key (a negative amount takes some away); returns the credits left';
+
+CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey._check_role(role);
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.verify(text, text, text, text, integer, inet),
+		apikey.authenticate(text, text, integer, inet),
+		apikey.identify(text),
+		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
+		apikey.rename_key(apikey.key_id, text),
+		apikey.describe_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
+		apikey.reactivate_key(apikey.key_id),
+		apikey.delete_key(apikey.key_id),
+		apikey.roll_key(apikey.key_id, interval),
+		apikey.set_key_expiry(apikey.key_id, timestamptz),
+		apikey.public_key(text, text),
+		apikey.regenerate_public_key(text, text),
+		apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
+		apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
+		apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
+		apikey.revoke_owner_keys(text, text, text),
+		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
+		apikey.drop_key_role(text, text, boolean),
+		apikey.set_actor(text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval),
+		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
+		apikey.remove_rate_limit(apikey.key_id, text),
+		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
+		apikey.add_credits(apikey.key_id, bigint)
+		TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.vendor_meta_field_list TO %s', role);
+END
+$$;
+COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
+	'let a role (the application''s) verify and authenticate keys; it manages keys only of the tenant of an authenticated apikey:admin key';
+
+-- The new listing for grant_verifier's roles (those holding each of its
+-- functions and listings of 0.3.0 that manage keys), the new function for
+-- grant_admin's: no other role gains a right.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)',
+		       'apikey.set_key_meta(apikey.key_id, jsonb)', 'apikey.set_rate_limit(apikey.key_id, text, integer, interval)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 11
+		INTERSECT
+		SELECT a.grantee
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
+	LOOP
+		EXECUTE pg_catalog.format('GRANT SELECT ON apikey.vendor_meta_field_list TO %s', r);
+	END LOOP;
+	FOR r IN
+		SELECT a.grantee
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) 'apikey.import_conflicts'::pg_catalog.regclass
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		   AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.set_vendor_meta_fields(text, text[]) TO %s', r);
 	END LOOP;
 END
 $$;

@@ -190,6 +190,9 @@ BEGIN
 		                                            ELSE coalesce(resources, '{}') || resource END);
 		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
 		meta := apikey._checked_meta(meta);
+		IF meta IS NOT NULL THEN
+			PERFORM apikey._vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+		END IF;
 		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
 		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
 			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
@@ -225,6 +228,9 @@ BEGIN
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
+	IF allowed_ips IS NOT NULL THEN
+		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+	END IF;
 	key_id := g.key_id;
 	api_key := g.api_key;
 	hint := g.hint;

@@ -10,6 +10,8 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_vendor_controls', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.vendor_meta_fields', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -64,6 +66,7 @@ BEGIN
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.vendor_meta_field_list TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
@@ -83,7 +86,8 @@ BEGIN
 		apikey.set_tenant_rate_limit(text, text, integer, interval),
 		apikey.remove_tenant_rate_limit(text, text),
 		apikey.rate_limit_status(),
-		apikey.usage_flush()
+		apikey.usage_flush(),
+		apikey.set_vendor_meta_fields(text, text[])
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.import_conflicts TO %s', role);
 END

@@ -276,6 +276,7 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	meta := apikey._checked_meta(meta);
+	PERFORM apikey._vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
 	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.meta, 'to', meta));
@@ -292,6 +293,7 @@ DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+	PERFORM apikey._vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
 	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));

@@ -68,6 +68,7 @@ BEGIN
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
+	PERFORM apikey._vendor_rate_limit(k, name, false);    -- vendor.sql
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name,
@@ -91,6 +92,7 @@ BEGIN
 		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey._shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM apikey._vendor_rate_limit(k, name, true);    -- vendor.sql
 	limits := apikey._with_rate_limit(k.rate_limits, name, NULL, NULL);
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
@@ -289,6 +291,7 @@ BEGIN
 		PERFORM apikey._check_lifetime('refill_every', refill_every);
 		next_refill := apikey._next_refill(now(), refill_every, now());
 	END IF;
+	PERFORM apikey._vendor_credits(k, remaining, NULL);    -- vendor.sql
 	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
 	IF remaining IS NULL THEN
 		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
@@ -328,6 +331,7 @@ BEGIN
 	IF amount IS NULL THEN
 		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM apikey._vendor_credits(k, NULL, amount);    -- vendor.sql
 	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id

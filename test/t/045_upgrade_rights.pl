@@ -161,17 +161,34 @@ $node->safe_psql('review', q{
 	INSERT INTO test_keys SELECT 'resources', key_id, api_key
 	  FROM apikey.create_key('acme', 'production', 'many', resources => '{folder:*}');
 	SELECT apikey.import_key('acme', 'production', 'legacy', api_key => 'legacy-0123456789abcdef');
+	SELECT apikey.grant_verifier('app');
+	SELECT apikey.grant_admin('ops');
+	GRANT USAGE ON SCHEMA apikey TO only_verify;
+	GRANT EXECUTE ON FUNCTION apikey.verify(text, text, text, text, integer, inet) TO only_verify;
+	-- what an administrator set before 0.4.0: the vendor's after the update
+	SELECT apikey.set_credits(key_id, 100), apikey.set_key_meta(key_id, '{"plan": "pro"}'),
+	       apikey.set_key_allowed_ips(key_id, '{10.0.0.0/8}')
+	  FROM test_keys WHERE label = 'one resource';
 });
 ($rc, $out, $err) = $node->psql('review', 'ALTER EXTENSION apikey UPDATE');
 like($err, qr/WARNING:  apikey: 1 key\(s\) restricted to a resource pattern/, '0.3.0: the update warns of keys to review');
 is($node->safe_psql('review', q{
 	SELECT k.name FROM apikey.audit_log AS a JOIN apikey.key_list AS k USING (key_id)
 	 WHERE a.action = 'resources_review'}), 'one', '0.3.0: the key made with one resource argument is flagged');
-is(key_status($node, 'review', 'one resource', q{resource => 'folder:payroll'}), 'valid',
+is(key_status($node, 'review', 'one resource', q{resource => 'folder:payroll', client_ip => '10.1.1.1'}), 'valid',
 	'0.3.0: and left as it was');
 
 # imported texts, unique per tenant from 0.4.0 on, still verify
 is($node->safe_psql('review', q{SELECT status || ' ' || tenant FROM apikey.verify('legacy-0123456789abcdef')}),
 	'valid acme', '0.3.0: an imported key verifies after the update');
+
+is($node->safe_psql('review', q{
+	SELECT v.credits || ' ' || v.allowed_ips::text || ' ' || (SELECT string_agg(field, ',') FROM apikey.vendor_meta_fields)
+	  FROM apikey.key_vendor_controls AS v JOIN test_keys AS t USING (key_id) WHERE t.label = 'one resource'}),
+	'true {10.0.0.0/8} plan', "0.3.0: credits, allowlist and meta an administrator set are the vendor's after the update");
+is(rights('review', 'only_verify'), 'apikey.verify(text,text,text,text,integer,inet)',
+	'0.3.0: a role granted only verify has only verify after the update');
+is(rights('review', 'app'), $fresh{app}, "0.3.0: grant_verifier's role has what grant_verifier gives now");
+is(rights('review', 'ops'), $fresh{ops}, "0.3.0: grant_admin's role has what grant_admin gives now");
 
 done_testing();
