@@ -253,7 +253,7 @@ $$;
 -- allowlists and meta fields an administrator sets on a tenant's keys,
 -- which the tenant's own administrators may not lift.
 CREATE TABLE apikey.key_vendor_controls (
-	key_id      apikey.key_id PRIMARY KEY REFERENCES apikey.keys ON DELETE CASCADE,
+	key_id      apikey.key_id PRIMARY KEY,             -- deleted with the key (delete_key)
 	rate_limits text[] NOT NULL DEFAULT '{}',   -- names of limits an administrator set
 	credits     boolean NOT NULL DEFAULT false, -- credits set by an administrator
 	allowed_ips cidr[]                          -- the allowlist an administrator set
@@ -579,6 +579,25 @@ $$;
 COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
 		text, jsonb, text[], text[], cidr[]) IS
 	'create a named key; api_key is the full key text, shown this once and never stored';
+
+CREATE OR REPLACE FUNCTION apikey.delete_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey._authorize_key(key_id);
+BEGIN
+	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
+	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
+	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
+	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
+	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
+END
+$$;
+COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
+	'delete a key permanently (irreversible); the audit trail keeps its history';
 
 CREATE OR REPLACE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER

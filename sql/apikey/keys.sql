@@ -327,6 +327,7 @@ BEGIN
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
+	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END

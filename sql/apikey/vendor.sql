@@ -22,7 +22,7 @@
 -- identity (current_tenant_id() IS NULL) is a full administrator.
 
 CREATE TABLE apikey.key_vendor_controls (
-	key_id      apikey.key_id PRIMARY KEY REFERENCES apikey.keys ON DELETE CASCADE,
+	key_id      apikey.key_id PRIMARY KEY,             -- deleted with the key (delete_key)
 	rate_limits text[] NOT NULL DEFAULT '{}',   -- names of limits an administrator set
 	credits     boolean NOT NULL DEFAULT false, -- credits set by an administrator
 	allowed_ips cidr[]                          -- the allowlist an administrator set
