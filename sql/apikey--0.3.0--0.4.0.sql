@@ -113,6 +113,7 @@ DECLARE
 	key_scopes text[];
 	t record;
 	g record;
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
 BEGIN
 	PERFORM apikey._hide_statement();    -- it may hold the key text
 	tenant_slug := apikey._authorized_tenant(tenant);
@@ -137,6 +138,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
+	imposed := apikey._imposed_allowed_ips(NULL);    -- vendor.sql
 	-- the tenant's policy, as for a key created now
 	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
 		expires_at := now() + t.default_key_lifetime;
@@ -149,13 +151,16 @@ BEGIN
 		g := apikey._import_key_text(api_key, key_hash);
 		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 		                         name, description, scopes, effective_scopes, expires_at,
-		                         created_by, owner, imported)
+		                         created_by, owner, imported, allowed_ips)
 		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
 		        name, description, key_scopes, key_scopes, expires_at,
-		        apikey._caller()::text, owner, true)
+		        apikey._caller()::text, owner, true, imposed)
 		ON CONFLICT DO NOTHING;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	END IF;
 	-- unique within the tenant; another tenant's import of the same text is
 	-- neither an error nor a hint here (see apikey.import_conflicts)
 	INSERT INTO apikey.imported_keys (key_hash, key_id, tenant_id) VALUES (g.hash, g.key_id, t.tenant_id)
@@ -167,7 +172,8 @@ BEGIN
 	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
 		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                   'expires_at', expires_at, 'owner', owner,
-		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END));
+		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END)
+		|| CASE WHEN imposed IS NOT NULL THEN jsonb_build_object('allowed_ips', imposed) ELSE '{}' END);
 	RETURN g.key_id;
 END
 $$;
@@ -360,6 +366,31 @@ $$;
 COMMENT ON FUNCTION apikey._vendor_allowed_ips(apikey.key_id, cidr[]) IS
 	'internal: an administrator''s allowlist is recorded as the vendor''s; a tenant administrator may only narrow it';
 
+-- The allowlist a new key must stay within: a tenant administrator whose
+-- key carries the vendor's allowlist creates (and imports) keys usable
+-- from those networks only (the vendor's for them too), or it could give
+-- itself a key usable from anywhere.  NULL: none.
+CREATE FUNCTION apikey._imposed_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	imposed cidr[];
+BEGIN
+	IF apikey.current_key_id() IS NULL THEN
+		RETURN NULL;
+	END IF;
+	imposed := (apikey._vendor_controls(apikey.current_key_id())).allowed_ips;
+	IF imposed IS NOT NULL AND allowed_ips IS NOT NULL AND EXISTS (
+	       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
+	        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed)) THEN
+		PERFORM apikey._deny_vendor_control('the allowlist of the authenticated key', NULL);
+	END IF;
+	RETURN imposed;
+END
+$$;
+COMMENT ON FUNCTION apikey._imposed_allowed_ips(cidr[]) IS
+	'internal: the vendor''s allowlist of the authenticated tenant administrator''s key, which its new keys stay within (NULL: none)';
+
 -- A key's meta is being set (old NULL: a new key).  A tenant administrator
 -- may not touch the tenant's vendor fields; an administrator's writes make
 -- the fields it sets, changes or removes the vendor's.
@@ -440,6 +471,7 @@ REVOKE EXECUTE ON FUNCTION apikey._vendor_controls(apikey.key_id),
 	apikey._vendor_rate_limit(apikey.keys, text, boolean),
 	apikey._vendor_credits(apikey.keys, bigint, bigint),
 	apikey._vendor_allowed_ips(apikey.key_id, cidr[]),
+	apikey._imposed_allowed_ips(cidr[]),
 	apikey._vendor_meta(bigint, apikey.key_id, jsonb, jsonb),
 	apikey.set_vendor_meta_fields(text, text[]) FROM PUBLIC;
 
@@ -499,6 +531,7 @@ DECLARE
 	roles text[];
 	effective text[] := key_scopes;
 	extra jsonb;    -- what 0.3.0 added, for the audit event
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
 	t record;
 	g record;
 BEGIN
@@ -544,6 +577,14 @@ BEGIN
 		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
+	IF apikey.current_key_id() IS NOT NULL THEN
+		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
+		imposed := apikey._imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
+			allowed_ips := imposed;
+			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
+		END IF;
+	END IF;
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
 		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
@@ -568,7 +609,9 @@ BEGIN
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
-	IF allowed_ips IS NOT NULL THEN
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	ELSIF allowed_ips IS NOT NULL THEN
 		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
 	END IF;
 	key_id := g.key_id;

@@ -67,6 +67,23 @@ COMMIT;
 RESET ROLE;
 SELECT rate_limits, remaining, meta, allowed_ips FROM apikey.key_list WHERE key_id = :'admin_id';
 
+-- keys the tenant administrator creates or imports stay within the
+-- vendor's allowlist of its own key: it cannot give itself a key usable
+-- from anywhere
+SET ROLE vend_app;
+BEGIN;
+SELECT status FROM apikey.authenticate(:'admin_key', client_ip => '10.1.2.3');
+SELECT name, pg_temp.try(sql) AS result FROM (VALUES
+	('a key from anywhere', $$SELECT apikey.create_key('vend', 'production', 'w', scopes => '{apikey:admin}', allowed_ips => '{0.0.0.0/0}')$$),
+	('a key within', $$SELECT apikey.create_key('vend', 'production', 'within', allowed_ips => '{10.9.0.0/16}')$$),
+	('an import', $$SELECT apikey.import_key('vend', 'production', 'imported', api_key => 'vend-legacy-0123456789')$$)
+  ) AS t(name, sql);
+SELECT name, allowed_ips FROM apikey.key_list WHERE tenant = 'vend' AND name IN ('y', 'within', 'imported') ORDER BY name;
+SELECT pg_temp.try(format('SELECT apikey.set_key_allowed_ips(%L, NULL)',
+       (SELECT key_id FROM apikey.key_list WHERE tenant = 'vend' AND name = 'y'))) AS drop_it_later;
+COMMIT;
+RESET ROLE;
+
 -- the vendor names fields in advance (and releases them); a tenant
 -- administrator then may not set them on any key
 SELECT apikey.set_vendor_meta_fields('vend', '{plan,tier}');

@@ -54,6 +54,7 @@ DECLARE
 	key_scopes text[];
 	t record;
 	g record;
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
 BEGIN
 	PERFORM apikey._hide_statement();    -- it may hold the key text
 	tenant_slug := apikey._authorized_tenant(tenant);
@@ -78,6 +79,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
+	imposed := apikey._imposed_allowed_ips(NULL);    -- vendor.sql
 	-- the tenant's policy, as for a key created now
 	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
 		expires_at := now() + t.default_key_lifetime;
@@ -90,13 +92,16 @@ BEGIN
 		g := apikey._import_key_text(api_key, key_hash);
 		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 		                         name, description, scopes, effective_scopes, expires_at,
-		                         created_by, owner, imported)
+		                         created_by, owner, imported, allowed_ips)
 		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
 		        name, description, key_scopes, key_scopes, expires_at,
-		        apikey._caller()::text, owner, true)
+		        apikey._caller()::text, owner, true, imposed)
 		ON CONFLICT DO NOTHING;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	END IF;
 	-- unique within the tenant; another tenant's import of the same text is
 	-- neither an error nor a hint here (see apikey.import_conflicts)
 	INSERT INTO apikey.imported_keys (key_hash, key_id, tenant_id) VALUES (g.hash, g.key_id, t.tenant_id)
@@ -108,7 +113,8 @@ BEGIN
 	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
 		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                   'expires_at', expires_at, 'owner', owner,
-		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END));
+		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END)
+		|| CASE WHEN imposed IS NOT NULL THEN jsonb_build_object('allowed_ips', imposed) ELSE '{}' END);
 	RETURN g.key_id;
 END
 $$;

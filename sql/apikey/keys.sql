@@ -159,6 +159,7 @@ DECLARE
 	roles text[];
 	effective text[] := key_scopes;
 	extra jsonb;    -- what 0.3.0 added, for the audit event
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
 	t record;
 	g record;
 BEGIN
@@ -204,6 +205,14 @@ BEGIN
 		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
+	IF apikey.current_key_id() IS NOT NULL THEN
+		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
+		imposed := apikey._imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
+			allowed_ips := imposed;
+			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
+		END IF;
+	END IF;
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
 		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
@@ -228,7 +237,9 @@ BEGIN
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
-	IF allowed_ips IS NOT NULL THEN
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	ELSIF allowed_ips IS NOT NULL THEN
 		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
 	END IF;
 	key_id := g.key_id;

@@ -129,6 +129,31 @@ $$;
 COMMENT ON FUNCTION apikey._vendor_allowed_ips(apikey.key_id, cidr[]) IS
 	'internal: an administrator''s allowlist is recorded as the vendor''s; a tenant administrator may only narrow it';
 
+-- The allowlist a new key must stay within: a tenant administrator whose
+-- key carries the vendor's allowlist creates (and imports) keys usable
+-- from those networks only (the vendor's for them too), or it could give
+-- itself a key usable from anywhere.  NULL: none.
+CREATE FUNCTION apikey._imposed_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	imposed cidr[];
+BEGIN
+	IF apikey.current_key_id() IS NULL THEN
+		RETURN NULL;
+	END IF;
+	imposed := (apikey._vendor_controls(apikey.current_key_id())).allowed_ips;
+	IF imposed IS NOT NULL AND allowed_ips IS NOT NULL AND EXISTS (
+	       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
+	        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed)) THEN
+		PERFORM apikey._deny_vendor_control('the allowlist of the authenticated key', NULL);
+	END IF;
+	RETURN imposed;
+END
+$$;
+COMMENT ON FUNCTION apikey._imposed_allowed_ips(cidr[]) IS
+	'internal: the vendor''s allowlist of the authenticated tenant administrator''s key, which its new keys stay within (NULL: none)';
+
 -- A key's meta is being set (old NULL: a new key).  A tenant administrator
 -- may not touch the tenant's vendor fields; an administrator's writes make
 -- the fields it sets, changes or removes the vendor's.
