@@ -25,52 +25,55 @@ my $node = new_node('upgrade_rights');
 
 # --- 1. planted objects ---------------------------------------------------
 
-$node->safe_psql('postgres', q{
-	CREATE ROLE dbo LOGIN;
-	CREATE DATABASE planted OWNER dbo;
-});
-$node->safe_psql('planted', q{
-	SET ROLE dbo;
-	CREATE SCHEMA apikey;
-	CREATE TABLE public.ran (who text);
-	GRANT INSERT ON public.ran TO PUBLIC;
-	RESET ROLE;
-	CREATE EXTENSION apikey VERSION '0.2.0';
-	SET ROLE dbo;
-	-- an exact-type match for the built-in cardinality(anyarray)
-	CREATE FUNCTION apikey.cardinality(a text[]) RETURNS integer LANGUAGE plpgsql AS $$
-	BEGIN
-		INSERT INTO public.ran VALUES (current_user);
-		RETURN pg_catalog.cardinality(a);
-	END$$;
-	RESET ROLE;
-});
-my ($rc, $out, $err) = $node->psql('planted', 'ALTER EXTENSION apikey UPDATE');
-like($err, qr/schema apikey is owned by role dbo/, "the owner's schema: the update refuses");
-$node->safe_psql('planted', 'ALTER SCHEMA apikey OWNER TO CURRENT_USER');
-($rc, $out, $err) = $node->psql('planted', 'ALTER EXTENSION apikey UPDATE');
-isnt($rc, 0, 'the schema given to the superuser, the planted function still there: the update refuses');
-like($err, qr/schema apikey holds function (apikey\.)?cardinality\(text\[\]\), which is not part of extension apikey/,
-	'the error names the planted function');
-is($node->safe_psql('planted', q{SELECT extversion FROM pg_extension WHERE extname = 'apikey'}), '0.2.0',
-	'nothing was updated');
-# had it been updated, the superuser's next create_key would run the owner's code
-$node->safe_psql('planted', q{
-	DO $$
-	BEGIN
-		IF (SELECT extversion FROM pg_extension WHERE extname = 'apikey') = '0.4.0' THEN
-			PERFORM apikey.create_tenant('acme', environments => '{production}');
-			PERFORM apikey.create_key('acme', 'production', 'k', key_roles => '{}');
-		END IF;
-	END
-	$$;
-});
-is($node->safe_psql('planted', 'SELECT count(*) FROM public.ran'), '0',
-	'the planted function did not run as the superuser');
-$node->safe_psql('planted', 'DROP FUNCTION apikey.cardinality(text[])');
-$node->safe_psql('planted', 'ALTER EXTENSION apikey UPDATE');
-is($node->safe_psql('planted', q{SELECT extversion FROM pg_extension WHERE extname = 'apikey'}), '0.4.0',
-	'without it, the update passes');
+$node->safe_psql('postgres', 'CREATE ROLE dbo LOGIN');
+my ($rc, $out, $err);
+for my $from ('0.1.0', '0.2.0')
+{
+	my $db = "planted_$from" =~ s/\W/_/gr;
+	$node->safe_psql('postgres', "CREATE DATABASE $db OWNER dbo");
+	$node->safe_psql($db, qq{
+		SET ROLE dbo;
+		CREATE SCHEMA apikey;
+		CREATE TABLE public.ran (who text);
+		GRANT INSERT ON public.ran TO PUBLIC;
+		RESET ROLE;
+		CREATE EXTENSION apikey VERSION '$from';
+		SET ROLE dbo;
+		-- an exact-type match for the built-in cardinality(anyarray)
+		CREATE FUNCTION apikey.cardinality(a text[]) RETURNS integer LANGUAGE plpgsql AS \$\$
+		BEGIN
+			INSERT INTO public.ran VALUES (current_user);
+			RETURN pg_catalog.cardinality(a);
+		END\$\$;
+		RESET ROLE;
+	});
+	($rc, $out, $err) = $node->psql($db, 'ALTER EXTENSION apikey UPDATE');
+	like($err, qr/schema apikey is owned by role dbo/, "$from: the owner's schema: the update refuses");
+	$node->safe_psql($db, 'ALTER SCHEMA apikey OWNER TO CURRENT_USER');
+	($rc, $out, $err) = $node->psql($db, 'ALTER EXTENSION apikey UPDATE');
+	isnt($rc, 0, "$from: the schema given to the superuser, the planted function still there: the update refuses");
+	like($err, qr/schema apikey holds function (apikey\.)?cardinality\(text\[\]\), which is not part of extension apikey/,
+		"$from: the error names the planted function");
+	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'apikey'}), $from,
+		"$from: nothing was updated");
+	# had it been updated, the superuser's next create_key would run the owner's code
+	$node->safe_psql($db, q{
+		DO $$
+		BEGIN
+			IF (SELECT extversion FROM pg_extension WHERE extname = 'apikey') = '0.4.0' THEN
+				PERFORM apikey.create_tenant('acme', environments => '{production}');
+				PERFORM apikey.create_key('acme', 'production', 'k', key_roles => '{}');
+			END IF;
+		END
+		$$;
+	});
+	is($node->safe_psql($db, 'SELECT count(*) FROM public.ran'), '0',
+		"$from: the planted function did not run as the superuser");
+	$node->safe_psql($db, 'DROP FUNCTION apikey.cardinality(text[])');
+	$node->safe_psql($db, 'ALTER EXTENSION apikey UPDATE');
+	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'apikey'}), '0.4.0',
+		"$from: without it, the update passes");
+}
 
 # planted into a 0.3.0 schema while someone else could write to it
 $node->safe_psql('postgres', 'CREATE DATABASE planted3');
