@@ -275,6 +275,19 @@ CREATE TABLE apikey.vendor_meta_fields (
 COMMENT ON TABLE apikey.vendor_meta_fields IS
 	'per tenant, the top-level meta fields that only administrators set (tenant administrators edit the others)';
 
+-- Is the caller on the tenant's side (a tenant administrator: its
+-- transaction authenticated a key of the tenant) rather than the vendor's
+-- (a full administrator)?  Called after the management function's own
+-- authorization, which admits no one else.  Anything that lets a caller
+-- act within one tenant must answer true here.
+CREATE FUNCTION apikey._by_tenant() RETURNS boolean
+	LANGUAGE sql STABLE
+AS $$
+	SELECT apikey.current_tenant_id() IS NOT NULL
+$$;
+COMMENT ON FUNCTION apikey._by_tenant() IS
+	'internal: is the caller a tenant''s own administrator (not the vendor)? The one rule of which controls a caller may lift';
+
 -- The vendor's controls of a key (a row of defaults when it has none).
 CREATE FUNCTION apikey._vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
 	LANGUAGE sql STABLE
@@ -305,7 +318,7 @@ AS $$
 DECLARE
 	v apikey.key_vendor_controls := apikey._vendor_controls(k.key_id);
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		IF name OPERATOR(pg_catalog.=) ANY (v.rate_limits) THEN
 			PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
 		END IF;
@@ -326,7 +339,7 @@ CREATE FUNCTION apikey._vendor_credits(k apikey.keys, remaining bigint, added bi
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		IF (apikey._vendor_controls(k.key_id)).credits
 		   AND (added IS NULL OR added OPERATOR(pg_catalog.>) 0) THEN
 			PERFORM apikey._deny_vendor_control('the credits', k.key_id);
@@ -350,7 +363,7 @@ AS $$
 DECLARE
 	imposed cidr[] := (apikey._vendor_controls(key_id)).allowed_ips;
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		IF imposed IS NOT NULL AND (allowed_ips IS NULL OR EXISTS (
 		       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
 		        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed))) THEN
@@ -400,7 +413,7 @@ AS $$
 DECLARE
 	field text;
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		SELECT f.field INTO field FROM apikey.vendor_meta_fields AS f
 		 WHERE f.tenant_id OPERATOR(pg_catalog.=) _vendor_meta.tenant_id
 		   AND (old OPERATOR(pg_catalog.->) f.field) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f.field)
@@ -466,7 +479,7 @@ COMMENT ON VIEW apikey.vendor_meta_field_list IS
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_vendor_controls', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.vendor_meta_fields', '');
 REVOKE ALL ON apikey.key_vendor_controls, apikey.vendor_meta_fields, apikey.vendor_meta_field_list FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION apikey._vendor_controls(apikey.key_id),
+REVOKE EXECUTE ON FUNCTION apikey._by_tenant(), apikey._vendor_controls(apikey.key_id),
 	apikey._deny_vendor_control(text, apikey.key_id),
 	apikey._vendor_rate_limit(apikey.keys, text, boolean),
 	apikey._vendor_credits(apikey.keys, bigint, bigint),

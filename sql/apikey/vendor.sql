@@ -17,9 +17,7 @@
 --                vendor's for that tenant: a tenant administrator may not
 --                set, change or remove them on any key, and edits the rest.
 --
--- A change by an administrator is recognized by the management functions
--- themselves: after _authorize_key, a caller without an authenticated
--- identity (current_tenant_id() IS NULL) is a full administrator.
+-- Which side a caller is on is decided in one place, _by_tenant.
 
 CREATE TABLE apikey.key_vendor_controls (
 	key_id      apikey.key_id PRIMARY KEY,             -- deleted with the key (delete_key)
@@ -37,6 +35,19 @@ CREATE TABLE apikey.vendor_meta_fields (
 );
 COMMENT ON TABLE apikey.vendor_meta_fields IS
 	'per tenant, the top-level meta fields that only administrators set (tenant administrators edit the others)';
+
+-- Is the caller on the tenant's side (a tenant administrator: its
+-- transaction authenticated a key of the tenant) rather than the vendor's
+-- (a full administrator)?  Called after the management function's own
+-- authorization, which admits no one else.  Anything that lets a caller
+-- act within one tenant must answer true here.
+CREATE FUNCTION apikey._by_tenant() RETURNS boolean
+	LANGUAGE sql STABLE
+AS $$
+	SELECT apikey.current_tenant_id() IS NOT NULL
+$$;
+COMMENT ON FUNCTION apikey._by_tenant() IS
+	'internal: is the caller a tenant''s own administrator (not the vendor)? The one rule of which controls a caller may lift';
 
 -- The vendor's controls of a key (a row of defaults when it has none).
 CREATE FUNCTION apikey._vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
@@ -68,7 +79,7 @@ AS $$
 DECLARE
 	v apikey.key_vendor_controls := apikey._vendor_controls(k.key_id);
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		IF name OPERATOR(pg_catalog.=) ANY (v.rate_limits) THEN
 			PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
 		END IF;
@@ -89,7 +100,7 @@ CREATE FUNCTION apikey._vendor_credits(k apikey.keys, remaining bigint, added bi
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		IF (apikey._vendor_controls(k.key_id)).credits
 		   AND (added IS NULL OR added OPERATOR(pg_catalog.>) 0) THEN
 			PERFORM apikey._deny_vendor_control('the credits', k.key_id);
@@ -113,7 +124,7 @@ AS $$
 DECLARE
 	imposed cidr[] := (apikey._vendor_controls(key_id)).allowed_ips;
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		IF imposed IS NOT NULL AND (allowed_ips IS NULL OR EXISTS (
 		       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
 		        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed))) THEN
@@ -163,7 +174,7 @@ AS $$
 DECLARE
 	field text;
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL THEN
+	IF apikey._by_tenant() THEN
 		SELECT f.field INTO field FROM apikey.vendor_meta_fields AS f
 		 WHERE f.tenant_id OPERATOR(pg_catalog.=) _vendor_meta.tenant_id
 		   AND (old OPERATOR(pg_catalog.->) f.field) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f.field)
