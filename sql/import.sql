@@ -193,6 +193,21 @@ RESET ROLE;
 SELECT apikey.delete_key(key_id) FROM apikey.import_conflicts WHERE tenant = 'import-attacker';
 SELECT valid, status, tenant FROM apikey.verify('victim-legacy-0123456789abcdef');
 SELECT count(*) AS conflicts FROM apikey.import_conflicts;
+-- a text several tenants imported, found in public: it is a secret of
+-- each of them, and every key imported with it is revoked
+SET ROLE import_app2;
+BEGIN;
+SELECT status FROM apikey.authenticate(:'attacker_admin');
+SELECT apikey.import_key('import-attacker', 'production', 'claimed again',
+       key_hash => digest('victim-legacy-0123456789abcdef', 'sha256')) IS NOT NULL AS attacker_imported;
+COMMIT;
+RESET ROLE;
+SELECT apikey.report_leak('victim-legacy-0123456789abcdef', 'a scanner') AS reported;
+SELECT tenant, name, status, revoked_reason FROM apikey.key_list
+ WHERE name IN ('legacy', 'claimed again') AND tenant LIKE 'import-%' ORDER BY tenant;
+SELECT apikey.report_leak('victim-legacy-0123456789abcdef', 'a scanner') AS reported_again;
+SELECT apikey.delete_key(key_id) FROM apikey.import_conflicts WHERE tenant = 'import-attacker';
+
 -- the same text twice within one tenant is still refused
 SELECT pg_temp.try($$SELECT apikey.import_key('import-victim', 'production', 'again',
        key_hash => digest('victim-legacy-0123456789abcdef', 'sha256'))$$) AS same_text_same_tenant;

@@ -152,6 +152,49 @@ CREATE FUNCTION apikey._prove_key(api_key text, OUT status text, OUT key_id apik
 COMMENT ON FUNCTION apikey._prove_key(text) IS
 	'internal: the key the text proves (status found), without a verification''s effects; else malformed, public_key or not_found';
 
+-- An imported text that several tenants imported proves none of their
+-- keys; found in public, it is a secret of each of them: every one is
+-- revoked (or, for a secret a key was rolled away from, that secret stops),
+-- as report_leak does for one key.  'not_found' when no key has it.
+CREATE FUNCTION apikey._report_disputed_leak(api_key text, source text)
+	RETURNS text LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	h bytea := sha256(convert_to(api_key, getdatabaseencoding()));
+	k apikey.keys;
+	reason text := 'leaked' || coalesce(' (reported by ' || source || ')', '');
+	previous boolean;
+	stopped integer := 0;
+BEGIN
+	IF (SELECT count(*) FROM apikey.imported_keys AS i WHERE i.key_hash = h) < 2 THEN
+		RETURN 'not_found';    -- imported by one tenant at most: _prove_key's answer stands
+	END IF;
+	FOR k IN
+		SELECT x.* FROM apikey.keys AS x
+		 WHERE x.key_id IN (SELECT i.key_id FROM apikey.imported_keys AS i WHERE i.key_hash = h)
+		 ORDER BY x.key_id FOR UPDATE
+	LOOP
+		previous := k.key_hash <> h;
+		IF previous THEN
+			UPDATE apikey.keys AS x SET previous_hash = NULL, previous_hash_expires_at = NULL
+			 WHERE x.key_id = k.key_id;
+			DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id AND i.key_hash = h;
+			stopped := stopped + 1;
+		ELSIF k.revoked_at IS NULL THEN
+			UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+			PERFORM apikey._terminate_at_commit(k.key_id, false);
+			stopped := stopped + 1;
+		END IF;
+		PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
+			                   'revoked', NOT previous AND k.revoked_at IS NULL));
+	END LOOP;
+	RETURN CASE WHEN stopped > 0 THEN 'revoked' ELSE 'already_revoked' END;
+END
+$$;
+COMMENT ON FUNCTION apikey._report_disputed_leak(text, text) IS
+	'internal: report_leak of a text several tenants imported: every key imported with it stops';
+
 CREATE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -165,6 +208,9 @@ BEGIN
 	PERFORM apikey._hide_statement();    -- it holds the key text
 	source := apikey._checked_label('source', source, 500, false);
 	p := apikey._prove_key(api_key);
+	IF p.key_id IS NULL AND p.status = 'not_found' AND NOT apikey.looks_like_key(api_key) THEN
+		RETURN apikey._report_disputed_leak(api_key, source);
+	END IF;
 	IF p.key_id IS NULL THEN
 		RETURN p.status;                  -- malformed, public_key or not_found
 	END IF;
