@@ -87,6 +87,45 @@ BEGIN
 END
 $$;
 
+-- Roles the update to 0.3.0 may have given rights they did not have: until
+-- 0.4.0 it gave new functions to any role holding one related function
+-- (verify, create_key, rename_key).  Which of those grants were meant is not
+-- known, so none is revoked; roles that hold one of those functions without
+-- being a role grant_verifier set up are named in a warning (see
+-- CHANGELOG.md, 0.4.0).
+DO $$
+DECLARE
+	roles text;
+BEGIN
+	SELECT pg_catalog.string_agg(DISTINCT a.grantee::pg_catalog.regrole::text, ', ')
+	  INTO roles
+	  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+	 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
+	       'apikey.authenticate(text, text, integer, inet)',
+	       'apikey.set_rate_limit(apikey.key_id, text, integer, interval)',
+	       'apikey.remove_rate_limit(apikey.key_id, text)',
+	       'apikey.set_credits(apikey.key_id, bigint, bigint, interval)',
+	       'apikey.add_credits(apikey.key_id, bigint)',
+	       'apikey.set_key_scopes(apikey.key_id, text[])', 'apikey.set_key_roles(apikey.key_id, text[])',
+	       'apikey.set_key_resources(apikey.key_id, text[])', 'apikey.set_key_owner(apikey.key_id, text)',
+	       'apikey.set_key_meta(apikey.key_id, jsonb)', 'apikey.set_key_allowed_ips(apikey.key_id, cidr[])',
+	       'apikey.revoke_owner_keys(text, text, text)', 'apikey.create_key_role(text, text, text[])',
+	       'apikey.set_key_role_scopes(text, text, text[])', 'apikey.drop_key_role(text, text, boolean)',
+	       'apikey.set_actor(text)',
+	       'apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text)',
+	       'apikey.expiring_keys(interval)']::pg_catalog.regprocedure[])
+	   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+	   AND NOT pg_catalog.has_function_privilege(a.grantee, 'apikey.roll_key(apikey.key_id, interval)', 'EXECUTE')
+	       -- (every role grant_verifier set up may roll keys)
+	;
+	IF roles IS NOT NULL THEN
+		RAISE WARNING 'apikey: roles % hold functions that the update to 0.3.0 may have given them', roles
+			USING DETAIL = 'Until 0.4.0, the update to 0.3.0 gave new functions to any role holding verify, create_key or rename_key.',
+			      HINT = 'Review them: SELECT grantee, routine_name FROM information_schema.role_routine_grants WHERE routine_schema = ''apikey'' ORDER BY 1, 2;';
+	END IF;
+END
+$$;
+
 -- Imported texts are unique per tenant (item 6 of issue 19): another
 -- tenant's import of the same text no longer fails, and a text that
 -- several tenants imported proves none of their keys.

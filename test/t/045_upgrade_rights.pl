@@ -168,6 +168,10 @@ $node->safe_psql('review', q{
 	SELECT apikey.grant_admin('ops');
 	GRANT USAGE ON SCHEMA apikey TO only_verify;
 	GRANT EXECUTE ON FUNCTION apikey.verify(text, text, text, text, integer, inet) TO only_verify;
+	-- as the update to 0.3.0 gave it to a role granted only 0.2.0's verify
+	GRANT USAGE ON SCHEMA apikey TO only_create;
+	GRANT EXECUTE ON FUNCTION apikey.verify(text, text, text, text, integer, inet),
+		apikey.authenticate(text, text, integer, inet) TO only_create;
 	-- what an administrator set before 0.4.0: the vendor's after the update
 	SELECT apikey.set_credits(key_id, 100), apikey.set_key_meta(key_id, '{"plan": "pro"}'),
 	       apikey.set_key_allowed_ips(key_id, '{10.0.0.0/8}')
@@ -175,6 +179,8 @@ $node->safe_psql('review', q{
 });
 ($rc, $out, $err) = $node->psql('review', 'ALTER EXTENSION apikey UPDATE');
 like($err, qr/WARNING:  apikey: 1 key\(s\) restricted to a resource pattern/, '0.3.0: the update warns of keys to review');
+like($err, qr/WARNING:  apikey: roles only_create hold functions that the update to 0.3.0 may have given them/,
+	'0.3.0: the update names the roles that may have been given rights, and only them');
 is($node->safe_psql('review', q{
 	SELECT k.name FROM apikey.audit_log AS a JOIN apikey.key_list AS k USING (key_id)
 	 WHERE a.action = 'resources_review'}), 'one', '0.3.0: the key made with one resource argument is flagged');
