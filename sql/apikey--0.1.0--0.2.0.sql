@@ -5,6 +5,57 @@
 --   grant_verifier/grant_admin check the role.
 \echo Use "ALTER EXTENSION apikey UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Before anything runs (added after 0.2.0 was released, see 0.4.0 in
+-- CHANGELOG.md): the schema apikey must be the extension owner's,
+-- writable by no one else, and hold only the extension's own objects.  An
+-- object someone else put there (a function named like a built-in that the
+-- extension's functions call) would run with the extension owner's rights,
+-- in this update already.  Every name here is qualified.
+DO $$
+DECLARE
+	ext pg_catalog.oid;
+	nsp pg_catalog.oid;
+	schema_owner pg_catalog.name;
+	extension_owner pg_catalog.name;
+	foreign_object text;
+	n_foreign bigint;
+BEGIN
+	SELECT e.oid, e.extnamespace, pg_catalog.pg_get_userbyid(n.nspowner), pg_catalog.pg_get_userbyid(e.extowner)
+	  INTO ext, nsp, schema_owner, extension_owner
+	  FROM pg_catalog.pg_extension AS e
+	  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+	 WHERE e.extname OPERATOR(pg_catalog.=) 'apikey';
+	IF schema_owner OPERATOR(pg_catalog.<>) extension_owner
+	   OR EXISTS (SELECT FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS a
+	               WHERE n.oid OPERATOR(pg_catalog.=) nsp
+	                 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+	                 AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) THEN
+		RAISE EXCEPTION 'schema apikey is owned by role %, or others may create objects in it; the extension is owned by %',
+			schema_owner, extension_owner
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'Objects in that schema run with the extension owner''s rights: reinstall apikey into a schema of its own.';
+	END IF;
+	SELECT pg_catalog.min(pg_catalog.pg_describe_object(d.classid, d.objid, 0)), pg_catalog.count(DISTINCT (d.classid, d.objid))
+	  INTO foreign_object, n_foreign
+	  FROM pg_catalog.pg_depend AS d
+	 WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+	   AND d.refobjid OPERATOR(pg_catalog.=) nsp
+	   AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass
+	   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS m
+	                    WHERE m.classid OPERATOR(pg_catalog.=) d.classid
+	                      AND m.objid OPERATOR(pg_catalog.=) d.objid
+	                      AND m.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+	                      AND m.refobjid OPERATOR(pg_catalog.=) ext
+	                      AND m.deptype OPERATOR(pg_catalog.=) 'e');
+	IF n_foreign OPERATOR(pg_catalog.>) 0 THEN
+		RAISE EXCEPTION 'schema apikey holds %, which is not part of extension apikey', foreign_object
+			USING ERRCODE = 'insufficient_privilege',
+			      DETAIL = pg_catalog.format('%s object(s) in the schema do not belong to the extension; the extension''s functions run with its owner''s rights and must not find them.', n_foreign),
+			      HINT = 'Drop those objects or move them to another schema (ALTER ... SET SCHEMA), then update again.';
+	END IF;
+END
+$$;
+
 -- new functions
 CREATE FUNCTION apikey._check_key_policy(default_key_lifetime interval,
 		max_key_lifetime interval, key_prefix text)

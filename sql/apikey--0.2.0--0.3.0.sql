@@ -1,28 +1,53 @@
 -- apikey 0.2.0 -> 0.3.0
 \echo Use "ALTER EXTENSION apikey UPDATE TO '0.3.0'" to load this file. \quit
 
--- The schema must be the extension owner's and writable by no one else
--- (0.2.0 adopted a schema named apikey that existed before CREATE
--- EXTENSION, whoever owned it).  Every name here is qualified.
+-- Before anything runs (objects not of the extension: refused since
+-- 0.4.0, see CHANGELOG.md): the schema apikey must be the extension owner's,
+-- writable by no one else, and hold only the extension's own objects.  An
+-- object someone else put there (a function named like a built-in that the
+-- extension's functions call) would run with the extension owner's rights,
+-- in this update already.  Every name here is qualified.
 DO $$
 DECLARE
+	ext pg_catalog.oid;
+	nsp pg_catalog.oid;
 	schema_owner pg_catalog.name;
 	extension_owner pg_catalog.name;
+	foreign_object text;
+	n_foreign bigint;
 BEGIN
-	SELECT pg_catalog.pg_get_userbyid(n.nspowner), pg_catalog.pg_get_userbyid(e.extowner)
-	  INTO schema_owner, extension_owner
+	SELECT e.oid, e.extnamespace, pg_catalog.pg_get_userbyid(n.nspowner), pg_catalog.pg_get_userbyid(e.extowner)
+	  INTO ext, nsp, schema_owner, extension_owner
 	  FROM pg_catalog.pg_extension AS e
 	  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
 	 WHERE e.extname OPERATOR(pg_catalog.=) 'apikey';
 	IF schema_owner OPERATOR(pg_catalog.<>) extension_owner
 	   OR EXISTS (SELECT FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS a
-	               WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey'
+	               WHERE n.oid OPERATOR(pg_catalog.=) nsp
 	                 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
 	                 AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) THEN
 		RAISE EXCEPTION 'schema apikey is owned by role %, or others may create objects in it; the extension is owned by %',
 			schema_owner, extension_owner
 			USING ERRCODE = 'insufficient_privilege',
 			      HINT = 'Objects in that schema run with the extension owner''s rights: reinstall apikey into a schema of its own.';
+	END IF;
+	SELECT pg_catalog.min(pg_catalog.pg_describe_object(d.classid, d.objid, 0)), pg_catalog.count(DISTINCT (d.classid, d.objid))
+	  INTO foreign_object, n_foreign
+	  FROM pg_catalog.pg_depend AS d
+	 WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+	   AND d.refobjid OPERATOR(pg_catalog.=) nsp
+	   AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_extension'::pg_catalog.regclass
+	   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS m
+	                    WHERE m.classid OPERATOR(pg_catalog.=) d.classid
+	                      AND m.objid OPERATOR(pg_catalog.=) d.objid
+	                      AND m.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+	                      AND m.refobjid OPERATOR(pg_catalog.=) ext
+	                      AND m.deptype OPERATOR(pg_catalog.=) 'e');
+	IF n_foreign OPERATOR(pg_catalog.>) 0 THEN
+		RAISE EXCEPTION 'schema apikey holds %, which is not part of extension apikey', foreign_object
+			USING ERRCODE = 'insufficient_privilege',
+			      DETAIL = pg_catalog.format('%s object(s) in the schema do not belong to the extension; the extension''s functions run with its owner''s rights and must not find them.', n_foreign),
+			      HINT = 'Drop those objects or move them to another schema (ALTER ... SET SCHEMA), then update again.';
 	END IF;
 END
 $$;
@@ -67,6 +92,28 @@ ALTER TABLE apikey.keys
 	ADD COLUMN imported           boolean NOT NULL DEFAULT false;
 UPDATE apikey.keys SET effective_scopes = scopes,
 	resources = CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+
+-- 0.2.0 matched a key's resource literally; from 0.3.0 on, "type:*" covers
+-- every id of that type.  A key restricted to the literal "folder:*" would
+-- now reach "folder:payroll": such keys are revoked instead, with a reason
+-- that says why (an administrator reactivates one to accept the wildcard,
+-- or restricts it with set_key_resources first).  Revoked ones stay revoked
+-- and say why as well.  (Added after 0.3.0 was released, see 0.4.0 in
+-- CHANGELOG.md.)
+WITH flagged AS (
+	UPDATE apikey.keys AS k
+	   SET revoked_at = COALESCE(k.revoked_at, pg_catalog.now()),
+	       revoked_reason = pg_catalog.concat_ws('; ', k.revoked_reason,
+	           pg_catalog.format('update to 0.3.0: the resource %s would now cover every id of its type', k.resource))
+	  FROM apikey.keys AS old
+	 WHERE old.key_id OPERATOR(pg_catalog.=) k.key_id
+	   AND k.resource OPERATOR(pg_catalog.~~) '%:*'
+	RETURNING k.key_id, k.tenant_id, k.tenant, k.resource, old.revoked_at IS NULL AS was_active)
+INSERT INTO apikey.audit (actor_role, tenant_id, tenant, key_id, action, details)
+SELECT CURRENT_USER, f.tenant_id, f.tenant, f.key_id, 'revoked',
+       pg_catalog.jsonb_build_object('reason', 'update to 0.3.0: a resource pattern now', 'resource', f.resource)
+  FROM flagged AS f
+ WHERE f.was_active;
 
 CREATE TABLE apikey.credits (
 	key_id        apikey.key_id PRIMARY KEY,
@@ -2198,6 +2245,12 @@ REVOKE ALL ON apikey.imported_keys FROM PUBLIC;
 CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
 	FOR EACH ROW EXECUTE FUNCTION apikey._notify_event();
 
+-- New functions go to the roles grant_verifier and grant_admin set up, and
+-- to no other: a role granted some functions by hand gets no new right.
+-- grant_verifier's roles are those holding each of its functions and
+-- listings that this update keeps (until 0.4.0, this script gave new
+-- functions to whoever held any one related function: see CHANGELOG.md).
+
 -- import_key and expiring_keys for grant_verifier's roles.
 DO $$
 DECLARE
@@ -2206,9 +2259,20 @@ BEGIN
 	FOR r IN
 		SELECT a.grantee::pg_catalog.regrole
 		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.rename_key(apikey.key_id, text)'::pg_catalog.regprocedure
-		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 9
+		INTERSECT
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
 			apikey.expiring_keys(interval) TO %s', r);
@@ -2244,8 +2308,9 @@ ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_changed,
 	ENABLE ALWAYS TRIGGER keys_truncated;
 
 -- create_key takes owner, meta, key_roles, resources and allowed_ips:
--- whoever could call the old one may call the new one, edit those later,
--- manage key roles, label changes and list the roles.
+-- whoever could call the old one may call the new one; grant_verifier's
+-- roles may also edit those later, manage key roles, label changes and list
+-- the roles.
 DO $$
 DECLARE
 	r pg_catalog.regrole;
@@ -2253,13 +2318,33 @@ BEGIN
 	FOR r IN
 		SELECT a.grantee::pg_catalog.regrole
 		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-		 WHERE p.oid OPERATOR(pg_catalog.=)
-		       'apikey.create_key(text, text, text, text, text[], interval, text)'::pg_catalog.regprocedure
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.create_key(text, text, text, text, text[], interval, text)'::pg_catalog.regprocedure
 		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
 		   AND a.grantee OPERATOR(pg_catalog.<>) 0
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION
-			apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
+			apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[])
+			TO %s', r);
+	END LOOP;
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 9
+		INTERSECT
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION
 			apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
 			apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
 			apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
@@ -2280,9 +2365,8 @@ CREATE TRIGGER keys_tenant_rate_limits BEFORE INSERT ON apikey.keys
 	FOR EACH ROW EXECUTE FUNCTION apikey._key_tenant_rate_limits();
 
 -- The new table and listings: for the owner only, as in a fresh install;
--- roles that verify (grant_verifier: they may call the verify of 0.2.0,
--- dropped later in this script) get the per-key usage functions and the
--- listings, full administrators (grant_admin) the tenant-wide ones.
+-- grant_verifier's roles get the per-key usage functions and the listings,
+-- full administrators (grant_admin) the tenant-wide ones.
 REVOKE ALL ON apikey.usage_hourly, apikey.tenant_list, apikey.usage_stats FROM PUBLIC;
 DO $$
 DECLARE
@@ -2291,9 +2375,20 @@ BEGIN
 	FOR r IN
 		SELECT a.grantee::pg_catalog.regrole
 		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.verify(text, text, text, text)'::pg_catalog.regprocedure
-		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 9
+		INTERSECT
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION
 			apikey.set_rate_limit(apikey.key_id, text, integer, interval),
@@ -2305,10 +2400,28 @@ BEGIN
 	FOR r IN
 		SELECT a.grantee::pg_catalog.regrole
 		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-		 WHERE p.oid OPERATOR(pg_catalog.=)
-		       'apikey.create_tenant(text, text, text[], text, interval, interval)'::pg_catalog.regprocedure
-		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 9
+		INTERSECT
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
+		INTERSECT
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.create_tenant(text, text, text[], text, interval, interval)',
+		       'apikey.create_environment(text, text, text)',
+		       'apikey.set_key_policy(text, interval, interval, text)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 3
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION
 			apikey.set_tenant_rate_limit(text, text, integer, interval),
@@ -2328,7 +2441,7 @@ DROP FUNCTION apikey._check_grantable(text[], text);
 ALTER TABLE apikey.keys DROP COLUMN last_used_at, DROP COLUMN resource;
 
 -- verify and authenticate take cost and client_ip: whoever could call the
--- old ones may call the new ones.
+-- old ones may call the new ones (each its own).
 DO $$
 DECLARE
 	r pg_catalog.regrole;
@@ -2340,8 +2453,16 @@ BEGIN
 		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
 		   AND a.grantee OPERATOR(pg_catalog.<>) 0
 	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.verify(text, text, text, text, integer, inet),
-			apikey.authenticate(text, text, integer, inet) TO %s', r);
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.verify(text, text, text, text, integer, inet) TO %s', r);
+	END LOOP;
+	FOR r IN
+		SELECT a.grantee::pg_catalog.regrole
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) 'apikey.authenticate(text, text)'::pg_catalog.regprocedure
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+		   AND a.grantee OPERATOR(pg_catalog.<>) 0
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.authenticate(text, text, integer, inet) TO %s', r);
 	END LOOP;
 END
 $$;

@@ -130,7 +130,7 @@ imported_keys_exist(void)
 	return imports_state == IMPORTS_SOME;
 }
 
-bool
+ImportedLookup
 imported_key_lookup(const uint8 *hash, uint64 *key_id)
 {
 	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
@@ -140,7 +140,7 @@ imported_key_lookup(const uint8 *hash, uint64 *key_id)
 	ScanKeyData skey;
 	TupleTableSlot *slot;
 	bytea	   *wanted = palloc(VARHDRSZ + KEY_HASH_LEN);
-	bool		found;
+	ImportedLookup found = IMPORTED_NONE;
 
 	Assert(imports_state == IMPORTS_SOME);
 	SET_VARSIZE(wanted, VARHDRSZ + KEY_HASH_LEN);
@@ -148,19 +148,26 @@ imported_key_lookup(const uint8 *hash, uint64 *key_id)
 
 	heap = table_open(imports_relid, AccessShareLock);
 	index = index_open(imports_index_relid, AccessShareLock);
+	/* the index is (key_hash, tenant_id): one row per tenant that has it */
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(wanted));
 	slot = table_slot_create(heap, NULL);
 	scan = ak_index_beginscan(heap, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
+	while (found != IMPORTED_DISPUTED &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
 		Datum		d = slot_getattr(slot, imports_key_id_attnum, &isnull);
 
-		found = !isnull;
-		if (found)
+		if (isnull)
+			continue;
+		if (found == IMPORTED_NONE)
+		{
 			*key_id = DatumGetKeyId(d);
+			found = IMPORTED_ONE;
+		}
+		else
+			found = IMPORTED_DISPUTED;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);

@@ -817,12 +817,22 @@ verify_prove(text *api_key, TimestampTz now, VerifyResult *result)
 				return false;
 			}
 			key_hash_compute(text_ptr, text_len, hash);
-			if (!imported_key_lookup(hash, &key_id))
+			switch (imported_key_lookup(hash, &key_id))
 			{
-				explicit_bzero(hash, sizeof(hash));
-				result->status = VS_MALFORMED;
-				key_text_guard_end();
-				return false;
+				case IMPORTED_ONE:
+					break;
+				case IMPORTED_NONE:
+					explicit_bzero(hash, sizeof(hash));
+					result->status = VS_MALFORMED;
+					key_text_guard_end();
+					return false;
+				case IMPORTED_DISPUTED:
+					/* imported by several tenants: a key of none of them */
+					explicit_bzero(hash, sizeof(hash));
+					result->status = VS_NOT_FOUND;
+					result->row_tenant_id = -1;
+					key_text_guard_end();
+					return false;
 			}
 			break;
 		case AK_PUBLIC:

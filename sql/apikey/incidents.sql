@@ -12,14 +12,20 @@ COMMENT ON FUNCTION apikey._hide_statement() IS
 -- key_hash the SHA-256 of its original text; this table leads from that
 -- hash to the key, since the text carries no key id.  Verification looks
 -- here only for text that is not in apikey's format, and only while the
--- table has rows (imported.c).
+-- table has rows (imported.c).  A text is unique within a tenant only: a
+-- tenant that imports another tenant's text (knowing its hash) neither
+-- blocks nor learns of the other's import, and a text that several tenants
+-- imported proves none of their keys (not_found) until an administrator
+-- settles it (apikey.import_conflicts).
 CREATE TABLE apikey.imported_keys (
-	key_hash bytea PRIMARY KEY,
-	key_id   apikey.key_id NOT NULL
+	key_hash  bytea NOT NULL,
+	key_id    apikey.key_id NOT NULL,
+	tenant_id bigint NOT NULL,
+	PRIMARY KEY (key_hash, tenant_id)
 );
 CREATE INDEX imported_keys_key_id ON apikey.imported_keys (key_id);
 COMMENT ON TABLE apikey.imported_keys IS
-	'keys imported from another system: the SHA-256 of the original text, and the key it proves';
+	'keys imported from another system: the SHA-256 of the original text, and the key it proves (unique per tenant; a text of several tenants proves none)';
 
 CREATE FUNCTION apikey._imports_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'imports_changed' LANGUAGE C VOLATILE;
@@ -41,13 +47,14 @@ CREATE FUNCTION apikey.import_key(tenant text, environment text, name text,
 		expires_at timestamptz DEFAULT NULL, owner text DEFAULT NULL,
 		hint text DEFAULT NULL)
 	RETURNS apikey.key_id LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant_slug text;
 	key_scopes text[];
 	t record;
 	g record;
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
 BEGIN
 	PERFORM apikey._hide_statement();    -- it may hold the key text
 	tenant_slug := apikey._authorized_tenant(tenant);
@@ -72,6 +79,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
+	imposed := apikey._imposed_allowed_ips(NULL);    -- vendor.sql
 	-- the tenant's policy, as for a key created now
 	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
 		expires_at := now() + t.default_key_lifetime;
@@ -84,28 +92,54 @@ BEGIN
 		g := apikey._import_key_text(api_key, key_hash);
 		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 		                         name, description, scopes, effective_scopes, expires_at,
-		                         created_by, owner, imported)
+		                         created_by, owner, imported, allowed_ips)
 		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
 		        name, description, key_scopes, key_scopes, expires_at,
-		        apikey._caller()::text, owner, true)
+		        apikey._caller()::text, owner, true, imposed)
 		ON CONFLICT DO NOTHING;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
-	INSERT INTO apikey.imported_keys (key_hash, key_id) VALUES (g.hash, g.key_id)
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	END IF;
+	-- unique within the tenant; another tenant's import of the same text is
+	-- neither an error nor a hint here (see apikey.import_conflicts)
+	INSERT INTO apikey.imported_keys (key_hash, key_id, tenant_id) VALUES (g.hash, g.key_id, t.tenant_id)
 	ON CONFLICT DO NOTHING;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
-			HINT = 'Each imported key text (or hash) is imported once.';
+			HINT = 'Each imported key text (or hash) is imported once per tenant.';
 	END IF;
 	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
 		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                   'expires_at', expires_at, 'owner', owner,
-		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END));
+		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END)
+		|| CASE WHEN imposed IS NOT NULL THEN jsonb_build_object('allowed_ips', imposed) ELSE '{}' END);
 	RETURN g.key_id;
 END
 $$;
 COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
 	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
+
+-- Texts imported by more than one tenant, which prove none of their keys:
+-- for full administrators only (a tenant never learns of another's).
+-- Settle one by deleting the import that is not genuine (delete_key).
+CREATE VIEW apikey.import_conflicts WITH (security_barrier) AS
+SELECT k.tenant,
+       i.key_id,
+       k.name,
+       k.created_at,
+       k.created_by,
+       o.tenant AS other_tenant,
+       j.key_id AS other_key_id
+  FROM apikey.imported_keys AS i
+  JOIN apikey.imported_keys AS j
+    ON j.key_hash OPERATOR(pg_catalog.=) i.key_hash AND j.tenant_id OPERATOR(pg_catalog.<>) i.tenant_id
+  JOIN apikey.keys AS k ON k.key_id OPERATOR(pg_catalog.=) i.key_id
+  JOIN apikey.keys AS o ON o.key_id OPERATOR(pg_catalog.=) j.key_id
+ WHERE apikey.current_tenant_id() IS NULL AND (SELECT apikey.is_admin());
+COMMENT ON VIEW apikey.import_conflicts IS
+	'imported keys whose text another tenant imported too: none of them verifies (full administrators only)';
 
 -- Leak reports: a secret scanner found this text in public.  A real key is
 -- revoked at once (and its transactions terminated when the kill switch is
@@ -118,9 +152,52 @@ CREATE FUNCTION apikey._prove_key(api_key text, OUT status text, OUT key_id apik
 COMMENT ON FUNCTION apikey._prove_key(text) IS
 	'internal: the key the text proves (status found), without a verification''s effects; else malformed, public_key or not_found';
 
+-- An imported text that several tenants imported proves none of their
+-- keys; found in public, it is a secret of each of them: every one is
+-- revoked (or, for a secret a key was rolled away from, that secret stops),
+-- as report_leak does for one key.  'not_found' when no key has it.
+CREATE FUNCTION apikey._report_disputed_leak(api_key text, source text)
+	RETURNS text LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	h bytea := sha256(convert_to(api_key, getdatabaseencoding()));
+	k apikey.keys;
+	reason text := 'leaked' || coalesce(' (reported by ' || source || ')', '');
+	previous boolean;
+	stopped integer := 0;
+BEGIN
+	IF (SELECT count(*) FROM apikey.imported_keys AS i WHERE i.key_hash = h) < 2 THEN
+		RETURN 'not_found';    -- imported by one tenant at most: _prove_key's answer stands
+	END IF;
+	FOR k IN
+		SELECT x.* FROM apikey.keys AS x
+		 WHERE x.key_id IN (SELECT i.key_id FROM apikey.imported_keys AS i WHERE i.key_hash = h)
+		 ORDER BY x.key_id FOR UPDATE
+	LOOP
+		previous := k.key_hash <> h;
+		IF previous THEN
+			UPDATE apikey.keys AS x SET previous_hash = NULL, previous_hash_expires_at = NULL
+			 WHERE x.key_id = k.key_id;
+			DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id AND i.key_hash = h;
+			stopped := stopped + 1;
+		ELSIF k.revoked_at IS NULL THEN
+			UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+			PERFORM apikey._terminate_at_commit(k.key_id, false);
+			stopped := stopped + 1;
+		END IF;
+		PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
+			                   'revoked', NOT previous AND k.revoked_at IS NULL));
+	END LOOP;
+	RETURN CASE WHEN stopped > 0 THEN 'revoked' ELSE 'already_revoked' END;
+END
+$$;
+COMMENT ON FUNCTION apikey._report_disputed_leak(text, text) IS
+	'internal: report_leak of a text several tenants imported: every key imported with it stops';
+
 CREATE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p record;
@@ -131,6 +208,9 @@ BEGIN
 	PERFORM apikey._hide_statement();    -- it holds the key text
 	source := apikey._checked_label('source', source, 500, false);
 	p := apikey._prove_key(api_key);
+	IF p.key_id IS NULL AND p.status = 'not_found' AND NOT apikey.looks_like_key(api_key) THEN
+		RETURN apikey._report_disputed_leak(api_key, source);
+	END IF;
 	IF p.key_id IS NULL THEN
 		RETURN p.status;                  -- malformed, public_key or not_found
 	END IF;
@@ -163,7 +243,7 @@ COMMENT ON FUNCTION apikey.report_leak(text, text) IS
 
 CREATE FUNCTION apikey.grant_leak_reporter(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey._check_role(role);
@@ -203,7 +283,7 @@ CREATE FUNCTION apikey.expiring_keys(within interval)
 	               owner text, hint text, expires_at timestamptz, last_used_at timestamptz,
 	               tenant_id bigint)
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF within IS NULL THEN

@@ -151,7 +151,7 @@ CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
 		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
 		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant_slug text := apikey._authorized_tenant(tenant);
@@ -159,6 +159,7 @@ DECLARE
 	roles text[];
 	effective text[] := key_scopes;
 	extra jsonb;    -- what 0.3.0 added, for the audit event
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
 	t record;
 	g record;
 BEGIN
@@ -190,6 +191,9 @@ BEGIN
 		                                            ELSE coalesce(resources, '{}') || resource END);
 		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
 		meta := apikey._checked_meta(meta);
+		IF meta IS NOT NULL THEN
+			PERFORM apikey._vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+		END IF;
 		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
 		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
 			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
@@ -201,6 +205,14 @@ BEGIN
 		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
 	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
+	IF apikey.current_key_id() IS NOT NULL THEN
+		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
+		imposed := apikey._imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
+			allowed_ips := imposed;
+			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
+		END IF;
+	END IF;
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
 		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
@@ -225,6 +237,11 @@ BEGIN
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	ELSIF allowed_ips IS NOT NULL THEN
+		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+	END IF;
 	key_id := g.key_id;
 	api_key := g.api_key;
 	hint := g.hint;
@@ -236,7 +253,7 @@ COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, 
 
 CREATE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -251,7 +268,7 @@ COMMENT ON FUNCTION apikey.rename_key(apikey.key_id, text) IS 'rename a key (its
 
 CREATE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -267,7 +284,7 @@ COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (N
 CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
 		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -294,7 +311,7 @@ COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
 
 CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -312,7 +329,7 @@ COMMENT ON FUNCTION apikey.reactivate_key(apikey.key_id) IS 'enable a revoked ke
 
 CREATE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -321,6 +338,7 @@ BEGIN
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
+	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -330,7 +348,7 @@ COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
 
 CREATE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0')
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -375,7 +393,7 @@ COMMENT ON FUNCTION apikey.roll_key(apikey.key_id, interval) IS
 
 CREATE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamptz)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);

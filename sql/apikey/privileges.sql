@@ -10,6 +10,8 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.key_vendor_controls', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.vendor_meta_fields', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -29,7 +31,7 @@ COMMENT ON FUNCTION apikey._check_role(regrole) IS 'internal: raise unless the r
 
 CREATE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey._check_role(role);
@@ -64,6 +66,7 @@ BEGIN
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.vendor_meta_field_list TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
@@ -71,7 +74,7 @@ COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
 
 CREATE FUNCTION apikey.grant_admin(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey.grant_verifier(role);
@@ -85,8 +88,10 @@ BEGIN
 		apikey.rate_limit_status(),
 		apikey.rate_limit_tenants(),
 		apikey.usage_flush(),
-		apikey.events_dropped()
+		apikey.events_dropped(),
+		apikey.set_vendor_meta_fields(text, text[])
 		TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.import_conflicts TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_admin(regrole) IS

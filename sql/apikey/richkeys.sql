@@ -196,7 +196,7 @@ COMMENT ON FUNCTION apikey._effective_scopes(bigint, text[], text[]) IS
 
 CREATE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -215,7 +215,7 @@ COMMENT ON FUNCTION apikey.set_key_scopes(apikey.key_id, text[]) IS
 
 CREATE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -234,7 +234,7 @@ COMMENT ON FUNCTION apikey.set_key_roles(apikey.key_id, text[]) IS
 
 CREATE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -254,7 +254,7 @@ COMMENT ON FUNCTION apikey.set_key_resources(apikey.key_id, text[]) IS
 
 CREATE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -270,12 +270,13 @@ COMMENT ON FUNCTION apikey.set_key_owner(apikey.key_id, text) IS
 
 CREATE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	meta := apikey._checked_meta(meta);
+	PERFORM apikey._vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
 	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.meta, 'to', meta));
@@ -286,12 +287,13 @@ COMMENT ON FUNCTION apikey.set_key_meta(apikey.key_id, jsonb) IS
 
 CREATE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
 	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+	PERFORM apikey._vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
 	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));
@@ -308,7 +310,7 @@ COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
 -- could not.
 CREATE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -362,7 +364,7 @@ COMMENT ON FUNCTION apikey.revoke_owner_keys(text, text, text) IS
 
 CREATE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -413,7 +415,7 @@ COMMENT ON FUNCTION apikey._lock_key_role(apikey.tenants, text) IS
 
 CREATE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[])
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -451,7 +453,7 @@ COMMENT ON FUNCTION apikey.set_key_role_scopes(text, text, text[]) IS
 
 CREATE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFAULT false)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);

@@ -286,7 +286,7 @@ CREATE FUNCTION apikey.create_tenant(slug text, name text DEFAULT NULL,
 		default_key_lifetime interval DEFAULT NULL,
 		max_key_lifetime interval DEFAULT NULL)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -338,7 +338,7 @@ COMMENT ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, int
 
 CREATE FUNCTION apikey.create_environment(tenant text, name text, tag text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -354,7 +354,7 @@ COMMENT ON FUNCTION apikey.create_environment(text, text, text) IS
 CREATE FUNCTION apikey.set_key_policy(tenant text, default_key_lifetime interval,
 		max_key_lifetime interval, key_prefix text DEFAULT 'ak')
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -378,7 +378,7 @@ COMMENT ON FUNCTION apikey.set_key_policy(text, interval, interval, text) IS
 
 CREATE FUNCTION apikey.public_key(tenant text, environment text)
 	RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	e apikey.environments := apikey._environment(apikey._authorize_tenant(tenant), environment);
@@ -393,7 +393,7 @@ COMMENT ON FUNCTION apikey.public_key(text, text) IS
 
 CREATE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -413,7 +413,7 @@ COMMENT ON FUNCTION apikey.regenerate_public_key(text, text) IS
 CREATE FUNCTION apikey.identify(public_key text)
 	RETURNS TABLE (tenant text, environment text)
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT t.slug, p.environment
 	  FROM apikey.public_keys AS p JOIN apikey.tenants AS t USING (tenant_id)

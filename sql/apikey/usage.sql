@@ -55,7 +55,7 @@ COMMENT ON FUNCTION apikey._rate_limit_details(apikey.rate_limit[], text) IS
 
 CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_requests integer, per interval)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -68,6 +68,7 @@ BEGIN
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
+	PERFORM apikey._vendor_rate_limit(k, name, false);    -- vendor.sql
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name,
@@ -80,7 +81,7 @@ COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval
 
 CREATE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -91,6 +92,7 @@ BEGIN
 		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey._shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	PERFORM apikey._vendor_rate_limit(k, name, true);    -- vendor.sql
 	limits := apikey._with_rate_limit(k.rate_limits, name, NULL, NULL);
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
@@ -139,7 +141,7 @@ COMMENT ON FUNCTION apikey._set_tenant_rate_limits(apikey.tenants, text, integer
 
 CREATE FUNCTION apikey.set_tenant_rate_limit(tenant text, name text, max_requests integer, per interval)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -155,7 +157,7 @@ COMMENT ON FUNCTION apikey.set_tenant_rate_limit(text, text, integer, interval) 
 
 CREATE FUNCTION apikey.remove_tenant_rate_limit(tenant text, name text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants;
@@ -207,7 +209,7 @@ COMMENT ON FUNCTION apikey._rate_limit_tenants() IS
 CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
 		OUT refused bigint, OUT last_refused timestamptz)
 	RETURNS SETOF record LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey._authorize_admin();
@@ -238,7 +240,7 @@ COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
 -- nothing, so it works in a read-only transaction.
 CREATE FUNCTION apikey._charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	c apikey.credits;
@@ -289,7 +291,7 @@ COMMENT ON FUNCTION apikey._charge_credits(apikey.key_id, integer, timestamptz) 
 CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
 		refill_amount bigint DEFAULT NULL, refill_every interval DEFAULT NULL)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -313,6 +315,7 @@ BEGIN
 		PERFORM apikey._check_lifetime('refill_every', refill_every);
 		next_refill := apikey._next_refill(now(), refill_every, now());
 	END IF;
+	PERFORM apikey._vendor_credits(k, remaining, NULL);    -- vendor.sql
 	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
 	IF remaining IS NULL THEN
 		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
@@ -342,7 +345,7 @@ COMMENT ON FUNCTION apikey.set_credits(apikey.key_id, bigint, bigint, interval) 
 
 CREATE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -352,6 +355,7 @@ BEGIN
 	IF amount IS NULL THEN
 		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM apikey._vendor_credits(k, NULL, amount);    -- vendor.sql
 	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id

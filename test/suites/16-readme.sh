@@ -131,6 +131,11 @@ PYEOF
 		   AND has_function_privilege('alice', p.oid, 'EXECUTE')
 		   AND NOT has_function_privilege('web_app', p.oid, 'EXECUTE')
 		UNION ALL
+		SELECT 'admin', c.relname FROM pg_class AS c
+		 WHERE c.relnamespace = 'apikey'::regnamespace
+		   AND has_table_privilege('alice', c.oid, 'SELECT')
+		   AND NOT has_table_privilege('web_app', c.oid, 'SELECT')
+		UNION ALL
 		SELECT 'leak_reporter', p.proname FROM pg_proc AS p
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
 		   AND has_function_privilege('leak_check', p.oid, 'EXECUTE')

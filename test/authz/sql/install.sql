@@ -51,6 +51,32 @@ DROP SCHEMA apikey;
 CREATE EXTENSION apikey;
 SELECT extname, extnamespace::regnamespace AS schema FROM pg_extension WHERE extname = 'apikey';
 
+-- However an object came into the schema later (only its owner, a
+-- superuser, can put one there; an update refuses to run while one is
+-- there), no function of the extension finds it: their search_path is
+-- pg_catalog and pg_temp, and their bodies name the extension's objects
+-- with the schema.  Exact-type matches for built-ins the bodies call:
+CREATE FUNCTION apikey.cardinality(text[]) RETURNS integer LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'planted apikey.cardinality(text[]) ran'; END$$;
+CREATE FUNCTION apikey.array_ndims(text[]) RETURNS integer LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'planted apikey.array_ndims(text[]) ran'; END$$;
+CREATE FUNCTION apikey.format(text, text) RETURNS text LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'planted apikey.format(text, text) ran'; END$$;
+CREATE FUNCTION apikey.jsonb_build_object(text, text, text, text) RETURNS jsonb LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'planted apikey.jsonb_build_object ran'; END$$;
+CREATE FUNCTION apikey.octet_length(text) RETURNS integer LANGUAGE plpgsql
+	AS $$BEGIN RAISE EXCEPTION 'planted apikey.octet_length(text) ran'; END$$;
+SELECT apikey.create_tenant('planted', environments => '{production,preview}') > 0 AS tenant;
+SELECT k.key_id IS NOT NULL AS created
+  FROM apikey.create_key('planted', 'production', 'k', scopes => '{a:b}', key_roles => '{}',
+                         owner => 'o', meta => '{"plan": "pro"}', resources => '{folder:1}') AS k;
+SELECT apikey.set_key_meta(key_id, '{"plan": "free"}'),
+       apikey.set_credits(key_id, 100),
+       apikey.set_key_resources(key_id, '{folder:2}')
+  FROM apikey.key_list WHERE name = 'k';
+SELECT apikey.import_key('planted', 'production', 'legacy', api_key => 'legacy-text-123') IS NOT NULL AS imported;
+SELECT status FROM apikey.verify('legacy-text-123');
+
 \c :regress_db
 DROP DATABASE regress_install;
 DROP ROLE regress_squatter;

@@ -31,13 +31,20 @@ SELECT count(*) AS roles_depending_on_extension
   FROM pg_shdepend d JOIN pg_extension e ON d.objid = e.oid AND d.classid = 'pg_extension'::regclass
  WHERE e.extname = 'apikey' AND d.deptype <> 'o';
 
--- Every SECURITY DEFINER function has a fixed search_path that starts
--- with pg_catalog and ends with pg_temp.
+-- Every SECURITY DEFINER function has a fixed search_path of pg_catalog
+-- and pg_temp only, and no function of the extension sets any other: an
+-- unqualified name in a body resolves in pg_catalog alone (functions and
+-- operators are never looked up in pg_temp), never through the schema
+-- apikey, where an object planted by someone else would be found first.
 SELECT p.oid::regprocedure AS security_definer_without_search_path
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef
    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c
-                    WHERE c = 'search_path=pg_catalog, apikey, pg_temp');
+                    WHERE c = 'search_path=pg_catalog, pg_temp');
+SELECT p.oid::regprocedure AS search_path_through_another_schema, c
+  FROM pg_proc p, unnest(p.proconfig) AS c
+ WHERE p.pronamespace = 'apikey'::regnamespace
+   AND c LIKE 'search_path=%' AND c <> 'search_path=pg_catalog, pg_temp';
 SELECT p.proname, p.proconfig
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef

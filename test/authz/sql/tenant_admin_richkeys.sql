@@ -68,7 +68,8 @@ SET ROLE regress_tr_app;
 BEGIN;
 SELECT status FROM apikey.authenticate((SELECT api_key FROM tr_keys WHERE label = 'admin'), 'apikey:admin',
                                        client_ip => '203.0.113.5');
--- creating keys: roles count, resources and allowlists are free for it
+-- creating keys: roles count, resources are free for it, allowlists within
+-- the one an administrator set on its own key (vendor_controls.sql)
 SELECT c.name, pg_temp.probe(c.sql) AS create_key
   FROM (VALUES
 	('role it holds',               $$SELECT apikey.create_key('tr-acme', 'production', 'x', key_roles => '{support}')$$),
@@ -77,7 +78,8 @@ SELECT c.name, pg_temp.probe(c.sql) AS create_key
 	('role it lacks among others',  $$SELECT apikey.create_key('tr-acme', 'production', 'x', key_roles => '{support,billing}')$$),
 	('role of another tenant',      $$SELECT apikey.create_key('tr-acme', 'production', 'x', key_roles => '{auditor}')$$),
 	('several resources',           $$SELECT apikey.create_key('tr-acme', 'production', 'x', resources => '{collection:1,collection:*}')$$),
-	('an allowlist not its own',    $$SELECT apikey.create_key('tr-acme', 'production', 'x', allowed_ips => '{10.0.0.0/8}')$$),
+	('an allowlist within its own', $$SELECT apikey.create_key('tr-acme', 'production', 'x', allowed_ips => '{203.0.113.128/25}')$$),
+	('an allowlist beyond its own', $$SELECT apikey.create_key('tr-acme', 'production', 'x', allowed_ips => '{10.0.0.0/8}')$$),
 	('owner and meta',              $$SELECT apikey.create_key('tr-acme', 'production', 'x', owner => 'user_zoe', meta => '{"a": 1}')$$),
 	('other environment, a role',   $$SELECT apikey.create_key('tr-acme', 'preview', 'x', key_roles => '{ops}')$$),
 	('other tenant',                $$SELECT apikey.create_key('tr-globex', 'production', 'x', key_roles => '{auditor}')$$)
