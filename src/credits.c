@@ -32,6 +32,7 @@
 #include "common/int.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
+#include "port/atomics.h"		/* 19: PGSTAT_BEGIN_WRITE_ACTIVITY's barriers */
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"

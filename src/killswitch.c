@@ -382,14 +382,13 @@ kill_executor_start(QueryDesc *queryDesc, int eflags)
 
 /* every fetch from a cursor or portal, not only its first */
 static void
-kill_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-				  bool execute_once)
+kill_executor_run(AK_EXECUTOR_RUN_PARAMS)
 {
 	check_not_killed();
 	if (prev_executor_run)
-		prev_executor_run(queryDesc, direction, count, execute_once);
+		prev_executor_run(AK_EXECUTOR_RUN_ARGS);
 	else
-		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		standard_ExecutorRun(AK_EXECUTOR_RUN_ARGS);
 }
 
 /* statements without an executor (COPY from a table, FETCH, DO, ...) */

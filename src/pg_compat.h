@@ -94,6 +94,21 @@ ak_backend_slot(void)
 }
 
 /*
+ * The parameters of an ExecutorRun hook, and the arguments it passes on to
+ * the previous hook or standard_ExecutorRun.  18: the last one, bool
+ * execute_once, is gone.
+ */
+#if PG_VERSION_NUM >= 180000
+#define AK_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define AK_EXECUTOR_RUN_ARGS queryDesc, direction, count
+#else
+#define AK_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once
+#define AK_EXECUTOR_RUN_ARGS queryDesc, direction, count, execute_once
+#endif
+
+/*
  * Begin an index scan without instrumentation.
  * 18: a 4th argument, IndexScanInstrumentation * (NULL: none).
  * 19: a 7th, uint32 flags, the table scan options (ScanOptions) for the
