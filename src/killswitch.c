@@ -31,8 +31,8 @@
  * spinlock, so of two that race one always sees the other.  The table is
  * bounded: an entry is overwritten only once every snapshot sees its
  * revocation, or else its bucket remembers the newest such transaction,
- * and an authentication whose snapshot may not see that one is refused
- * (fail closed).
+ * and an authentication whose snapshot may not see that one looks at the
+ * key again with the latest snapshot: refused if it is revoked (or gone).
  *
  * Shared memory needs shared_preload_libraries = 'apikey'; without it,
  * terminate => true is an error.
@@ -65,6 +65,7 @@
 #include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
+#include "verify.h"
 
 /* How often an authenticated transaction looks whether its key was revoked. */
 #define KILL_CHECK_MS 100
@@ -287,8 +288,15 @@ read_before_kill(uint64 key_id)
 	for (int i = 0; i < n; i++)
 		if (XidInMVCCSnapshot(xids[i], snapshot))
 			return true;
-	/* a kill forgotten from this bucket that the snapshot may not see */
-	return TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin);
+	/*
+	 * A kill forgotten from this bucket that the snapshot may not see: it
+	 * may have been this key's.  It was noted before this look (a later one
+	 * marks the slot), so after its commit: the latest snapshot sees it, and
+	 * the key is refused if it is revoked by then.  Keys not terminated are
+	 * not refused for sharing a bucket, however long old transactions run.
+	 */
+	return TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin) &&
+		verify_key_revoked_now(key_id);
 }
 
 /*
