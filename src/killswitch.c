@@ -26,7 +26,9 @@
  * credits row, or its snapshot is old) is caught by the table of recent
  * kills: the authenticating backend lists the key in its slot first and
  * then looks there; a kill by a transaction its snapshot does not see
- * means that the key was read stale, and authenticate refuses it.  The
+ * means that the key was read stale, and authenticate refuses it; a kill
+ * it sees, or one its bucket forgot, makes it look at the key again with
+ * the latest snapshot (verify may have used a cached state).  The
  * revoker writes the table before it looks at the slots, each under a
  * spinlock, so of two that race one always sees the other.  The table is
  * bounded: an entry is overwritten only once every snapshot sees its
@@ -288,15 +290,22 @@ read_before_kill(uint64 key_id)
 	for (int i = 0; i < n; i++)
 		if (XidInMVCCSnapshot(xids[i], snapshot))
 			return true;
+
 	/*
-	 * A kill forgotten from this bucket that the snapshot may not see: it
-	 * may have been this key's.  It was noted before this look (a later one
-	 * marks the slot), so after its commit: the latest snapshot sees it, and
-	 * the key is refused if it is revoked by then.  Keys not terminated are
-	 * not refused for sharing a bucket, however long old transactions run.
+	 * Every kill noted here was committed before this look (a later one
+	 * marks the slot), so the latest snapshot sees it: the key is refused
+	 * if it is revoked by then.  Asked when
+	 *	- the key was killed and the snapshot sees it, but verify may have
+	 *	  used the key's cached state, which the revoker's change counters
+	 *	  invalidate only after its kill is noted (keychange.c);
+	 *	- a kill forgotten from this bucket may have been this key's and
+	 *	  the snapshot may not see it.  Keys not terminated are not refused
+	 *	  for sharing a bucket, however long old transactions run.
 	 */
-	return TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin) &&
-		verify_key_revoked_now(key_id);
+	if (n > 0 ||
+		(TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin)))
+		return verify_key_revoked_now(key_id);
+	return false;
 }
 
 /*
