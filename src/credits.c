@@ -16,7 +16,7 @@
  * as this backend's activity is replaced by a text of apikey's own: a
  * deadlock's DETAIL quotes the activity of every process in the cycle,
  * and the statement may hold key text (a literal, as psql or psycopg2
- * send it).  It is put back when the charge returns.
+ * send it).  It is put back when the charge returns or fails.
  *
  * Refills are lazy: the row says when the next one is due, and the first
  * charge (or listing) after that time sees refill_amount.  The schedule is
@@ -32,6 +32,7 @@
 #include "common/int.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
+#include "port/atomics.h"		/* 19: PGSTAT_BEGIN_WRITE_ACTIVITY's barriers */
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -120,13 +121,39 @@ activity_hide(void)
 	return saved;
 }
 
+/*
+ * Call the charge with the activity hidden, put back on every path: an
+ * error caught by a savepoint lets the statement go on, and an idle session
+ * shows its last statement.
+ */
+static Datum
+charge_invoke(FunctionCallInfo fcinfo)
+{
+	char	   *volatile activity = activity_hide();
+	volatile Datum result = (Datum) 0;
+
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		if (activity != NULL)
+		{
+			activity_write(activity);
+			pfree(activity);
+		}
+	}
+	PG_END_TRY();
+	return result;
+}
+
 CreditsOutcome
 credits_charge(uint64 key_id, int32 cost, TimestampTz at, int64 *remaining)
 {
 	LOCAL_FCINFO(fcinfo, 3);
 	Datum		result;
 	int64		left;
-	char	   *activity;
 
 	if (cost > 0 && XactReadOnly)
 	{
@@ -150,14 +177,7 @@ credits_charge(uint64 key_id, int32 cost, TimestampTz at, int64 *remaining)
 	fcinfo->args[1].isnull = false;
 	fcinfo->args[2].value = TimestampTzGetDatum(at);
 	fcinfo->args[2].isnull = false;
-	/* an error leaves the activity hidden: the statement ends anyway */
-	activity = activity_hide();
-	result = FunctionCallInvoke(fcinfo);
-	if (activity != NULL)
-	{
-		activity_write(activity);
-		pfree(activity);
-	}
+	result = charge_invoke(fcinfo);
 	if (fcinfo->isnull)
 		return CREDITS_NONE;
 	/* what is left when charged; -1 - what there is when too few */

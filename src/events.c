@@ -23,7 +23,8 @@
  * below apikey.events_max_queue_usage; otherwise they are dropped, counted
  * (events_dropped(), with shared memory) and a warning says so.  The check
  * is made at pre-commit, just before PostgreSQL queues them; the margin
- * left (10% of 8 GB by default) is more than others can add in between.
+ * left (10% of the queue, 8 GB by default) is more than others can add in
+ * between.
  * Anyone may also notify on the channel: the event_id names the audit row
  * a consumer looks up to tell a real event from a forged one.
  */
@@ -48,6 +49,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
 #include "keytext.h"
@@ -64,11 +66,11 @@ typedef struct PendingEvent
 static List *pending = NIL;		/* in TopTransactionContext */
 
 /*
- * The NOTIFY queue of PostgreSQL 15 (async.c): full at half the pages of
- * its SLRU, 8 GB; each notification takes a header, the channel and the
+ * The NOTIFY queue (async.c): 8 GB by default, max_notify_queue_pages from
+ * 17 (pg_compat.h); each notification takes a header, the channel and the
  * payload, aligned.
  */
-#define NOTIFY_QUEUE_BYTES ((double) SLRU_PAGES_PER_SEGMENT * 0x10000 / 2 * BLCKSZ)
+#define NOTIFY_QUEUE_BYTES (AK_NOTIFY_QUEUE_PAGES * BLCKSZ)
 #define NOTIFY_ENTRY_OVERHEAD (16 + sizeof(EVENTS_CHANNEL) + 1 + MAXIMUM_ALIGNOF)
 
 static double events_max_queue_usage = 0.9;

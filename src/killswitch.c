@@ -26,13 +26,15 @@
  * credits row, or its snapshot is old) is caught by the table of recent
  * kills: the authenticating backend lists the key in its slot first and
  * then looks there; a kill by a transaction its snapshot does not see
- * means that the key was read stale, and authenticate refuses it.  The
+ * means that the key was read stale, and authenticate refuses it; a kill
+ * it sees, or one its bucket forgot, makes it look at the key again with
+ * the latest snapshot (verify may have used a cached state).  The
  * revoker writes the table before it looks at the slots, each under a
  * spinlock, so of two that race one always sees the other.  The table is
  * bounded: an entry is overwritten only once every snapshot sees its
  * revocation, or else its bucket remembers the newest such transaction,
- * and an authentication whose snapshot may not see that one is refused
- * (fail closed).
+ * and an authentication whose snapshot may not see that one looks at the
+ * key again with the latest snapshot: refused if it is revoked (or gone).
  *
  * Shared memory needs shared_preload_libraries = 'apikey'; without it,
  * terminate => true is an error.
@@ -65,6 +67,7 @@
 #include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
+#include "verify.h"
 
 /* How often an authenticated transaction looks whether its key was revoked. */
 #define KILL_CHECK_MS 100
@@ -287,8 +290,22 @@ read_before_kill(uint64 key_id)
 	for (int i = 0; i < n; i++)
 		if (XidInMVCCSnapshot(xids[i], snapshot))
 			return true;
-	/* a kill forgotten from this bucket that the snapshot may not see */
-	return TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin);
+
+	/*
+	 * Every kill noted here was committed before this look (a later one
+	 * marks the slot), so the latest snapshot sees it: the key is refused
+	 * if it is revoked by then.  Asked when
+	 *	- the key was killed and the snapshot sees it, but verify may have
+	 *	  used the key's cached state, which the revoker's change counters
+	 *	  invalidate only after its kill is noted (keychange.c);
+	 *	- a kill forgotten from this bucket may have been this key's and
+	 *	  the snapshot may not see it.  Keys not terminated are not refused
+	 *	  for sharing a bucket, however long old transactions run.
+	 */
+	if (n > 0 ||
+		(TransactionIdIsValid(evicted) && !TransactionIdPrecedes(evicted, snapshot->xmin)))
+		return verify_key_revoked_now(key_id);
+	return false;
 }
 
 /*
@@ -382,14 +399,13 @@ kill_executor_start(QueryDesc *queryDesc, int eflags)
 
 /* every fetch from a cursor or portal, not only its first */
 static void
-kill_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-				  bool execute_once)
+kill_executor_run(AK_EXECUTOR_RUN_PARAMS)
 {
 	check_not_killed();
 	if (prev_executor_run)
-		prev_executor_run(queryDesc, direction, count, execute_once);
+		prev_executor_run(AK_EXECUTOR_RUN_ARGS);
 	else
-		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+		standard_ExecutorRun(AK_EXECUTOR_RUN_ARGS);
 }
 
 /* statements without an executor (COPY from a table, FETCH, DO, ...) */

@@ -94,6 +94,33 @@ ak_backend_slot(void)
 }
 
 /*
+ * The parameters of an ExecutorRun hook, and the arguments it passes on to
+ * the previous hook or standard_ExecutorRun.  18: the last one, bool
+ * execute_once, is gone.
+ */
+#if PG_VERSION_NUM >= 180000
+#define AK_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define AK_EXECUTOR_RUN_ARGS queryDesc, direction, count
+#else
+#define AK_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once
+#define AK_EXECUTOR_RUN_ARGS queryDesc, direction, count, execute_once
+#endif
+
+/*
+ * The NOTIFY queue's size in pages, of which pg_notification_queue_usage()
+ * is the fraction in use and past which NOTIFY fails (54000).  17: the
+ * setting max_notify_queue_pages (1048576 by default, as before); until
+ * then half the pages of its SLRU.  Needs access/slru.h and commands/async.h.
+ */
+#if PG_VERSION_NUM >= 170000
+#define AK_NOTIFY_QUEUE_PAGES ((double) max_notify_queue_pages)
+#else
+#define AK_NOTIFY_QUEUE_PAGES ((double) SLRU_PAGES_PER_SEGMENT * 0x10000 / 2)
+#endif
+
+/*
  * Begin an index scan without instrumentation.
  * 18: a 4th argument, IndexScanInstrumentation * (NULL: none).
  * 19: a 7th, uint32 flags, the table scan options (ScanOptions) for the

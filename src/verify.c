@@ -673,6 +673,32 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 	return proven;
 }
 
+/*
+ * Is the key revoked, or gone, as the latest snapshot sees it?  For the
+ * kill switch, when a kill it no longer tells apart from others may have
+ * been this key's.  Fails closed (true) where no new snapshot can be taken.
+ */
+bool
+verify_key_revoked_now(uint64 key_id)
+{
+	Relation	heap;
+	TupleTableSlot *slot;
+	ItemPointerData tid;
+	bool		revoked = true;
+
+	if (IsInParallelMode())
+		return true;
+	if (!catalog.valid)
+		catalog_load();
+	heap = open_locked(catalog.keys_relid);
+	slot = table_slot_create(heap, NULL);
+	if (fetch_by_index(heap, key_id, GetLatestSnapshot(), slot, &tid))
+		revoked = !slot_attisnull(slot, catalog.attnum[COL_REVOKED_AT]);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, NoLock);
+	return revoked;
+}
+
 bool
 resources_cover(ArrayType *resources, text *resource)
 {

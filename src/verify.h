@@ -116,6 +116,9 @@ extern void verify_request_from_args(FunctionCallInfo fcinfo, int api_key_arg,
 									 int resource_arg, int cost_arg,
 									 int client_ip_arg, VerifyRequest *request);
 
+/* Is the key revoked, or gone, as the latest snapshot sees it? */
+extern bool verify_key_revoked_now(uint64 key_id);
+
 /* Does any of the resources (patterns such as "collection:*") cover resource? */
 extern bool resources_cover(ArrayType *resources, text *resource);
 

@@ -356,5 +356,49 @@ diag("pgbench: $pgb_err") if $pgb_err ne "" && $before == 0;
 ok($before > 0, "8 clients hammering the metered key: $before transactions committed before the kill");
 is($after, '0', '  ... and none wrote after it (the kill was in their way, under load)');
 
-$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky, $comeback, $cursor, $holder, $waiter, $rr);
+# 7. the table of recent kills overflows (more kills in a bucket than it
+# holds while a transaction older than them runs, which any role that may
+# connect can keep open): the keys of other tenants still authenticate,
+# and a key killed after an open snapshot read it is still refused (the
+# first one terminated: its entry is most likely overwritten).
+$node->safe_psql('postgres', q{
+	SELECT apikey.create_tenant('other');
+	INSERT INTO test_keys
+		SELECT 'unrelated ' || g, key_id, api_key
+		  FROM generate_series(1, 40) AS g, apikey.create_key('other', 'production', 'unrelated ' || g);
+	INSERT INTO test_keys SELECT 'stale', key_id, api_key FROM apikey.create_key('acme', 'production', 'stale');
+	CREATE ROLE nobody LOGIN;
+	CREATE FUNCTION authenticates(api_key text) RETURNS boolean LANGUAGE plpgsql AS $$
+	BEGIN
+		RETURN (SELECT status = 'valid' FROM apikey.authenticate(api_key));
+	EXCEPTION WHEN invalid_authorization_specification THEN
+		RETURN false;
+	END $$;
+});
+$node->safe_psql('postgres', q{
+	SELECT count(*) FROM generate_series(1, 12000) AS g, apikey.create_key('acme', 'production', 'mass ' || g)});
+my $old = $node->background_psql('postgres', on_error_stop => 0, extra_params => [ '-U', 'nobody' ]);
+$old->query_safe('BEGIN');
+$old->query_safe('SELECT pg_current_xact_id()');
+my $stale = session('postgres', 'stale');
+run($stale, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+run($stale, 'SELECT count(*) FROM test_keys');
+($out, $err) = run($revoker, q{
+	SELECT count(apikey.revoke_key(key_id, 'mass revocation', terminate => true))
+	  FROM (SELECT key_id FROM apikey.keys WHERE name LIKE 'mass %' OR name = 'stale'
+	         ORDER BY name = 'stale' DESC, key_id) AS k});
+is($out, '12001', 'one transaction terminates 12001 keys: more than the table of recent kills holds');
+# each in a transaction of its own (a refusal stops the transaction)
+my $valid = grep {
+	my ($ret, $stdout) = $node->psql('postgres', "SELECT authenticates(${\ $key->(qq{unrelated $_})})");
+	$ret == 0 && $stdout eq 't'
+} 1 .. 40;
+is($valid, 40, '  ... while an older transaction is open, 40 keys of another tenant authenticate');
+($out, $err) = run($stale, "SELECT status FROM apikey.authenticate(${\ $key->('stale')})");
+like($err, qr/ERROR:  28000: API key rejected: revoked/,
+	'  ... and one of the terminated keys, read with a snapshot older than the kill, is refused');
+run($stale, 'ROLLBACK');
+$old->quit;
+
+$_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky, $comeback, $cursor, $holder, $waiter, $rr, $stale);
 done_testing();

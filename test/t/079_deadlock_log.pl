@@ -75,5 +75,32 @@ my @found = grep { my $k = $_; grep { index($log, substr($k, $_, 12)) >= 0 } 8 .
 is(scalar @found, 0, 'no key text, nor any 12-character piece of one, in the server log');
 like($log, qr/Process \d+: -- apikey: charging/, '  ... the DETAIL names the charge instead');
 
-$_->quit for ($sa, $sb);
+# A charge that fails (here on lock_timeout) puts the activity back too:
+# caught in a savepoint, the rest of the statement shows as itself, and so
+# does the session once idle, not as a charge that is over.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION try_auth(label text) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		BEGIN
+			PERFORM apikey.authenticate((SELECT api_key FROM test_keys AS t WHERE t.label = try_auth.label));
+		EXCEPTION WHEN lock_not_available THEN
+			NULL;
+		END;
+		RETURN (SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid());
+	END $$;
+});
+$sa->query_safe('BEGIN');
+$sa->query_safe(q{SELECT status FROM apikey.authenticate(:'two')});
+like($node->safe_psql('postgres', q{SET lock_timeout = '200ms';
+	SELECT try_auth('two') AS after_the_failed_charge;}),
+	qr/after_the_failed_charge/, 'a charge that failed in a savepoint: the statement shows as itself again');
+my $sc = $node->background_psql('postgres', on_error_stop => 0);
+$sc->query_safe("SET application_name = 'c'");
+$sc->query_safe("SET lock_timeout = '200ms'");
+$sc->query(q{SELECT status AS charge_that_times_out FROM apikey.authenticate((SELECT api_key FROM test_keys WHERE label = 'two'))});
+like($node->safe_psql('postgres', q{SELECT state || ': ' || query FROM pg_stat_activity WHERE application_name = 'c'}),
+	qr/^idle: .*charge_that_times_out/, '  ... and one that failed the statement: the idle session shows its statement');
+$sa->query('ROLLBACK');
+
+$_->quit for ($sa, $sb, $sc);
 done_testing();
