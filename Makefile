@@ -10,7 +10,7 @@ OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keyg
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
 	sql/apikey/keys.sql \
-	sql/apikey/usage.sql sql/apikey/richkeys.sql sql/apikey/incidents.sql \
+	sql/apikey/usage.sql sql/apikey/richkeys.sql sql/apikey/incidents.sql sql/apikey/replication.sql \
 	sql/apikey/views.sql sql/apikey/privileges.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 # Released versions' frozen install scripts and the upgrade scripts between them
