@@ -24,7 +24,7 @@
  * credits again), and a charge's row lock, held until its transaction
  * ends, would stop the apply worker behind it, and every revocation it
  * brings.  Whether this server is one is looked up once per backend and
- * again when pg_subscription_rel changes.
+ * again when pg_subscription_rel changes (subscriber.c).
  *
  * Refills are lazy: the row says when the next one is due, and the first
  * charge (or listing) after that time sees refill_amount.  The schedule is
@@ -34,21 +34,15 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/stratnum.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -57,6 +51,7 @@
 #include "credits.h"
 #include "keyid.h"
 #include "keytext.h"
+#include "subscriber.h"
 
 /* apikey._charge_credits, looked up once and forgotten when pg_proc changes */
 static FmgrInfo charge_finfo;
@@ -70,64 +65,10 @@ forget_charge(Datum arg, int cacheid, uint32 hashvalue)
 	charge_valid = false;
 }
 
-/* Is this server a logical replication subscriber of apikey's keys? */
-typedef enum SubscriberState
-{
-	SUBSCRIBER_UNKNOWN,
-	SUBSCRIBER_NO,
-	SUBSCRIBER_YES
-} SubscriberState;
-
-static SubscriberState subscriber_state = SUBSCRIBER_UNKNOWN;
-static uint64 subscriber_invalidations = 0;
-
-static void
-forget_subscriber(Datum arg, int cacheid, uint32 hashvalue)
-{
-	subscriber_state = SUBSCRIBER_UNKNOWN;
-	subscriber_invalidations++;
-}
-
 void
 credits_init(void)
 {
 	CacheRegisterSyscacheCallback(PROCOID, forget_charge, (Datum) 0);
-	CacheRegisterSyscacheCallback(SUBSCRIPTIONRELMAP, forget_subscriber, (Datum) 0);
-}
-
-static bool
-subscribed_here(void)
-{
-	static const char *const tables[] = {"keys", "credits"};
-	Oid			nsp;
-	Relation	rel;
-	bool		found = false;
-	uint64		seen = subscriber_invalidations;
-
-	if (subscriber_state != SUBSCRIBER_UNKNOWN)
-		return subscriber_state == SUBSCRIBER_YES;
-	nsp = get_namespace_oid("apikey", false);
-	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
-	for (int i = 0; i < (int) lengthof(tables) && !found; i++)
-	{
-		Oid			relid = get_relname_relid(tables[i], nsp);
-		ScanKeyData skey;
-		SysScanDesc scan;
-
-		if (!OidIsValid(relid))
-			continue;
-		ScanKeyInit(&skey, Anum_pg_subscription_rel_srrelid, BTEqualStrategyNumber,
-					F_OIDEQ, ObjectIdGetDatum(relid));
-		scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true,
-								  NULL, 1, &skey);
-		found = HeapTupleIsValid(systable_getnext(scan));
-		systable_endscan(scan);
-	}
-	table_close(rel, AccessShareLock);
-	/* a change while looking: look again next time */
-	if (subscriber_invalidations == seen)
-		subscriber_state = found ? SUBSCRIBER_YES : SUBSCRIBER_NO;
-	return found;
 }
 
 static void
@@ -209,7 +150,7 @@ credits_charge(uint64 key_id, int32 cost, TimestampTz at, int64 *remaining)
 				 errhint("Verify it in a read-write transaction on the primary, or with cost => 0 to check without charging."),
 				 errhidestmt(true), errhidecontext(true)));
 	}
-	if (cost > 0 && subscribed_here())
+	if (cost > 0 && subscriber_of_keys())
 	{
 		char		id[AK_ID_LEN + 1];
 

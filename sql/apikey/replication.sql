@@ -36,3 +36,25 @@ END
 $$;
 COMMENT ON FUNCTION apikey.create_publication(text) IS
 	'create a publication of apikey.publication_tables() for logical replication subscribers that verify keys (run by the tables'' owner, e.g. a superuser)';
+
+-- A subscriber of these tables is a read copy: nothing but the apply worker
+-- writes them there (subscriber.c).  Statement triggers at the default
+-- ENABLE, which the apply worker (in the replica role) never fires.
+CREATE FUNCTION apikey._refuse_on_subscriber() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'refuse_on_subscriber' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION apikey._refuse_on_subscriber() IS
+	'internal: refuse changes of apikey''s published tables on a logical replication subscriber of them (25006)';
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.tenants
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.environments
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.public_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.key_roles
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.credits
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();

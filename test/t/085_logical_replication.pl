@@ -8,9 +8,9 @@
 # applied, and a session that already looked for imported keys sees an
 # import applied (the change signals are row triggers the apply worker
 # fires).  Credits are charged on the publisher only: a charge on the
-# subscriber is refused (25006), so no subscriber transaction holds a row
-# that the apply worker must wait for, and a revocation is applied while
-# one is open.  With apikey.rate_limit_servers = 2 on both servers, a key
+# subscriber is refused (25006), and so is any other change of apikey's
+# tables there, so no subscriber transaction holds a row that the apply
+# worker must wait for, and a revocation is applied while one is open.  With apikey.rate_limit_servers = 2 on both servers, a key
 # limited to 10 per hour gets 5 on each.
 use strict;
 use warnings;
@@ -152,7 +152,18 @@ $pub->wait_for_catchup('apikey');
 is($sub->safe_psql('postgres', "SELECT status FROM apikey.verify(${\ $key->('metered')}, cost => 0)"),
 	'usage_exceeded', 'subscriber: the charges applied, none left');
 
-# 5. a revocation is applied while subscriber transactions are open: one that
+# 5. nor is anything else written there: keys are managed on the publisher
+($out, $err) = run($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
+like($err, qr/ERROR:  25006: cannot change apikey.keys on a logical replication subscriber of apikey's tables/,
+	'subscriber: revoke_key is refused with 25006');
+($out, $err) = run($reader, "SELECT apikey.create_tenant('initech')");
+like($err, qr/25006: cannot change apikey.tenants on a logical replication subscriber/,
+	'subscriber: create_tenant is refused');
+($out, $err) = run($reader, "UPDATE apikey.keys SET name = 'local' WHERE key_id = ${\ $id->('bystander')}");
+like($err, qr/25006: cannot change apikey.keys/, 'subscriber: an UPDATE of apikey.keys is refused');
+is(key_status($sub, 'postgres', 'bystander'), 'valid', '  ... and the key is as the publisher left it');
+
+# 6. a revocation is applied while subscriber transactions are open: one that
 # authenticated and checked credits, one that tried to charge
 my $open = session($sub);
 run($open, 'BEGIN');
@@ -176,7 +187,7 @@ is($sub->safe_psql('postgres', "SELECT remaining FROM apikey.verify(${\ $key->('
 	'99', '  ... the publisher\'s charge is the only one');
 run($_, 'ROLLBACK') for ($open, $charger);
 
-# 6. rate limits: each of the 2 servers admits its share of the limit
+# 7. rate limits: each of the 2 servers admits its share of the limit
 is($sub->safe_psql('postgres', 'SHOW apikey.rate_limit_servers'), '2', 'apikey.rate_limit_servers = 2');
 my $take = qq{SELECT count(*) FILTER (WHERE status = 'valid') || ' ' || count(*) FILTER (WHERE status = 'rate_limited')
 	FROM generate_series(1, 10) AS g, LATERAL apikey.verify(${\ $key->('limited')}, cost => 1 + 0 * g)};
