@@ -197,6 +197,12 @@ is($sub->safe_psql('postgres', $take), '5 5', 'subscriber: 5 of 10: the two serv
 is($sub->safe_psql('postgres', q{
 	SELECT coalesce(sum(apply_error_count + sync_error_count), 0) FROM pg_stat_subscription_stats}),
 	'0', 'the subscription never stopped on an error');
+# 8. the subscription dropped (a region promoted), the server manages keys
+$sub->safe_psql('postgres', 'DROP SUBSCRIPTION apikey');
+($out, $err) = run($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
+is($err, '', 'subscription dropped: a session that was refused before may revoke');
+is((run($reader, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 1)"))[1], '',
+	'  ... and charge credits');
 $reader->quit;
 $open->quit;
 $charger->quit;
