@@ -109,6 +109,7 @@ _PG_init(void)
 	authz_init();
 	credits_init();
 	imported_init();
+	subscriber_init();
 	killswitch_init();
 	events_init();
 	/* after every setting is defined: a value set before loading is kept */

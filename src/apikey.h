@@ -17,6 +17,7 @@ extern void usage_init(void);
 extern void authz_init(void);
 extern void events_init(void);
 extern void imported_init(void);
+extern void subscriber_init(void);
 extern void killswitch_init(void);
 
 /*

@@ -18,6 +18,14 @@
  * and the statement may hold key text (a literal, as psql or psycopg2
  * send it).  It is put back when the charge returns or fails.
  *
+ * A server whose apikey.keys or apikey.credits is the target of a logical
+ * replication subscription charges nothing: its rows are the publisher's,
+ * which would overwrite a local charge (so each server would spend the
+ * credits again), and a charge's row lock, held until its transaction
+ * ends, would stop the apply worker behind it, and every revocation it
+ * brings.  Whether this server is one is looked up once per backend and
+ * again when pg_subscription_rel changes (subscriber.c).
+ *
  * Refills are lazy: the row says when the next one is due, and the first
  * charge (or listing) after that time sees refill_amount.  The schedule is
  * anchor + n * refill_every, computed in UTC with the calendar's months
@@ -44,6 +52,7 @@
 #include "credits.h"
 #include "keyid.h"
 #include "keytext.h"
+#include "subscriber.h"
 
 /* apikey._charge_credits, looked up once and forgotten when pg_proc changes */
 static FmgrInfo charge_finfo;
@@ -166,6 +175,19 @@ credits_charge(uint64 key_id, int32 cost, TimestampTz at, int64 *remaining)
 				 errmsg("cannot charge the credits of key %s in a read-only transaction", id),
 				 errdetail("The key has credits: a verification that costs something charges them in its transaction."),
 				 errhint("Verify it in a read-write transaction on the primary, or with cost => 0 to check without charging."),
+				 errhidestmt(true), errhidecontext(true)));
+	}
+	if (cost > 0 && subscriber_of_keys())
+	{
+		char		id[AK_ID_LEN + 1];
+
+		ak_id_encode(key_id, id);
+		id[AK_ID_LEN] = '\0';
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot charge the credits of key %s on a logical replication subscriber of apikey's tables", id),
+				 errdetail("The key's credits are the publisher's: a charge here would be overwritten by the publisher's next one, and would hold up the replication of its changes while its transaction lasts."),
+				 errhint("Verify it on the publisher, or with cost => 0 to check without charging."),
 				 errhidestmt(true), errhidecontext(true)));
 	}
 	if (!charge_valid)

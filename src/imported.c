@@ -9,8 +9,11 @@
  * Verification looks there only for text that is not in apikey's own
  * format, and only when the table has rows.  Whether it has any is known
  * per backend without touching the table: it is looked at once, and again
- * after a relcache invalidation of the table, which every statement that
- * changes it sends at commit (the trigger _imports_changed).  So rejecting
+ * after a relcache invalidation of the table, which every transaction that
+ * changes it sends at commit (the trigger _imports_changed, for each row
+ * and for TRUNCATE, enabled always: logical replication's apply worker
+ * fires row triggers only, and only those enabled always or for replicas).
+ * So rejecting
  * garbage costs what it always did while nothing was imported, and one
  * index probe when something was.
  */
@@ -207,7 +210,11 @@ imported_init(void)
 }
 
 /*
- * _imports_changed(): statement trigger on apikey.imported_keys
+ * _imports_changed(): trigger on apikey.imported_keys, BEFORE INSERT,
+ * UPDATE or DELETE for each row and BEFORE TRUNCATE; sends one
+ * invalidation per transaction, however many rows it changes.  A BEFORE
+ * row trigger, not AFTER: it queues nothing for the end of the statement
+ * (a bulk import stays as light in memory as it was).
  */
 PG_FUNCTION_INFO_V1(imports_changed);
 Datum
@@ -215,17 +222,21 @@ imports_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("_imports_changed() must be called as a statement trigger")));
+				 errmsg("apikey._imports_changed() is a trigger function")));
 	if (sent_lxid != AK_MY_LXID || sent_subid == InvalidSubTransactionId)
 	{
 		CacheInvalidateRelcache(trigdata->tg_relation);
 		sent_lxid = AK_MY_LXID;
 		sent_subid = GetCurrentSubTransactionId();
 	}
-	return PointerGetDatum(NULL);
+	/* (version 0.3.0 has it AFTER, for each statement) */
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+						   trigdata->tg_newtuple : trigdata->tg_trigtuple);
 }
 
 /* The most bytes of imported key text; longer text is never looked up. */

@@ -39,8 +39,11 @@
  * a secret, at most once a minute per tenant.  Buckets are not taken from
  * a tenant once held: the counts in them are what its limits promise.
  *
- * Limits are per server (a standby counts its own), not transactional (a
- * rolled-back request was counted) and start empty when the server starts.
+ * Limits are per server (a standby counts its own; with
+ * apikey.rate_limit_servers = N each admits max_requests / N, rounded down,
+ * so that N servers together never admit more than the limit), not
+ * transactional (a rolled-back request was counted) and start empty when
+ * the server starts.
  * Without shared_preload_libraries = 'apikey' there is no shared memory:
  * setting a limit is an error, and so is verifying a key that has one.
  */
@@ -136,6 +139,7 @@ typedef struct RateShared
 
 static int	rate_limit_buckets = 32768;
 static int	rate_limit_tenant_share = 25;	/* percent of each partition */
+static int	rate_limit_servers = 1;	/* each server admits 1/N of a limit */
 static bool rate_preloaded = false;
 static RateShared *rate_shared = NULL;
 static RateBucket *rate_buckets = NULL; /* partition p: slots p * slots .. */
@@ -425,6 +429,13 @@ ratelimit_init(void)
 							25, 1, 100,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey.rate_limit_servers",
+							"Servers that verify keys and count their rate limits each: each admits its share, the limit divided by this.",
+							"Set the same on every server behind the load balancer (primary, standbys, subscribers): together they never admit more than a limit; 1: each server admits the whole limit.",
+							&rate_limit_servers,
+							1, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 	rate_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = rate_shmem_request;
@@ -548,7 +559,8 @@ collect_limits(ArrayType *limits, uint32 kind, uint64 owner, int64 tenant,
 		l->key.kind = kind;
 		l->key.owner = owner;
 		memcpy(l->key.name, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
-		l->max = max;
+		/* this server's share of the limit: N servers never admit more than it */
+		l->max = max / rate_limit_servers;
 		l->slot_us = (per + RL_SUBWINDOWS - 1) / RL_SUBWINDOWS;
 		l->tenant = tenant;
 		l->bucket = NULL;

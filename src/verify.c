@@ -24,6 +24,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
@@ -270,6 +271,58 @@ changes_tracked(Oid keys_relid)
 	return rows && truncate;
 }
 
+/*
+ * Refuse apikey's tables once Citus has made them distributed or reference
+ * tables (their rows are then in shards, and what this server's table
+ * holds is a stale copy that a verification must never read).  Citus keeps
+ * them in pg_catalog.pg_dist_partition, and its trigger there invalidates
+ * the relation cache entry of a table it converts: this runs when a
+ * backend first verifies, and again after any such change of apikey.keys.
+ */
+static void
+refuse_citus_tables(Oid nsp)
+{
+	static const char *const tables[] = {"keys", "credits", "imported_keys"};
+	Oid			dist = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+	AttrNumber	attnum;
+	Oid			relids[lengthof(tables)];
+	Relation	rel;
+	Snapshot	snapshot;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	const char *found = NULL;
+
+	if (!OidIsValid(dist))
+		return;
+	attnum = get_attnum(dist, "logicalrelid");
+	if (attnum == InvalidAttrNumber)
+		return;
+	for (int i = 0; i < (int) lengthof(tables); i++)
+		relids[i] = get_relname_relid(tables[i], nsp);
+	rel = table_open(dist, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+	while (found == NULL && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(heap_getattr(tuple, attnum,
+														  RelationGetDescr(rel), &isnull));
+
+		for (int i = 0; !isnull && i < (int) lengthof(tables); i++)
+			if (OidIsValid(relids[i]) && relid == relids[i])
+				found = tables[i];
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	if (found != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("apikey.%s is a Citus table: apikey does not verify keys from Citus tables", found),
+				 errdetail("Its rows are in shards; this server's own copy of the table is stale and is not read."),
+				 errhint("Keep apikey's tables as ordinary tables on the coordinator and pass the authenticated tenant to distributed queries as a value (README, \"Replicas, failover and regions\").")));
+}
+
 static void
 catalog_load(void)
 {
@@ -285,6 +338,7 @@ catalog_load(void)
 	catalog.pkey_relid = get_relname_relid("keys_pkey", nsp);
 	if (!OidIsValid(catalog.keys_relid) || !OidIsValid(catalog.pkey_relid))
 		catalog_missing("table apikey.keys");
+	refuse_citus_tables(nsp);
 
 	for (int i = 0; i < NUM_KEY_COLUMNS; i++)
 	{

@@ -27,13 +27,20 @@ CREATE INDEX imported_keys_key_id ON apikey.imported_keys (key_id);
 COMMENT ON TABLE apikey.imported_keys IS
 	'keys imported from another system: the SHA-256 of the original text, and the key it proves (unique per tenant; a text of several tenants proves none)';
 
+-- For each row (and TRUNCATE), enabled ALWAYS: logical replication's apply
+-- worker fires no statement trigger for the rows it applies, and only
+-- triggers enabled ALWAYS or REPLICA.
 CREATE FUNCTION apikey._imports_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'imports_changed' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION apikey._imports_changed() IS
 	'internal: tell every backend, at commit, to look at apikey.imported_keys again';
 CREATE TRIGGER imported_keys_changed
-	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
+	BEFORE INSERT OR UPDATE OR DELETE ON apikey.imported_keys
+	FOR EACH ROW EXECUTE FUNCTION apikey._imports_changed();
+CREATE TRIGGER imported_keys_truncated BEFORE TRUNCATE ON apikey.imported_keys
 	FOR EACH STATEMENT EXECUTE FUNCTION apikey._imports_changed();
+ALTER TABLE apikey.imported_keys ENABLE ALWAYS TRIGGER imported_keys_changed,
+	ENABLE ALWAYS TRIGGER imported_keys_truncated;
 
 CREATE FUNCTION apikey._import_key_text(api_key text, key_hash bytea,
 		OUT key_id apikey.key_id, OUT hash bytea, OUT hint text)
