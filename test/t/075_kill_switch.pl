@@ -326,6 +326,22 @@ like($err, qr/cannot prepare a transaction that revoked a key with terminate => 
 	'PREPARE TRANSACTION of a terminating revocation is refused');
 is(key_status($node, 'postgres', 'prepared'), 'valid', '  ... and the key stays valid');
 
+# ... nor a transaction of a terminated key (it would commit later)
+$node->safe_psql('postgres', q{
+	INSERT INTO test_keys SELECT 'preparer', key_id, api_key FROM apikey.create_key('acme', 'production', 'preparer')});
+my $preparer = session('postgres', 'preparer');
+run($preparer, 'BEGIN');
+run($preparer, "SELECT status FROM apikey.authenticate(${\ $key->('preparer')})");
+run($preparer, 'INSERT INTO writes VALUES (5)');
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('preparer')}, terminate => true)");
+($out, $err) = run($preparer, "PREPARE TRANSACTION 'preparer'");
+like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
+	'PREPARE TRANSACTION of a terminated key\'s transaction is refused');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'preparer'}), '0',
+	'  ... nothing is prepared');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM writes WHERE x = 5'), '0', '  ... nor written');
+$preparer->quit;
+
 # 6. the race under load: 8 clients authenticate with a metered key (each
 # waits for the credits row the others hold) and write; the key is
 # terminated in the middle.  No transaction may write after the kill.
