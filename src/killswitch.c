@@ -16,7 +16,8 @@
  *	  in flight, as statement_timeout does;
  *	- every later statement of the transaction, every fetch from a cursor or
  *	  portal (ExecutorRun), every utility statement but transaction control,
- *	  and its COMMIT raise 28000.
+ *	  every function call through the fast-path protocol (object access
+ *	  hook), and its COMMIT raise 28000.
  * The timer is stopped, and a cancel it raised but the backend did not act
  * on yet is withdrawn, when the transaction ends: a statement of a later
  * transaction is never cancelled.
@@ -45,6 +46,7 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -141,6 +143,7 @@ static ExecutorStart_hook_type prev_executor_start = NULL;
 static ExecutorRun_hook_type prev_executor_run = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
+static object_access_hook_type prev_object_access = NULL;
 
 static Size
 kill_shmem_size(void)
@@ -425,6 +428,20 @@ kill_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 								queryEnv, dest, qc);
 }
 
+/*
+ * Every function about to run: a call through the fast-path protocol (the
+ * lo_* functions of libpq read large objects so) has no statement.
+ */
+static void
+kill_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId,
+				   void *arg)
+{
+	if (access == OAT_FUNCTION_EXECUTE)
+		check_not_killed();
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+}
+
 /* The cancel the timer raised says why. */
 static void
 kill_emit_log(ErrorData *edata)
@@ -619,4 +636,6 @@ killswitch_init(void)
 	ProcessUtility_hook = kill_process_utility;
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = kill_emit_log;
+	prev_object_access = object_access_hook;
+	object_access_hook = kill_object_access;
 }

@@ -326,6 +326,40 @@ like($err, qr/cannot prepare a transaction that revoked a key with terminate => 
 	'PREPARE TRANSACTION of a terminating revocation is refused');
 is(key_status($node, 'postgres', 'prepared'), 'valid', '  ... and the key stays valid');
 
+# ... nor a transaction of a terminated key (it would commit later)
+$node->safe_psql('postgres', q{
+	INSERT INTO test_keys SELECT 'preparer', key_id, api_key FROM apikey.create_key('acme', 'production', 'preparer')});
+my $preparer = session('postgres', 'preparer');
+run($preparer, 'BEGIN');
+run($preparer, "SELECT status FROM apikey.authenticate(${\ $key->('preparer')})");
+run($preparer, 'INSERT INTO writes VALUES (5)');
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('preparer')}, terminate => true)");
+($out, $err) = run($preparer, "PREPARE TRANSACTION 'preparer'");
+like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
+	'PREPARE TRANSACTION of a terminated key\'s transaction is refused');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'preparer'}), '0',
+	'  ... nothing is prepared');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM writes WHERE x = 5'), '0', '  ... nor written');
+$preparer->quit;
+
+# 5b. a function called through the fast-path protocol runs no statement:
+# a large object read with libpq's lo_* calls (psql's \lo_export; the
+# first, before the kill, lets libpq look up the functions with a query)
+my $lo = $node->safe_psql('postgres', q{SELECT lo_from_bytea(0, '\x73656372657420646f63756d656e74')});
+$node->safe_psql('postgres', q{
+	INSERT INTO test_keys SELECT 'exporter', key_id, api_key FROM apikey.create_key('acme', 'production', 'exporter')});
+my $lo_file = PostgreSQL::Test::Utils::tempdir() . '/lo';
+my $exporter = session('postgres', 'exporter');
+($out, $err) = run($exporter, "\\lo_export $lo '$lo_file.before'");
+is($err, '', 'exporter: a large object exported');
+run($exporter, 'BEGIN');
+run($exporter, "SELECT status FROM apikey.authenticate(${\ $key->('exporter')})");
+run($revoker, "SELECT apikey.revoke_key(${\ $id->('exporter')}, terminate => true)");
+($out, $err) = run($exporter, "\\lo_export $lo '$lo_file.after'");
+like($err, qr/revoked/, '  ... and after the kill, a fast-path read of it is refused');
+ok(!-s "$lo_file.after", '  ... and nothing of it is read');
+$exporter->quit;
+
 # 6. the race under load: 8 clients authenticate with a metered key (each
 # waits for the credits row the others hold) and write; the key is
 # terminated in the middle.  No transaction may write after the kill.
