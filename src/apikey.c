@@ -111,6 +111,7 @@ _PG_init(void)
 	imported_init();
 	killswitch_init();
 	events_init();
+	replica_init();
 	/* after every setting is defined: a value set before loading is kept */
 	MarkGUCPrefixReserved("apikey");
 
