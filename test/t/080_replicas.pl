@@ -232,9 +232,16 @@ $admin = session($primary, 'admin');
 run($admin, 'SET synchronous_commit = local');
 # a wait for synchronous replication ignores statement_timeout: cancel it
 my $cancel_when_waiting = sub {
-	ok($primary->poll_query_until('postgres', q{
-		SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'admin' AND wait_event = 'SyncRep'}),
-		"admin waits for the synchronous standby ($_[0])");
+	my $t0 = time;
+	my $waiting;
+	while (time - $t0 < 20)
+	{
+		$waiting = $primary->safe_psql('postgres', q{
+			SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'admin' AND wait_event = 'SyncRep'});
+		last if $waiting eq 't';
+		usleep(20_000);
+	}
+	is($waiting, 't', "admin waits for the synchronous standby ($_[0])");
 	$primary->safe_psql('postgres', q{
 		SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'admin'});
 };
