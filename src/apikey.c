@@ -112,6 +112,7 @@ _PG_init(void)
 	subscriber_init();
 	killswitch_init();
 	events_init();
+	replica_init();
 	/* after every setting is defined: a value set before loading is kept */
 	MarkGUCPrefixReserved("apikey");
 

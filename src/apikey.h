@@ -27,6 +27,12 @@ extern void killswitch_init(void);
  */
 extern void killswitch_authenticated(uint64 key_id);
 
+/* For the standby's watcher of replayed revocations (replica.c). */
+extern int	killswitch_active_databases(Oid *dbids, int max);
+extern int	killswitch_listed_keys(Oid dbid, uint64 *keys, int max);
+extern int	killswitch_mark_keys(Oid dbid, const uint64 *keys, int nkeys);
+extern void replica_init(void);
+
 /*
  * While key text is being handled, any message (ours or the server's, such
  * as a cancel) keeps its statement and context out of the server log, since

@@ -581,6 +581,99 @@ kill_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
+ * For the standby's watcher (replica.c), where no revoker runs: the
+ * databases whose slots are active, the keys those slots list, and the
+ * marking of the slots listing keys whose revocation with terminate => true
+ * was replayed.  A slot that overflowed lists no key: it is marked with any
+ * of its database's, as on the primary.
+ */
+int
+killswitch_active_databases(Oid *dbids, int max)
+{
+	int			n = 0;
+
+	if (kill_shared == NULL)
+		return 0;
+	for (int i = 0; i < kill_shared->nslots; i++)
+	{
+		KillSlot   *slot = &kill_shared->slots[i];
+		Oid			dbid = InvalidOid;
+		int			j;
+
+		SpinLockAcquire(&slot->mutex);
+		if (slot->active && pg_atomic_read_u32(&slot->killed) == 0)
+			dbid = slot->dbid;
+		SpinLockRelease(&slot->mutex);
+		if (!OidIsValid(dbid))
+			continue;
+		for (j = 0; j < n && dbids[j] != dbid; j++)
+			;
+		if (j == n && n < max)
+			dbids[n++] = dbid;
+	}
+	return n;
+}
+
+/* The keys listed by the slots of a database not marked yet, up to max. */
+int
+killswitch_listed_keys(Oid dbid, uint64 *keys, int max)
+{
+	int			n = 0;
+
+	if (kill_shared == NULL)
+		return 0;
+	for (int i = 0; i < kill_shared->nslots && n < max; i++)
+	{
+		KillSlot   *slot = &kill_shared->slots[i];
+
+		SpinLockAcquire(&slot->mutex);
+		if (slot->active && slot->dbid == dbid && pg_atomic_read_u32(&slot->killed) == 0)
+			for (int j = 0; j < slot->nkeys && n < max; j++)
+			{
+				int			k;
+
+				for (k = 0; k < n && keys[k] != slot->keys[j]; k++)
+					;
+				if (k == n)
+					keys[n++] = slot->keys[j];
+			}
+		SpinLockRelease(&slot->mutex);
+	}
+	return n;
+}
+
+/* Mark the slots of a database that list one of the keys; how many. */
+int
+killswitch_mark_keys(Oid dbid, const uint64 *keys, int nkeys)
+{
+	int			marked = 0;
+
+	if (kill_shared == NULL || nkeys == 0)
+		return 0;
+	for (int i = 0; i < kill_shared->nslots; i++)
+	{
+		KillSlot   *slot = &kill_shared->slots[i];
+		bool		hit = false;
+
+		SpinLockAcquire(&slot->mutex);
+		if (slot->active && slot->dbid == dbid)
+		{
+			hit = slot->overflow;
+			for (int j = 0; j < slot->nkeys && !hit; j++)
+				for (int k = 0; k < nkeys && !hit; k++)
+					hit = slot->keys[j] == keys[k];
+			if (hit && pg_atomic_read_u32(&slot->killed) == 0)
+			{
+				pg_atomic_write_u32(&slot->killed, 1);
+				marked++;
+			}
+		}
+		SpinLockRelease(&slot->mutex);
+	}
+	return marked;
+}
+
+/*
  * _terminate_at_commit(key_id, required) -> boolean
  * Terminate the key's transactions on this server if and when the calling
  * transaction commits.  Without shared memory: an error when required,

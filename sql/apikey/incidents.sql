@@ -229,6 +229,9 @@ BEGIN
 	END IF;
 	previous := k.key_hash <> sha256(convert_to(api_key, getdatabaseencoding()));
 	reason := 'leaked' || coalesce(' (reported by ' || source || ')', '');
+	IF previous OR k.revoked_at IS NULL THEN
+		PERFORM apikey._revocation_commit();
+	END IF;
 	IF previous THEN
 		-- a secret the key was rolled away from: it stops, the key goes on
 		UPDATE apikey.keys AS x SET previous_hash = NULL, previous_hash_expires_at = NULL

@@ -281,6 +281,20 @@ END
 $$;
 COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
 
+-- Revocations (revoke_key, delete_key, roll_key, report_leak,
+-- revoke_owner_keys) commit with synchronous_commit raised to
+-- apikey.revocation_synchronous_commit (remote_apply by default): with
+-- synchronous standbys, they return once a standby has applied them.
+CREATE FUNCTION apikey._revocation_commit() RETURNS void
+	AS 'MODULE_PATHNAME', 'revocation_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey._revocation_commit() IS
+	'internal: this transaction revokes; its commit waits for synchronous standbys as apikey.revocation_synchronous_commit says';
+
+CREATE FUNCTION apikey.confirm_revocations() RETURNS text
+	AS 'MODULE_PATHNAME', 'confirm_revocations' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey.confirm_revocations() IS
+	'wait until the synchronous standbys confirm every revocation committed so far (as apikey.revocation_synchronous_commit asks): confirmed, canceled, no_synchronous_standby or not_asked';
+
 CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
 		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -300,6 +314,7 @@ BEGIN
 	IF terminate THEN
 		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
 	END IF;
+	PERFORM apikey._revocation_commit();
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('reason', reason)
@@ -334,6 +349,7 @@ AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
 BEGIN
+	PERFORM apikey._revocation_commit();
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
@@ -374,6 +390,7 @@ BEGIN
 		grace_end := now() + grace;
 	END IF;
 	g := apikey._generate_key(t.key_prefix, e.tag, k.key_id);
+	PERFORM apikey._revocation_commit();   -- the old secret's end
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,

@@ -54,6 +54,7 @@ BEGIN
 		apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
 		apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
 		apikey.revoke_owner_keys(text, text, text),
+		apikey.confirm_revocations(),
 		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
 		apikey.drop_key_role(text, text, boolean),
 		apikey.set_actor(text),

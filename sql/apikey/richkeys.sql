@@ -337,6 +337,7 @@ BEGIN
 		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
 		PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
 			jsonb_build_object('reason', reason, 'owner', owner));
+		PERFORM apikey._revocation_commit();
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN

@@ -59,6 +59,8 @@ CREATE TABLE apikey.audit (
 ALTER SEQUENCE apikey.audit_event_id_seq OWNED BY apikey.audit.event_id;
 COMMENT ON SEQUENCE apikey.audit_event_id_seq IS 'audit event ids, in the order events happened';
 COMMENT ON TABLE apikey.audit IS 'who did what to which tenant or key; no foreign keys, so it outlives deleted keys';
+-- version 0.4.0: a key's revocations, for a hot standby's kill switch (replica.c)
+CREATE INDEX audit_revocations ON apikey.audit (key_id, event_id) WHERE action IN ('revoked', 'leaked');
 
 -- The internal functions below (named _*) are called only from the
 -- SECURITY DEFINER entry points, which fix the search_path, and are
