@@ -1156,24 +1156,6 @@ CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCAT
 	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
 REVOKE EXECUTE ON FUNCTION apikey._refuse_on_subscriber() FROM PUBLIC;
 
--- No function resolves an unqualified name through the schema apikey: the
--- fixed search_path is pg_catalog and pg_temp only (every body names the
--- extension's objects with their schema).  Kept last, so that it applies to
--- every function this script creates or replaces as well.
-DO $$
-DECLARE
-	f pg_catalog.regprocedure;
-BEGIN
-	FOR f IN
-		SELECT p.oid FROM pg_catalog.pg_proc AS p
-		 WHERE p.pronamespace OPERATOR(pg_catalog.=) 'apikey'::pg_catalog.regnamespace
-		   AND 'search_path=pg_catalog, apikey, pg_temp' OPERATOR(pg_catalog.=) ANY (p.proconfig)
-	LOOP
-		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
-	END LOOP;
-END
-$$;
-
 -- Revocations commit as apikey.revocation_synchronous_commit says
 -- (replica.c); a hot standby's kill switch finds a key's revocations
 -- through audit_revocations.
@@ -1193,7 +1175,7 @@ CREATE INDEX audit_revocations ON apikey.audit (key_id, event_id) WHERE action I
 CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
 		terminate boolean DEFAULT false)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -1221,7 +1203,7 @@ COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
 
 CREATE OR REPLACE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -1231,6 +1213,7 @@ BEGIN
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
+	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
 	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
@@ -1240,7 +1223,7 @@ COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
 
 CREATE OR REPLACE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0')
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k apikey.keys := apikey._authorize_key(key_id);
@@ -1286,7 +1269,7 @@ COMMENT ON FUNCTION apikey.roll_key(apikey.key_id, interval) IS
 
 CREATE OR REPLACE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
 	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p record;
@@ -1297,6 +1280,9 @@ BEGIN
 	PERFORM apikey._hide_statement();    -- it holds the key text
 	source := apikey._checked_label('source', source, 500, false);
 	p := apikey._prove_key(api_key);
+	IF p.key_id IS NULL AND p.status = 'not_found' AND NOT apikey.looks_like_key(api_key) THEN
+		RETURN apikey._report_disputed_leak(api_key, source);
+	END IF;
 	IF p.key_id IS NULL THEN
 		RETURN p.status;                  -- malformed, public_key or not_found
 	END IF;
@@ -1332,7 +1318,7 @@ COMMENT ON FUNCTION apikey.report_leak(text, text) IS
 
 CREATE OR REPLACE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t apikey.tenants := apikey._authorize_tenant(tenant);
@@ -1376,7 +1362,7 @@ COMMENT ON FUNCTION apikey.revoke_owner_keys(text, text, text) IS
 
 CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, apikey, pg_temp
+	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM apikey._check_role(role);
@@ -1412,8 +1398,26 @@ BEGIN
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.vendor_meta_field_list TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
 	'let a role (the application''s) verify and authenticate keys; it manages keys only of the tenant of an authenticated apikey:admin key';
 
+-- No function resolves an unqualified name through the schema apikey: the
+-- fixed search_path is pg_catalog and pg_temp only (every body names the
+-- extension's objects with their schema).  Kept last, so that it applies to
+-- every function this script creates or replaces as well.
+DO $$
+DECLARE
+	f pg_catalog.regprocedure;
+BEGIN
+	FOR f IN
+		SELECT p.oid FROM pg_catalog.pg_proc AS p
+		 WHERE p.pronamespace OPERATOR(pg_catalog.=) 'apikey'::pg_catalog.regnamespace
+		   AND 'search_path=pg_catalog, apikey, pg_temp' OPERATOR(pg_catalog.=) ANY (p.proconfig)
+	LOOP
+		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
+	END LOOP;
+END
+$$;
