@@ -1404,6 +1404,36 @@ $$;
 COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
 	'let a role (the application''s) verify and authenticate keys; it manages keys only of the tenant of an authenticated apikey:admin key';
 
+-- confirm_revocations for grant_verifier's roles (as identified above), to
+-- no other role.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)',
+		       'apikey.set_key_meta(apikey.key_id, jsonb)', 'apikey.set_rate_limit(apikey.key_id, text, integer, interval)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 11
+		INTERSECT
+		SELECT a.grantee
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION apikey.confirm_revocations() TO %s', r);
+	END LOOP;
+END
+$$;
+
 -- No function resolves an unqualified name through the schema apikey: the
 -- fixed search_path is pg_catalog and pg_temp only (every body names the
 -- extension's objects with their schema).  Kept last, so that it applies to
