@@ -87,11 +87,9 @@ ensure() {
 		return 0
 	fi
 	cleanup
-	if [ -e "$dir" ]; then
-		echo "chroot $dir: package list changed, rebuilding" >&2
-		umount -R "$dir/proc" "$dir/dev/shm" 2>/dev/null || true
-		rm -rf --one-file-system "$dir"
-	fi
+	# (a chroot whose stamp differs is replaced only once the new one is ready)
+	[ -e "$dir" ] && echo "chroot $dir: package list changed, rebuilding" >&2
+	rm -rf --one-file-system "$dir.new"
 	mkdir -p "$CHROOTS"
 	echo "chroot $dir: debootstrap $suite from $url" >&2
 	local t0=$SECONDS
@@ -130,6 +128,10 @@ ensure() {
 	chroot "$dir" apt-get clean
 	cleanup
 	dir=$old
+	if [ -e "$dir" ]; then
+		umount "$dir/proc" "$dir/dev/shm" 2>/dev/null || true
+		rm -rf --one-file-system "$dir"
+	fi
 	mv "$dir.new" "$dir"
 	echo "$want" >"$stamp"
 	echo "chroot $dir: ready after $((SECONDS - t0)) s" >&2

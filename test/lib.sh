@@ -153,9 +153,14 @@ run_in_chroot() {
 		{ echo "FAILED: copying the tree into $dir"; echo "0 passed, 1 failed"; return 1; }
 	echo "PostgreSQL $ver in the chroot $dir, the tree in $dest there"
 	bash "$REPO/test/chroot.sh" run "$ver" env APIKEY_IN_CHROOT=1 PGVER="$ver" \
-		bash "$dest/test/run.sh" "$@"
-	rc=$?
-	[ $rc -eq 0 ] && rm -rf --one-file-system "${dir:?}$dest"
-	[ $rc -ne 0 ] && echo "(paths above are inside the chroot $dir)"
-	return $rc
+		bash "$dest/test/run.sh" "$@" | tee "$dir$dest.log"
+	rc=${PIPESTATUS[0]}
+	if [ "$rc" -eq 0 ]; then
+		rm -rf --one-file-system "${dir:?}$dest" "$dir$dest.log"
+	else
+		# the count stays the last line
+		echo "(the paths above are inside the chroot $dir)"
+		tail -n 1 "$dir$dest.log"
+	fi
+	return "$rc"
 }

@@ -106,7 +106,8 @@ compute() {
 	# 7. memory
 	read -r ma0 mt0 <<<"${MEM_A[0]}"; read -r ma1 mt1 <<<"${MEM_A[1]}"; read -r ma2 mt2 <<<"${MEM_A[2]}"
 	read -r _ bt0 <<<"${MEM_B[0]}"; read -r _ bt1 <<<"${MEM_B[1]}"; read -r _ bt2 <<<"${MEM_B[2]}"
-	CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n 1p)
+	# (/proc/cpuinfo, not lscpu: a minimal system, such as the test chroots, lacks it)
+	CPU=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | sed -n 1p)
 	PGV=$(psqlb -At -c "SELECT version()" | sed 's/ on .*//')
 	MEMGB=$(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo)
 	MODE=$([ $QUICK -eq 1 ] && echo "quick run (--quick: sizes too small for conclusions)" || echo "full run")
