@@ -16,6 +16,8 @@ packages=(
 	# postgresql-all is the server and headers of each supported version, and
 	# pg_virtualenv for the build-time test), and a chroot to install it into
 	debhelper postgresql-all debootstrap
+	# pg_auto_failover, for test/t/081_pg_auto_failover.pl (a monitor and two nodes)
+	"postgresql-$PGVER-auto-failover"
 )
 [ "${1:-}" = "--minimal" ] && packages=(make gcc "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
 

@@ -36,6 +36,9 @@ if [ "${n_ran:-0}" -ne "$n_files" ]; then
 	echo "prove ran ${n_ran:-no} test files of $n_files"
 	[ "$n_bad" -lt $((n_files - ${n_ran:-0})) ] && n_bad=$((n_files - ${n_ran:-0}))
 fi
-n_ok=$((n_files - n_bad))
+# a file that planned skip_all ran no check: counted apart, with its reason
+n_skip=$(grep -Ec '\.\.\.* skipped: ' "$work/prove.out")
+grep -E '\.\.\.* skipped: ' "$work/prove.out" | sed 's/^\[[0-9:]*\] //; s/^/skipped file: /'
+n_ok=$((n_files - n_bad - n_skip))
 [ $rc -eq 0 ] && [ "$n_bad" -eq 0 ] && rm -rf "$work"
-echo "$n_ok passed, $n_bad failed"
+echo "$n_ok passed, $n_bad failed$([ "$n_skip" -gt 0 ] && echo ", $n_skip skipped")"
