@@ -1122,6 +1122,10 @@ BEGIN
 	IF name IS NULL THEN
 		RAISE EXCEPTION 'name must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF name OPERATOR(pg_catalog.=) '' OR pg_catalog.octet_length(name) OPERATOR(pg_catalog.>) 63 THEN
+		RAISE EXCEPTION 'a publication name is 1 to 63 bytes'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	EXECUTE pg_catalog.format('CREATE PUBLICATION %I FOR TABLE %s', name,
 		(SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ')
 		   FROM apikey.publication_tables() AS t

@@ -72,7 +72,10 @@ SELECT stmt, pg_temp.try(stmt) AS result FROM unnest(ARRAY[
 	$$SELECT apikey.revoke_key('short')$$,
 	$$SELECT apikey.revoke_key('0000000000!')$$,
 	$$SELECT apikey.revoke_key(repeat('z', 11)::apikey.key_id)$$,
-	$$SELECT apikey.revoke_key(42::text::apikey.key_id)$$
+	$$SELECT apikey.revoke_key(42::text::apikey.key_id)$$,
+	-- a publication's name
+	$$SELECT apikey.create_publication('')$$,
+	$$SELECT apikey.create_publication(repeat('p', 64))$$
 ]) AS stmt;
 
 -- key text passed where a key id belongs is rejected without being echoed
