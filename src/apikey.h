@@ -46,6 +46,8 @@ extern void key_text_guard_end(void);
  * usage_stats and, when valid, last_used_at (usage.c).
  */
 extern void usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when);
+/* usage.c: the owner of extension apikey in this database (SPI connected) */
+extern Oid	apikey_extension_owner(void);
 
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);

@@ -310,23 +310,11 @@ revoked_with_terminate(uint64 *keys, int n, uint64 *out)
 		Oid			keyid_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 												 CStringGetDatum("key_id"),
 												 ObjectIdGetDatum(nsp));
-		Oid			owner = InvalidOid;
+		Oid			owner = apikey_extension_owner();
 		Datum	   *ids = palloc(sizeof(Datum) * n);
 		Datum		args[1];
 		Oid			argtypes[1];
-		Oid			nametype[1] = {NAMEOID};
-		Datum		name[1] = {CStringGetDatum("apikey")};
 
-		if (SPI_execute_with_args("SELECT e.extowner FROM pg_catalog.pg_extension AS e"
-								  " WHERE e.extname OPERATOR(pg_catalog.=) $1",
-								  1, nametype, name, NULL, true, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1)
-		{
-			bool		isnull;
-
-			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull));
-		}
 		if (OidIsValid(owner) && OidIsValid(keyid_type))
 		{
 			Oid			save_userid;

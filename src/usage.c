@@ -773,9 +773,12 @@ apikey_table_exists(const char *name)
 	return OidIsValid(nsp) && OidIsValid(get_relname_relid(name, nsp));
 }
 
-/* The owner of extension apikey in this database, or InvalidOid. */
-static Oid
-extension_owner(void)
+/*
+ * The owner of extension apikey in this database, or InvalidOid (in a
+ * transaction, with SPI connected).
+ */
+Oid
+apikey_extension_owner(void)
 {
 	Oid			owner = InvalidOid;
 	Oid			argtypes[1] = {NAMEOID};
@@ -882,7 +885,7 @@ usage_flush_database(void)
 							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	owner = extension_owner();
+	owner = apikey_extension_owner();
 	/* a database whose apikey is not updated to 0.3.0 yet has no key_usage */
 	if (OidIsValid(owner) && n > 0 && apikey_table_exists("key_usage"))
 	{
