@@ -17,10 +17,10 @@ sys.dont_write_bytecode = True
 repo = sys.argv[1]
 sys.path.insert(0, os.path.join(repo, "test", "readme"))
 sys.path.insert(0, os.path.join(repo, "test", "http"))
-from blocks import block  # noqa: E402
+from blocks import block, manual  # noqa: E402
 import server  # noqa: E402  (test/http/server.py: nothing runs on import)
 
-readme = open(os.path.join(repo, "README.md"), encoding="utf-8").read()
+readme = manual(os.path.join(repo, "README.md"))
 failures = 0
 
 

@@ -17,9 +17,9 @@ import tomllib
 import psycopg2
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from blocks import block  # noqa: E402
+from blocks import block, manual  # noqa: E402
 
-readme = open(sys.argv[1], encoding="utf-8").read()
+readme = manual(sys.argv[1])
 regex = block(readme, "key-regex").strip()
 checksum = {}
 exec(block(readme, "key-checksum"), checksum)  # the README's own code

@@ -14,9 +14,9 @@ import re
 import sys
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from blocks import block  # noqa: E402
+from blocks import block, manual  # noqa: E402
 
-text = block(open(sys.argv[1], encoding="utf-8").read(), "rights")
+text = block(manual(sys.argv[1]), "rights")
 bullets = re.split(r"\n(?=- )", text.strip())
 said = {"verifier": set(), "admin": set(), "leak_reporter": set(), "public": set()}
 for b in bullets:

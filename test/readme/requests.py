@@ -18,7 +18,7 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 sys.path.insert(0, os.path.join(here, "..", "hostile"))
-from blocks import block  # noqa: E402
+from blocks import block, manual  # noqa: E402
 import pq  # noqa: E402
 
 failures = 0
@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--direct", required=True)
     ap.add_argument("--bouncer")
     args = ap.parse_args()
-    readme = open(args.readme, encoding="utf-8").read()
+    readme = manual(args.readme)
     read = statements(block(readme, "request-read"))
     write = statements(block(readme, "request-write"))
     keys = json.load(open(args.keys))
