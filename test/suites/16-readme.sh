@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# What the README tells a new user to run works as it says.
-#  - "Setting up an application database": its blocks, extracted from
-#    README.md by their <!-- tested: NAME --> markers (test/readme/blocks.py),
+# What the README and the doc/ pages tell a new user to run works as they say.
+#  - The README's quick start, in a new database as a superuser: the key
+#    it creates verifies.
+#  - "Setting up an application database" (doc/setup.md): its blocks, extracted
+#    from README.md or doc/*.md by their <!-- tested: NAME --> markers
+#    (test/readme/blocks.py),
 #    run as they stand on a throwaway cluster: the roles, the table and its
 #    policies, the first key as the administrator alice; the list of what
 #    each grant allows matches the catalog (check_rights.py); pgbouncer runs
@@ -69,8 +72,8 @@ tally "$work/demo.checks" check_demo.py $?
 
 echo "# Setting up an application database"
 block() { "$PY" "$REPO/test/readme/blocks.py" "$REPO/README.md" "$1" >"$work/$1.txt" || bad "README block $1"; }
-for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write \
-	postgrest; do block $b; done
+for b in quick-start setup-roles rights setup-table setup-first-key pgbouncer request-read \
+	request-write postgrest; do block $b; done
 chown postgres: "$work"/*.txt
 # run_block WHAT OUTPUT PSQL-ARGS...: a README block that must run cleanly
 run_block() {
@@ -100,6 +103,17 @@ setup() {
 }
 mkdir -p "$work/pg" && chown postgres: "$work/pg"
 if setup; then
+	echo "# the README's quick start"
+	# as a superuser in a database of its own, as the README's psql is
+	cluster_psql -q -c 'CREATE DATABASE keydemo' >/dev/null || bad "CREATE DATABASE keydemo"
+	if run_block "the quick start runs as a superuser in a new database" "$work/quick.out" \
+		-At -v ON_ERROR_STOP=1 -d keydemo -f "$work/quick-start.txt"; then
+		if [ "$(tail -n 1 "$work/quick.out")" = "t|valid|demo|{orders:read}" ]; then
+			ok "the quick start's key verifies: t|valid|demo|{orders:read}"
+		else
+			bad "the quick start ended with: $(tail -n 3 "$work/quick.out")"
+		fi
+	fi
 	# more keys for the requests (the test's own, not the README's)
 	newkey() { cluster_psql -q -At -U alice -d appdb -c "SELECT api_key FROM apikey.create_key($1)"; }
 	cluster_psql -q -U alice -d appdb -c "SELECT apikey.create_tenant('globex')" >/dev/null
@@ -253,6 +267,10 @@ fi
 echo "# Using it from an application: the HTTP answers"
 "$PY" "$REPO/test/readme/check_http.py" "$REPO" >"$work/http.checks" 2>&1
 tally "$work/http.checks" check_http.py $?
+
+echo "# the links between the README and the doc/ pages"
+"$PY" "$REPO/test/readme/check_links.py" "$REPO" >"$work/links.checks" 2>&1
+tally "$work/links.checks" check_links.py $?
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
