@@ -191,6 +191,7 @@ PYEOF
 	"$PY" "$REPO/test/readme/requests.py" --readme "$REPO/README.md" --keys "$work/keys.json" \
 		--super "host=127.0.0.1 port=$PGPORT dbname=appdb user=postgres" \
 		--direct "host=127.0.0.1 port=$PGPORT dbname=appdb user=web_app" "${bouncer[@]}" \
+		--psql "$PGBIN/psql" \
 		>"$work/requests.checks" 2>&1
 	tally "$work/requests.checks" requests.py $?
 
@@ -226,11 +227,11 @@ PYEOF
 	fi
 
 	echo "# Adoption and incidents: telling a real event from a forged one"
-	# the README's query, as alice (an administrator), with $1 the payload of
-	# a real event, of the same event with another action, and of an event
-	# that never was
+	# the page's query as it stands, as alice (an administrator), with the
+	# psql variable payload the payload of a real event, of the same event
+	# with another action, and of an event that never was
 	block event-check
-	sed "s/\$1/:'payload'/g" "$work/event-check.txt" >"$work/event-check.sql"
+	cp "$work/event-check.txt" "$work/event-check.sql"
 	chown postgres: "$work/event-check.sql"
 	real=$(cluster_psql -q -At -d appdb -c "SELECT json_build_object('event_id', event_id, 'at', at,
 		'action', action, 'tenant_id', tenant_id, 'key_id', key_id)
@@ -257,6 +258,36 @@ PYEOF
 	tally "$work/python.checks" check_python.py $?
 	cluster_psql -q -d appdb -c "ALTER ROLE web_app RESET log_statement" \
 		-c "ALTER ROLE web_app RESET log_parameter_max_length" || bad "ALTER ROLE web_app RESET"
+
+	echo "# Administering keys from psql, and richer keys: run twice as alice"
+	# as pasted into psql: an error does not stop the rest (ON_ERROR_STOP=0)
+	# errs FILE: the ERROR lines psql printed, without psql's file:line prefix
+	errs() { sed -n 's/^psql:[^ ]*: ERROR: */ERROR: /p' "$1"; }
+	for b in admin-psql richer-keys; do
+		block $b
+		chown postgres: "$work/$b.txt"
+		for run in 1 2; do
+			cluster_psql -q -v ON_ERROR_STOP=0 -U alice -d appdb -f "$work/$b.txt" >"$work/$b.$run.out" 2>&1
+		done
+	done
+	if [ -z "$(errs "$work/admin-psql.1.out")" ] && [ "$(grep -c '^ak_live_' "$work/admin-psql.1.out")" -eq 1 ]; then
+		ok "the administration block runs as alice, its key shown once"
+	else
+		bad "the administration block as alice: $(cat "$work/admin-psql.1.out")"
+	fi
+	if [ "$(errs "$work/admin-psql.2.out")" = 'ERROR: tenant "initech" already exists' ] &&
+		[ "$(grep -c '^ak_live_' "$work/admin-psql.2.out")" -eq 1 ]; then
+		ok "run again, the administration block is refused its create_tenant only, as the page says"
+	else
+		bad "the administration block run again: $(errs "$work/admin-psql.2.out")"
+	fi
+	if [ "$(errs "$work/richer-keys.1.out")" = "$(errs "$work/richer-keys.2.out" | grep -v support)" ] &&
+		[ "$(errs "$work/richer-keys.1.out" | wc -l)" -eq 1 ] && errs "$work/richer-keys.1.out" | grep -q billing &&
+		[ "$(errs "$work/richer-keys.2.out" | wc -l)" -eq 2 ] && errs "$work/richer-keys.2.out" | grep -q '"support".*already exists'; then
+		ok "the richer keys block runs as alice with one refusal, the first drop_key_role; run again, one more, the role support there already"
+	else
+		bad "the richer keys block as alice: $(errs "$work/richer-keys.1.out") / run again: $(errs "$work/richer-keys.2.out")"
+	fi
 
 	echo "# Adoption and incidents: the regular expression for key text"
 	"$PY" "$REPO/test/readme/check_key_regex.py" "$REPO/README.md" \
