@@ -17,6 +17,8 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 # Released versions' frozen install scripts and the upgrade scripts between them
 DATA = $(filter-out $(DATA_built), $(wildcard sql/$(EXTENSION)--*.sql))
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+# The manual: README.md and the pages it links to in doc/ (see below)
+DOCS = README.md
 
 # -Wextra for our code; the server's own headers are treated as system headers.
 # (fmgr's PG_FUNCTION_ARGS makes unused parameters unavoidable.)
@@ -28,6 +30,22 @@ SHLIB_LINK = -lcrypto
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS installs DOCS flat into $(docdir)/extension/, a directory every
+# extension shares.  The manual goes into a directory of its own there,
+# $(docdir)/extension/apikey/, README.md beside doc/ with its pages, so that
+# their links between each other still lead somewhere.
+docmoduledir := extension/$(EXTENSION)
+DOC_PAGES = $(wildcard doc/*.md)
+.PHONY: install-doc-pages uninstall-doc-pages
+install: install-doc-pages
+install-doc-pages: installdirs
+	$(MKDIR_P) '$(DESTDIR)$(docdir)/$(docmoduledir)/doc'
+	$(INSTALL_DATA) $(addprefix $(srcdir)/, $(DOC_PAGES)) '$(DESTDIR)$(docdir)/$(docmoduledir)/doc/'
+uninstall: uninstall-doc-pages
+uninstall-doc-pages:
+	rm -f $(addprefix '$(DESTDIR)$(docdir)/$(docmoduledir)'/, $(DOCS) $(DOC_PAGES))
+	-rmdir '$(DESTDIR)$(docdir)/$(docmoduledir)/doc' '$(DESTDIR)$(docdir)/$(docmoduledir)'
 
 # Every object is rebuilt when any of the project's headers changes (PGXS
 # tracks header dependencies only in servers configured with --enable-depend)

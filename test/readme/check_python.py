@@ -27,13 +27,16 @@ def check(what, problem):
         print("ok   %s" % what)
 
 
-text = open(readme, encoding="utf-8").read()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blocks import manual  # noqa: E402
+
+text = manual(readme)  # the README and the doc/ pages
 m = re.search(r"```python\n(import re\n\nimport psycopg\n.*?)```", text, re.S)
 if not m:
     check("the README's Python example imports psycopg (3)", "no such block")
     sys.exit(1)
 example = {}
-exec(compile(m.group(1), "README.md", "exec"), example)
+exec(compile(m.group(1), "doc/setup.md", "exec"), example)
 
 import psycopg  # noqa: E402  (after the example, which imports it itself)
 

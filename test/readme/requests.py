@@ -1,11 +1,15 @@
 #!/usr/bin/python3
-"""The README's per-request SQL (<!-- tested: request-read / request-write -->),
-run statement by statement as the application does: each with the
-extended protocol and its $n as bind values (test/hostile/pq.py), as
-web_app, directly and through pgbouncer in transaction pooling.
+"""The per-request SQL of doc/setup.md (<!-- tested: request-read /
+request-write -->), as web_app, directly and through pgbouncer in
+transaction pooling, run two ways:
+ - as the page says an application runs it: statement by statement, with
+   the extended protocol, each psql variable (:'key', :'item') sent as a
+   bind value $n in its place (test/hostile/pq.py);
+ - as the page says a reader runs it: the blocks as they stand, by psql
+   (the server's own, 15 here) with the variables set (-v key=...).
 
 Usage: requests.py --readme README --keys KEYS.json --super CONNINFO
-                   --direct CONNINFO [--bouncer CONNINFO]
+                   --direct CONNINFO [--bouncer CONNINFO] --psql PSQL
 KEYS.json: {"acme": ..., "globex": ..., "acme_preview": ..., "acme_read_only": ...}
 Prints one "ok"/"FAIL" line per check.
 """
@@ -13,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -39,23 +44,43 @@ def statements(sql):
     return [s.strip() for s in sql.split(";") if s.strip()]
 
 
-def run(conn, stmts, key, data=()):
-    """Run one request: its statements in order, each with its own bind
-    values (the key for authenticate, the request's data for the others),
-    as a driver sends them.  Returns ("00000", rows of the last statement
-    other than BEGIN and COMMIT)
+def bind(stmt):
+    """The statement as an application sends it: each psql variable
+    :'name' replaced by $1, $2, ... in order; and the names."""
+    names = []
+
+    def number(m):
+        names.append(m.group(1))
+        return "$%d" % len(names)
+    return re.sub(r":'([a-z_]+)'", number, stmt), names
+
+
+def run(conn, stmts, key, item=None):
+    """Run one request as an application does: its statements in order,
+    each with its variables as bind values.  Returns ("00000", rows of the
+    last statement other than BEGIN and COMMIT)
     or, when a statement fails, (sqlstate, message) after a ROLLBACK."""
     rows = None
+    values = {"key": key, "item": item}
     for s in stmts:
-        params = [key] if "authenticate(" in s else list(data)
-        n = max([int(m) for m in re.findall(r"\$(\d+)", s)] or [0])
-        state, result = conn.try_query(s, params[:n])
+        sql, names = bind(s)
+        state, result = conn.try_query(sql, [values[n] for n in names])
         if state != "00000":
             conn.execute("ROLLBACK")
             return state, result
         if s.upper() not in ("BEGIN", "COMMIT"):
             rows = result
     return "00000", rows
+
+
+def run_psql(psql, conninfo, text, key, item=None):
+    """The block as it stands, run by psql with the variables set, stopping
+    at the first error: (exit status, output lines, errors)."""
+    args = [psql, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-v", "key=" + key, "-d", conninfo]
+    if item is not None:
+        args[-2:-2] = ["-v", "item=" + item]
+    p = subprocess.run(args, input=text, capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout.split("\n"), p.stderr.strip()
 
 
 def main():
@@ -65,14 +90,16 @@ def main():
     ap.add_argument("--super", required=True)
     ap.add_argument("--direct", required=True)
     ap.add_argument("--bouncer")
+    ap.add_argument("--psql", required=True)
     args = ap.parse_args()
     readme = manual(args.readme)
-    read = statements(block(readme, "request-read"))
-    write = statements(block(readme, "request-write"))
+    read_text, write_text = block(readme, "request-read"), block(readme, "request-write")
+    read, write = statements(read_text), statements(write_text)
     keys = json.load(open(args.keys))
-    check("the request blocks authenticate, then query (%d and %d statements)" % (len(read), len(write)),
-          any("apikey.authenticate($1" in s for s in read) and any("apikey.authenticate($1" in s for s in write),
-          "no apikey.authenticate($1, ...) in them")
+    check("the request blocks authenticate with :'key', then query (%d and %d statements)" % (len(read), len(write)),
+          any("apikey.authenticate(:'key'" in s for s in read) and any("apikey.authenticate(:'key'" in s for s in write)
+          and "$" not in read_text + write_text,
+          "no apikey.authenticate(:'key', ...) in them, or a $n psql cannot run")
 
     written = {"acme": [], "globex": []}
     routes = [("direct", args.direct)] + ([("through pgbouncer", args.bouncer)] if args.bouncer else [])
@@ -82,11 +109,38 @@ def main():
         ok, why = True, ""
         for tenant, item in (("acme", "acme widget"), ("globex", "globex gadget"), ("acme", "acme gizmo")):
             item = "%s (%s)" % (item, route)
-            state, rows = run(conn, write, keys[tenant], [item])
+            state, rows = run(conn, write, keys[tenant], item)
             if state != "00000" or len(rows) != 1:
                 ok, why = False, "%s: %s %s" % (tenant, state, rows)
             written[tenant].append(item)
         check("%s: the write request stores each tenant's orders" % route, ok, why)
+
+        # the blocks as they stand, in psql: the write twice (a block that
+        # can be run again), then the read, for each tenant
+        ok, why = True, ""
+        for tenant in ("acme", "globex"):
+            for n in (1, 2):
+                item = "%s psql order %d (%s)" % (tenant, n, route)
+                rc, out, err = run_psql(args.psql, conninfo, write_text, keys[tenant], item)
+                if rc != 0 or err or not any(re.fullmatch(r"[0-9]+", line) for line in out):
+                    ok, why = False, "%s, run %d: exit %d %s %s" % (tenant, n, rc, out, err)
+                written[tenant].append(item)
+        check("%s: psql runs the write block as it stands, twice for each tenant, each run storing an order"
+              % route, ok, why)
+        ok, why = True, ""
+        for tenant in ("acme", "globex", "acme"):
+            rc, out, err = run_psql(args.psql, conninfo, read_text, keys[tenant])
+            items = sorted(line.split("|", 1)[1] for line in out if re.match(r"[0-9]+\|", line))
+            if rc != 0 or err or items != sorted(written[tenant]):
+                ok, why = False, "%s: exit %d, saw %s, not %s %s" % (tenant, rc, items, sorted(written[tenant]), err)
+        check("%s: psql runs the read block as it stands: each key sees its own tenant's orders only" % route,
+              ok, why)
+        rc, out, err = run_psql(args.psql, conninfo, read_text, keys["acme_read_only"])
+        rc2, out2, err2 = run_psql(args.psql, conninfo, write_text, keys["acme_read_only"], "should not be stored")
+        check("%s: psql stops the write block of a key without orders:write at authenticate, "
+              "and the read block of the same key runs" % route,
+              rc == 0 and not err and rc2 != 0 and "API key rejected: insufficient_scope" in err2
+              and "INSERT" not in err2, "read: exit %d %s; write: exit %d %s" % (rc, err, rc2, err2))
 
         # the reads, alternating tenants: each sees its own orders only;
         # between them another client runs a request without a key

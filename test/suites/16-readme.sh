@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# What the README tells a new user to run works as it says.
-#  - "Setting up an application database": its blocks, extracted from
-#    README.md by their <!-- tested: NAME --> markers (test/readme/blocks.py),
+# What the README and the doc/ pages tell a new user to run works as they say.
+#  - The README's quick start, in a new database as a superuser: the key
+#    it creates verifies.
+#  - "Setting up an application database" (doc/setup.md): its blocks, extracted
+#    from README.md or doc/*.md by their <!-- tested: NAME --> markers
+#    (test/readme/blocks.py),
 #    run as they stand on a throwaway cluster: the roles, the table and its
 #    policies, the first key as the administrator alice; the list of what
 #    each grant allows matches the catalog (check_rights.py); pgbouncer runs
@@ -69,8 +72,8 @@ tally "$work/demo.checks" check_demo.py $?
 
 echo "# Setting up an application database"
 block() { "$PY" "$REPO/test/readme/blocks.py" "$REPO/README.md" "$1" >"$work/$1.txt" || bad "README block $1"; }
-for b in setup-roles rights setup-table setup-first-key pgbouncer request-read request-write \
-	postgrest; do block $b; done
+for b in quick-start setup-roles rights setup-table setup-first-key pgbouncer request-read \
+	request-write postgrest; do block $b; done
 chown postgres: "$work"/*.txt
 # run_block WHAT OUTPUT PSQL-ARGS...: a README block that must run cleanly
 run_block() {
@@ -100,6 +103,17 @@ setup() {
 }
 mkdir -p "$work/pg" && chown postgres: "$work/pg"
 if setup; then
+	echo "# the README's quick start"
+	# as a superuser in a database of its own, as the README's psql is
+	cluster_psql -q -c 'CREATE DATABASE keydemo' >/dev/null || bad "CREATE DATABASE keydemo"
+	if run_block "the quick start runs as a superuser in a new database" "$work/quick.out" \
+		-At -v ON_ERROR_STOP=1 -d keydemo -f "$work/quick-start.txt"; then
+		if [ "$(tail -n 1 "$work/quick.out")" = "t|valid|demo|{orders:read}" ]; then
+			ok "the quick start's key verifies: t|valid|demo|{orders:read}"
+		else
+			bad "the quick start ended with: $(tail -n 3 "$work/quick.out")"
+		fi
+	fi
 	# more keys for the requests (the test's own, not the README's)
 	newkey() { cluster_psql -q -At -U alice -d appdb -c "SELECT api_key FROM apikey.create_key($1)"; }
 	cluster_psql -q -U alice -d appdb -c "SELECT apikey.create_tenant('globex')" >/dev/null
@@ -177,6 +191,7 @@ PYEOF
 	"$PY" "$REPO/test/readme/requests.py" --readme "$REPO/README.md" --keys "$work/keys.json" \
 		--super "host=127.0.0.1 port=$PGPORT dbname=appdb user=postgres" \
 		--direct "host=127.0.0.1 port=$PGPORT dbname=appdb user=web_app" "${bouncer[@]}" \
+		--psql "$PGBIN/psql" \
 		>"$work/requests.checks" 2>&1
 	tally "$work/requests.checks" requests.py $?
 
@@ -212,11 +227,11 @@ PYEOF
 	fi
 
 	echo "# Adoption and incidents: telling a real event from a forged one"
-	# the README's query, as alice (an administrator), with $1 the payload of
-	# a real event, of the same event with another action, and of an event
-	# that never was
+	# the page's query as it stands, as alice (an administrator), with the
+	# psql variable payload the payload of a real event, of the same event
+	# with another action, and of an event that never was
 	block event-check
-	sed "s/\$1/:'payload'/g" "$work/event-check.txt" >"$work/event-check.sql"
+	cp "$work/event-check.txt" "$work/event-check.sql"
 	chown postgres: "$work/event-check.sql"
 	real=$(cluster_psql -q -At -d appdb -c "SELECT json_build_object('event_id', event_id, 'at', at,
 		'action', action, 'tenant_id', tenant_id, 'key_id', key_id)
@@ -244,6 +259,36 @@ PYEOF
 	cluster_psql -q -d appdb -c "ALTER ROLE web_app RESET log_statement" \
 		-c "ALTER ROLE web_app RESET log_parameter_max_length" || bad "ALTER ROLE web_app RESET"
 
+	echo "# Administering keys from psql, and richer keys: run twice as alice"
+	# as pasted into psql: an error does not stop the rest (ON_ERROR_STOP=0)
+	# errs FILE: the ERROR lines psql printed, without psql's file:line prefix
+	errs() { sed -n 's/^psql:[^ ]*: ERROR: */ERROR: /p' "$1"; }
+	for b in admin-psql richer-keys; do
+		block $b
+		chown postgres: "$work/$b.txt"
+		for run in 1 2; do
+			cluster_psql -q -v ON_ERROR_STOP=0 -U alice -d appdb -f "$work/$b.txt" >"$work/$b.$run.out" 2>&1
+		done
+	done
+	if [ -z "$(errs "$work/admin-psql.1.out")" ] && [ "$(grep -c '^ak_live_' "$work/admin-psql.1.out")" -eq 1 ]; then
+		ok "the administration block runs as alice, its key shown once"
+	else
+		bad "the administration block as alice: $(cat "$work/admin-psql.1.out")"
+	fi
+	if [ "$(errs "$work/admin-psql.2.out")" = 'ERROR: tenant "initech" already exists' ] &&
+		[ "$(grep -c '^ak_live_' "$work/admin-psql.2.out")" -eq 1 ]; then
+		ok "run again, the administration block is refused its create_tenant only, as the page says"
+	else
+		bad "the administration block run again: $(errs "$work/admin-psql.2.out")"
+	fi
+	if [ "$(errs "$work/richer-keys.1.out")" = "$(errs "$work/richer-keys.2.out" | grep -v support)" ] &&
+		[ "$(errs "$work/richer-keys.1.out" | wc -l)" -eq 1 ] && errs "$work/richer-keys.1.out" | grep -q billing &&
+		[ "$(errs "$work/richer-keys.2.out" | wc -l)" -eq 2 ] && errs "$work/richer-keys.2.out" | grep -q '"support".*already exists'; then
+		ok "the richer keys block runs as alice with one refusal, the first drop_key_role; run again, one more, the role support there already"
+	else
+		bad "the richer keys block as alice: $(errs "$work/richer-keys.1.out") / run again: $(errs "$work/richer-keys.2.out")"
+	fi
+
 	echo "# Adoption and incidents: the regular expression for key text"
 	"$PY" "$REPO/test/readme/check_key_regex.py" "$REPO/README.md" \
 		"host=127.0.0.1 port=$PGPORT dbname=appdb user=postgres" >"$work/regex.checks" 2>&1
@@ -253,6 +298,10 @@ fi
 echo "# Using it from an application: the HTTP answers"
 "$PY" "$REPO/test/readme/check_http.py" "$REPO" >"$work/http.checks" 2>&1
 tally "$work/http.checks" check_http.py $?
+
+echo "# the links between the README and the doc/ pages"
+"$PY" "$REPO/test/readme/check_links.py" "$REPO" >"$work/links.checks" 2>&1
+tally "$work/links.checks" check_links.py $?
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
