@@ -13,7 +13,7 @@
  * sliding log would refuse it.  A fixed window admits up to 2N across a
  * boundary, a sliding-window counter estimates (and exceeds N), a token
  * bucket admits its burst plus its refill (up to 2N - 1 in W); an exact log
- * needs memory that grows with N.  (README, "Rate limits".)
+ * needs memory that grows with N.  (doc/usage-control.md, "Rate limits".)
  *
  * The state is a bucket per (database, key or tenant, limit name) in one of
  * RL_PARTITIONS open-addressing hash tables (linear probing, at most 3/4

@@ -320,7 +320,7 @@ refuse_citus_tables(Oid nsp)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("apikey.%s is a Citus table: apikey does not verify keys from Citus tables", found),
 				 errdetail("Its rows are in shards; this server's own copy of the table is stale and is not read."),
-				 errhint("Keep apikey's tables as ordinary tables on the coordinator and pass the authenticated tenant to distributed queries as a value (README, \"Replicas, failover and regions\").")));
+				 errhint("Keep apikey's tables as ordinary tables on the coordinator and pass the authenticated tenant to distributed queries as a value (doc/operations.md, \"Citus\").")));
 }
 
 static void

@@ -51,7 +51,7 @@ CREATE TABLE apikey.audit (
 	tenant_id    bigint NOT NULL,
 	tenant       text NOT NULL,
 	key_id       apikey.key_id,
-	action       text NOT NULL,     -- see the README for the list
+	action       text NOT NULL,     -- see audit_log in doc/reference.md for the list
 	details      jsonb NOT NULL DEFAULT '{}',
 	-- version 0.3.0
 	actor        text               -- apikey.set_actor: the human behind the change

@@ -144,7 +144,7 @@ report() {
 
 - machine: $(nproc) cores ($CPU), $MEMGB RAM; $PGV; load average (1, 5, 15 min)
   $LOAD_START at the start, $LOAD_END at the end
-- server: a throwaway cluster on a Unix socket, set up as the README recommends
+- server: a throwaway cluster on a Unix socket, set up as doc/setup.md recommends
   (\`shared_preload_libraries = 'apikey'\`, so \`last_used_at\` is kept, with
   PostgreSQL's defaults otherwise) except \`shared_buffers = $SHARED_BUFFERS\` (every key
   stays in memory), \`max_parallel_workers_per_gather = 0\` (each loop runs in one process)

@@ -1,5 +1,5 @@
 # Logical replication: a publisher and a subscriber that verifies keys
-# (README, "Replicas, failover and regions").
+# (doc/operations.md, "Replicas, failover and regions").
 #
 # The publication apikey.create_publication makes holds the tables a
 # subscriber needs and none that each server writes itself (key_usage):
