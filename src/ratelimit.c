@@ -1,7 +1,8 @@
 /*
  * ratelimit.c
- *		Rate limits of keys and tenants: at most max_requests units per
- *		interval, counted in shared memory, per server.
+ *		Rate limits of keys, tenants and key owners, and of any identifier
+ *		(rate_limit_take): at most max_requests units per interval,
+ *		counted in shared memory, per server.
  *
  * The algorithm: a sliding window of sub-windows, all of them counted.  A
  * limit of N per W counts in sub-windows of g = ceil(W / 31).  A request at
@@ -18,7 +19,12 @@
  * The state is a bucket per (database, key or tenant, limit name) in one of
  * RL_PARTITIONS open-addressing hash tables (linear probing, at most 3/4
  * full), each under its own LWLock: a lookup is one probe of one cache line
- * in the common case.  A verification
+ * in the common case.  The limits of an owner (tenant, owner, limit name)
+ * and the identifiers of rate_limit_take (tenant or global, namespace,
+ * identifier, window) are texts of any length: their buckets are named by
+ * a SHA-256 of them keyed with a random seed of the server, which also
+ * places them, so no one can choose names that crowd one slot.  A
+ * verification
  * locks the partitions of every limit that applies (in partition order, so
  * backends never deadlock), checks them all, then takes from all or from
  * none: concurrent verifications never admit more than a limit allows.
