@@ -1636,6 +1636,23 @@ REVOKE EXECUTE ON FUNCTION apikey.rate_limit_take(text, text, integer, interval,
 	apikey.remove_owner_rate_limit(text, text, text),
 	apikey._key_owner_rate_limits() FROM PUBLIC;
 
+-- A logical replication subscriber gets the owners' limits too, a read
+-- copy like the other published tables.
+CREATE OR REPLACE FUNCTION apikey.publication_tables() RETURNS SETOF regclass
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.oid::pg_catalog.regclass
+	  FROM pg_catalog.pg_class AS c
+	  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	 WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey'
+	   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['tenants', 'environments', 'public_keys',
+	       'keys', 'key_roles', 'credits', 'imported_keys', 'owner_rate_limits'])
+	 ORDER BY c.relname
+$$;
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.owner_rate_limits
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+
 -- key_list shows each key's owner's limits
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
