@@ -14,6 +14,8 @@
 #   32 identifiers are all still allowed and counted; mallory's beyond its
 #   share are refused without retry_after; rate_limit_tenants() shows who
 #   holds what; the server log says so without any identifier.
+# - pg_dump and pg_restore keep owners' limits, on the table and on each
+#   key, and a key created for the owner after the restore gets them.
 #
 # Key texts are secrets even in tests: they stay in the table test_keys.
 use strict;
@@ -126,6 +128,26 @@ like($log, qr/apikey: a rate-limited request of tenant $mallory_id in database \
 unlike($log, qr/mallory-ip|acme-ip|198\.51\.100/, '  ... and no identifier appears in the server log');
 my $texts = $node->safe_psql('postgres', 'SELECT string_agg(substr(api_key, 9), \' \') FROM test_keys');
 is(scalar(grep { index($log, $_) >= 0 } split / /, $texts), 0, 'no key text in the server log');
+
+# --- pg_dump keeps owners' limits, on the table and on each key
+my $dump = PostgreSQL::Test::Utils::tempdir . '/limits.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump -Fc');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+my ($out, $err) = ('', '');
+IPC::Run::run([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ], '>', \$out, '2>', \$err);
+is($err, '', 'pg_restore without errors');
+my $owner_limits = q{
+	SELECT (SELECT string_agg(owner || ' ' || name || ' ' || max_requests || ' ' || per, ', ')
+	          FROM apikey.owner_rate_limits) || ' | ' ||
+	       (SELECT string_agg(name || ' ' || owner_rate_limits::text, ', ' ORDER BY name)
+	          FROM apikey.key_list WHERE owner = 'olivia')};
+is($node->safe_psql('restored', $owner_limits), $node->safe_psql('postgres', $owner_limits),
+	'the owner\'s limits are restored, on the table and on its keys');
+is($node->safe_psql('restored', q{
+	SELECT count(*) FROM (SELECT apikey.create_key('acme', 'production', 'olivia 3', owner => 'olivia')) AS x;
+	SELECT owner_rate_limits::text FROM apikey.key_list WHERE name = 'olivia 3'}),
+	'1
+{"(hourly,200,01:00:00)"}', '  ... and a key created for the owner after the restore gets them');
 
 $node->stop;
 done_testing();
