@@ -88,6 +88,7 @@ SELECT n AS bad_input, pg_temp.try(format('SELECT apikey.rate_limit_take(%s)', a
 	('a microsecond', '''ns'', ''x'', 1, ''1 microsecond'''),
 	('a month', '''ns'', ''x'', 1, ''1 month'''),
 	('367 days', '''ns'', ''x'', 1, ''367 days'''),
+	('days that overflow', '''ns'', ''x'', 1, ''213503983 days'''),
 	('negative cost', '''ns'', ''x'', 5, ''1 hour'', -1'),
 	('cost above max', '''ns'', ''secret-identifier'', 5, ''1 hour'', 6')
   ) AS v(n, a);
@@ -153,7 +154,8 @@ SELECT n AS bad_owner_limit, pg_temp.try(format('SELECT apikey.set_owner_rate_li
 	('zero max', '''ol-a'', ''alice'', ''x'', 0, ''1 hour'''),
 	('null per', '''ol-a'', ''alice'', ''x'', 1, NULL'),
 	('zero per', '''ol-a'', ''alice'', ''x'', 1, ''0'''),
-	('a month', '''ol-a'', ''alice'', ''x'', 1, ''1 month''')
+	('a month', '''ol-a'', ''alice'', ''x'', 1, ''1 month'''),
+	('days that overflow', '''ol-a'', ''alice'', ''x'', 1, ''213503983 days''')
   ) AS v(n, a);
 SELECT pg_temp.try(format('SELECT apikey.set_owner_rate_limit(%L, %L, %L, 1, %L)', 'ol-a', 'dave', 'l' || i, '1 hour')) AS ninth
   FROM generate_series(1, 9) i;

@@ -1077,10 +1077,12 @@ check_max_requests(int32 max_requests)
 static int64
 checked_per(const Interval *per)
 {
-	int64		per_us = per_usecs(per);
+	/* its parts first: their sum could overflow */
+	bool		parts_ok = per->month == 0 && per->day >= 0 && per->day <= RL_MAX_PER_US / USECS_PER_DAY &&
+		per->time >= 0 && per->time <= RL_MAX_PER_US;
+	int64		per_us = parts_ok ? per_usecs(per) : 0;
 
-	if (per->month != 0 || per->day < 0 || per->time < 0 ||
-		per_us < RL_MIN_PER_US || per_us > RL_MAX_PER_US)
+	if (!parts_ok || per_us < RL_MIN_PER_US || per_us > RL_MAX_PER_US)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("per must be between 1 millisecond and 366 days"),
