@@ -1461,7 +1461,9 @@ COMMENT ON FUNCTION apikey.rate_limit_take(text, text, integer, interval, intege
 -- the tenant's limits does), so that a key given this owner meanwhile
 -- (which reads the owner's limits under a key share lock of the tenant, see
 -- below) gets the new ones; a limit an administrator set is the vendor's
--- (vendor.sql).
+-- (vendor.sql).  (set_key_owner locks the key, then the tenant: one that
+-- moves a key of the owner concurrently may end in a deadlock error for
+-- one of the two, to be retried, never in a key missing the limits.)
 CREATE TABLE apikey.owner_rate_limits (
 	tenant_id    bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
 	owner        text NOT NULL,
