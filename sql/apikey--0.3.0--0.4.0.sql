@@ -1438,6 +1438,349 @@ BEGIN
 END
 $$;
 
+-- Limits on anything (issue 23, item 4): rate_limit_take on any
+-- identifier of a namespace, and one budget shared by every key of an
+-- owner, which each of the owner's keys carries (keys.owner_rate_limits).
+ALTER TABLE apikey.keys ADD COLUMN owner_rate_limits apikey.rate_limit[];
+
+-- Limits on anything: a namespace of the caller's tenant (or, for full
+-- administrators, of the server), an identifier in it (an IP address, a
+-- user, an endpoint), counted like key limits (ratelimit.c).
+CREATE FUNCTION apikey.rate_limit_take(namespace text, identifier text, max_requests integer,
+		per interval, cost integer DEFAULT 1,
+		OUT allowed boolean, OUT remaining bigint, OUT retry_after interval)
+	AS 'MODULE_PATHNAME', 'rate_limit_take' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey.rate_limit_take(text, text, integer, interval, integer) IS
+	'take cost units from the limit of max_requests per interval of one identifier (an IP, a user, an endpoint) of a namespace of the authenticated tenant (global for administrators), per server; returns whether they were taken, what is left, and when to retry';
+
+-- An owner's limits: one budget for every key of one owner of a tenant (a
+-- person or a service, apikey.keys.owner).  Each of the owner's keys
+-- carries a copy (keys.owner_rate_limits), as with the tenant's limits, so
+-- verification reads one row, and a key without an owner's limits costs
+-- verification nothing more.  A change locks the tenant row (as a change of
+-- the tenant's limits does), so that a key given this owner meanwhile
+-- (which reads the owner's limits under a key share lock of the tenant, see
+-- below) gets the new ones; a limit an administrator set is the vendor's
+-- (vendor.sql).  (set_key_owner locks the key, then the tenant: one that
+-- moves a key of the owner concurrently may end in a deadlock error for
+-- one of the two, to be retried, never in a key missing the limits.)
+CREATE TABLE apikey.owner_rate_limits (
+	tenant_id    bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
+	owner        text NOT NULL,
+	name         text NOT NULL,
+	max_requests integer NOT NULL,
+	per          interval NOT NULL,
+	by_vendor    boolean NOT NULL,     -- set by a full administrator: tenant administrators may not lift it
+	PRIMARY KEY (tenant_id, owner, name)
+);
+COMMENT ON TABLE apikey.owner_rate_limits IS
+	'rate limits shared by all the keys of one owner of a tenant (copied to each key: keys.owner_rate_limits)';
+
+CREATE FUNCTION apikey._owner_rate_limits(tenant_id bigint, owner text)
+	RETURNS apikey.rate_limit[] LANGUAGE sql STABLE
+AS $$
+	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
+	  FROM apikey.owner_rate_limits AS l
+	 WHERE l.tenant_id OPERATOR(pg_catalog.=) _owner_rate_limits.tenant_id
+	   AND l.owner OPERATOR(pg_catalog.=) _owner_rate_limits.owner
+$$;
+COMMENT ON FUNCTION apikey._owner_rate_limits(bigint, text) IS
+	'internal: the limits of an owner of a tenant, sorted by name (NULL: none)';
+
+-- Set (max_requests given) or remove one limit of an owner, on the table
+-- and on each of the owner's keys.  The caller was authorized for the
+-- tenant; a tenant administrator acts only when its key covers every key
+-- of the owner (as revoke_owner_keys), and lifts no administrator's limit.
+CREATE FUNCTION apikey._set_owner_rate_limit(t apikey.tenants, owner text, name text,
+		max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	k apikey.keys;
+	old apikey.owner_rate_limits;
+	limits apikey.rate_limit[];
+	beyond integer := 0;
+	covered integer := 0;
+	changed bigint;
+BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey._authorize(t.slug, NULL, NULL, NULL);
+	PERFORM FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		BEGIN
+			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+			covered := covered + 1;
+		EXCEPTION WHEN insufficient_privilege THEN
+			beyond := beyond + 1;
+		END;
+	END LOOP;
+	IF beyond > 0 THEN
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %',
+			beyond, beyond + covered
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'A full administrator, or a tenant administrator whose key covers every key of the owner, sets the owner''s limits.';
+	END IF;
+	SELECT * INTO old FROM apikey.owner_rate_limits AS x
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	   AND x.name = _set_owner_rate_limit.name;
+	IF max_requests IS NULL AND old.name IS NULL THEN
+		RAISE EXCEPTION 'owner % of tenant "%" has no rate limit %', apikey._shown(owner), t.slug, apikey._shown(name)
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF old.by_vendor AND apikey._by_tenant() THEN
+		PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s" of this owner', name), NULL);
+	END IF;
+	IF max_requests IS NULL THEN
+		DELETE FROM apikey.owner_rate_limits AS x
+		 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+		   AND x.name = _set_owner_rate_limit.name;
+	ELSE
+		INSERT INTO apikey.owner_rate_limits AS x (tenant_id, owner, name, max_requests, per, by_vendor)
+		VALUES (t.tenant_id, owner, name, max_requests, per, NOT apikey._by_tenant())
+		ON CONFLICT ON CONSTRAINT owner_rate_limits_pkey DO UPDATE
+		   SET max_requests = excluded.max_requests, per = excluded.per, by_vendor = excluded.by_vendor;
+	END IF;
+	limits := apikey._owner_rate_limits(t.tenant_id, owner);
+	IF cardinality(limits) > 8 THEN
+		RAISE EXCEPTION 'owner % of tenant "%" already has 8 rate limits', apikey._shown(owner), t.slug
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Replace one (same name) or remove one first.';
+	END IF;
+	UPDATE apikey.keys AS x SET owner_rate_limits = limits
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	   AND x.owner_rate_limits IS DISTINCT FROM limits;
+	GET DIAGNOSTICS changed = ROW_COUNT;
+	PERFORM apikey._audit(CASE WHEN max_requests IS NULL THEN 'owner_rate_limit_removed'
+	                           ELSE 'owner_rate_limit_set' END,
+		t.tenant_id, t.slug, NULL,
+		jsonb_build_object('owner', owner, 'name', name,
+		                   'from', CASE WHEN old.name IS NOT NULL
+		                                THEN jsonb_build_object('max_requests', old.max_requests, 'per', old.per) END,
+		                   'to', CASE WHEN max_requests IS NOT NULL
+		                              THEN jsonb_build_object('max_requests', max_requests, 'per', per) END,
+		                   'keys', changed));
+END
+$$;
+COMMENT ON FUNCTION apikey._set_owner_rate_limit(apikey.tenants, text, text, integer, interval) IS
+	'internal: set or remove (max_requests NULL) a limit of an owner, on the table and on each of the owner''s keys';
+
+CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
+		max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+BEGIN
+	owner := apikey._checked_label('owner', owner, 200, true);
+	PERFORM apikey._check_rate_limit(name, max_requests, per);
+	PERFORM apikey._set_owner_rate_limit(t, owner, name, max_requests, per);
+END
+$$;
+COMMENT ON FUNCTION apikey.set_owner_rate_limit(text, text, text, integer, interval) IS
+	'add or replace a named rate limit shared by all the keys of one owner of a tenant: at most max_requests units per interval together (per server)';
+
+CREATE FUNCTION apikey.remove_owner_rate_limit(tenant text, owner text, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+BEGIN
+	PERFORM apikey._require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
+	PERFORM apikey._set_owner_rate_limit(t, owner, name, NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION apikey.remove_owner_rate_limit(text, text, text) IS
+	'remove a named rate limit of an owner of a tenant';
+
+-- A key given an owner (created with one, or set_key_owner) carries that
+-- owner's limits.  The key share lock waits for a change of the owner's
+-- limits in progress (which locks the tenant row for update).  A row
+-- inserted with limits of its own (pg_dump's data, restored before the
+-- owners' limits) keeps them unless the owner has limits.
+CREATE FUNCTION apikey._key_owner_rate_limits() RETURNS trigger
+	LANGUAGE plpgsql
+AS $$
+DECLARE
+	limits apikey.rate_limit[];
+BEGIN
+	IF NEW.owner IS NOT NULL THEN
+		PERFORM FROM apikey.tenants AS t
+		  WHERE t.tenant_id OPERATOR(pg_catalog.=) NEW.tenant_id
+		    FOR KEY SHARE;
+		limits := apikey._owner_rate_limits(NEW.tenant_id, NEW.owner);
+	END IF;
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' OR limits IS NOT NULL THEN
+		NEW.owner_rate_limits := limits;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION apikey._key_owner_rate_limits() IS
+	'internal: trigger that gives a key its owner''s rate limits';
+CREATE TRIGGER keys_owner_rate_limits BEFORE INSERT ON apikey.keys
+	FOR EACH ROW WHEN (NEW.owner IS NOT NULL) EXECUTE FUNCTION apikey._key_owner_rate_limits();
+CREATE TRIGGER keys_owner_changed BEFORE UPDATE OF owner ON apikey.keys
+	FOR EACH ROW WHEN (NEW.owner IS DISTINCT FROM OLD.owner)
+	EXECUTE FUNCTION apikey._key_owner_rate_limits();
+
+SELECT pg_catalog.pg_extension_config_dump('apikey.owner_rate_limits', '');
+REVOKE ALL ON apikey.owner_rate_limits FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION apikey.rate_limit_take(text, text, integer, interval, integer),
+	apikey._owner_rate_limits(bigint, text),
+	apikey._set_owner_rate_limit(apikey.tenants, text, text, integer, interval),
+	apikey.set_owner_rate_limit(text, text, text, integer, interval),
+	apikey.remove_owner_rate_limit(text, text, text),
+	apikey._key_owner_rate_limits() FROM PUBLIC;
+
+-- A logical replication subscriber gets the owners' limits too, a read
+-- copy like the other published tables.
+CREATE OR REPLACE FUNCTION apikey.publication_tables() RETURNS SETOF regclass
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.oid::pg_catalog.regclass
+	  FROM pg_catalog.pg_class AS c
+	  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	 WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey'
+	   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['tenants', 'environments', 'public_keys',
+	       'keys', 'key_roles', 'credits', 'imported_keys', 'owner_rate_limits'])
+	 ORDER BY c.relname
+$$;
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.owner_rate_limits
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+
+-- key_list shows each key's owner's limits
+CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
+SELECT k.key_id,
+       k.tenant,
+       k.environment,
+       k.name,
+       k.description,
+       k.hint,
+       k.scopes,
+       CASE WHEN pg_catalog.cardinality(k.resources) OPERATOR(pg_catalog.=) 1 THEN k.resources[1] END AS resource,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS status,
+       k.created_at,
+       k.created_by,
+       k.expires_at,
+       k.revoked_at,
+       k.revoked_reason,
+       k.rolled_at,
+       CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
+            THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
+       u.last_used_at,
+       k.tenant_id,
+       k.owner,
+       k.meta,
+       k.key_roles,
+       k.effective_scopes,
+       k.resources,
+       k.allowed_ips,
+       k.rate_limits,
+       k.tenant_rate_limits,
+       CASE WHEN c.next_refill_at <= pg_catalog.now() THEN c.refill_amount
+            ELSE c.remaining END AS remaining,
+       c.refill_amount,
+       c.refill_every,
+       k.imported,
+       k.owner_rate_limits
+  FROM apikey.keys AS k
+  LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+  LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+COMMENT ON VIEW apikey.key_list IS
+	'API keys for humans: name, hint, scopes, status (active, revoked, expired), dates; never a hash or a secret';
+
+CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey._check_role(role);
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.verify(text, text, text, text, integer, inet),
+		apikey.authenticate(text, text, integer, inet),
+		apikey.identify(text),
+		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
+		apikey.rename_key(apikey.key_id, text),
+		apikey.describe_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
+		apikey.reactivate_key(apikey.key_id),
+		apikey.delete_key(apikey.key_id),
+		apikey.roll_key(apikey.key_id, interval),
+		apikey.set_key_expiry(apikey.key_id, timestamptz),
+		apikey.public_key(text, text),
+		apikey.regenerate_public_key(text, text),
+		apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
+		apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
+		apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
+		apikey.revoke_owner_keys(text, text, text),
+		apikey.confirm_revocations(),
+		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
+		apikey.drop_key_role(text, text, boolean),
+		apikey.set_actor(text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval),
+		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
+		apikey.remove_rate_limit(apikey.key_id, text),
+		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
+		apikey.add_credits(apikey.key_id, bigint),
+		apikey.rate_limit_take(text, text, integer, interval, integer),
+		apikey.set_owner_rate_limit(text, text, text, integer, interval),
+		apikey.remove_owner_rate_limit(text, text, text)
+		TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);
+	EXECUTE format('GRANT SELECT ON apikey.vendor_meta_field_list TO %s', role);
+END
+$$;
+COMMENT ON FUNCTION apikey.grant_verifier(regrole) IS
+	'let a role (the application''s) verify and authenticate keys; it manages keys only of the tenant of an authenticated apikey:admin key';
+
+-- The new functions for grant_verifier's roles (as identified above; the
+-- roles grant_admin set up are among them), to no other role.
+DO $$
+DECLARE
+	r pg_catalog.regrole;
+BEGIN
+	FOR r IN
+		SELECT a.grantee
+		  FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+		 WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.identify(text)',
+		       'apikey.rename_key(apikey.key_id, text)', 'apikey.describe_key(apikey.key_id, text)',
+		       'apikey.reactivate_key(apikey.key_id)', 'apikey.delete_key(apikey.key_id)',
+		       'apikey.roll_key(apikey.key_id, interval)', 'apikey.set_key_expiry(apikey.key_id, timestamptz)',
+		       'apikey.public_key(text, text)', 'apikey.regenerate_public_key(text, text)',
+		       'apikey.set_key_meta(apikey.key_id, jsonb)', 'apikey.set_rate_limit(apikey.key_id, text, integer, interval)']::pg_catalog.regprocedure[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+		   AND a.grantee OPERATOR(pg_catalog.<>) p.proowner AND a.grantee OPERATOR(pg_catalog.<>) 0
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT p.oid) OPERATOR(pg_catalog.=) 11
+		INTERSECT
+		SELECT a.grantee
+		  FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
+		 WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY['apikey.key_list', 'apikey.audit_log']::pg_catalog.regclass[])
+		   AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+		 GROUP BY a.grantee HAVING pg_catalog.count(DISTINCT c.oid) OPERATOR(pg_catalog.=) 2
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION
+			apikey.rate_limit_take(text, text, integer, interval, integer),
+			apikey.set_owner_rate_limit(text, text, text, integer, interval),
+			apikey.remove_owner_rate_limit(text, text, text) TO %s', r);
+	END LOOP;
+END
+$$;
+
 -- No function resolves an unqualified name through the schema apikey: the
 -- fixed search_path is pg_catalog and pg_temp only (every body names the
 -- extension's objects with their schema).  Kept last, so that it applies to

@@ -49,6 +49,12 @@ extern void usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz
 /* usage.c: the owner of extension apikey in this database (SPI connected) */
 extern Oid	apikey_extension_owner(void);
 
+/*
+ * May the calling role manage every tenant (it may execute
+ * apikey.create_tenant, apikey.grant_admin)?  authz.c
+ */
+extern bool caller_is_admin(void);
+
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);
 

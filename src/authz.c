@@ -52,7 +52,7 @@ authz_init(void)
 }
 
 /* May the calling role manage every tenant? */
-static bool
+bool
 caller_is_admin(void)
 {
 	if (!OidIsValid(create_tenant_oid))

@@ -306,7 +306,7 @@ keycache_set_state(CachedKey *entry, const KeyState *state, const uint8 *key_has
 		varlena_room(state->scopes) + varlena_room(state->resources) +
 		varlena_room(state->owner) + varlena_room(state->meta) +
 		varlena_room(state->allowed_ips) + varlena_room(state->rate_limits) +
-		varlena_room(state->tenant_rate_limits);
+		varlena_room(state->tenant_rate_limits) + varlena_room(state->owner_rate_limits);
 	if (room > STATE_MAX_BYTES)
 		return;
 
@@ -321,6 +321,7 @@ keycache_set_state(CachedKey *entry, const KeyState *state, const uint8 *key_has
 	entry->state.allowed_ips = copy_into(&cursor, state->allowed_ips);
 	entry->state.rate_limits = copy_into(&cursor, state->rate_limits);
 	entry->state.tenant_rate_limits = copy_into(&cursor, state->tenant_rate_limits);
+	entry->state.owner_rate_limits = copy_into(&cursor, state->owner_rate_limits);
 	memcpy(entry->key_hash, key_hash, KEY_HASH_LEN);
 	entry->has_previous = previous_hash != NULL;
 	if (entry->has_previous)

@@ -35,7 +35,18 @@ report_failure(void)
 void
 key_hash_compute(const char *text, size_t len, uint8 *out)
 {
+	key_hash_pieces(1, &text, &len, out);
+}
+
+/*
+ * SHA-256 of n pieces one after the other into out (KEY_HASH_LEN bytes):
+ * of a name made of several texts, without copying them together.
+ */
+void
+key_hash_pieces(int n, const char *const *pieces, const size_t *lens, uint8 *out)
+{
 	unsigned int outlen = 0;
+	bool		ok;
 
 	if (sha256_ctx == NULL)
 	{
@@ -51,9 +62,10 @@ key_hash_compute(const char *text, size_t len, uint8 *out)
 		}
 	}
 	/* the context keeps no input: the final step wipes the data block */
-	if (EVP_DigestInit_ex(sha256_ctx, sha256_md, NULL) != 1 ||
-		EVP_DigestUpdate(sha256_ctx, text, len) != 1 ||
-		EVP_DigestFinal_ex(sha256_ctx, out, &outlen) != 1 ||
+	ok = EVP_DigestInit_ex(sha256_ctx, sha256_md, NULL) == 1;
+	for (int i = 0; ok && i < n; i++)
+		ok = EVP_DigestUpdate(sha256_ctx, pieces[i], lens[i]) == 1;
+	if (!ok || EVP_DigestFinal_ex(sha256_ctx, out, &outlen) != 1 ||
 		outlen != KEY_HASH_LEN)
 		report_failure();
 }

@@ -1,7 +1,8 @@
 /*
  * ratelimit.c
- *		Rate limits of keys and tenants: at most max_requests units per
- *		interval, counted in shared memory, per server.
+ *		Rate limits of keys, tenants and key owners, and of any identifier
+ *		(rate_limit_take): at most max_requests units per interval,
+ *		counted in shared memory, per server.
  *
  * The algorithm: a sliding window of sub-windows, all of them counted.  A
  * limit of N per W counts in sub-windows of g = ceil(W / 31).  A request at
@@ -18,7 +19,12 @@
  * The state is a bucket per (database, key or tenant, limit name) in one of
  * RL_PARTITIONS open-addressing hash tables (linear probing, at most 3/4
  * full), each under its own LWLock: a lookup is one probe of one cache line
- * in the common case.  A verification
+ * in the common case.  The limits of an owner (tenant, owner, limit name)
+ * and the identifiers of rate_limit_take (tenant or global, namespace,
+ * identifier, window) are texts of any length: their buckets are named by
+ * a SHA-256 of them keyed with a random seed of the server, which also
+ * places them, so no one can choose names that crowd one slot.  A
+ * verification
  * locks the partitions of every limit that applies (in partition order, so
  * backends never deadlock), checks them all, then takes from all or from
  * none: concurrent verifications never admit more than a limit allows.
@@ -71,6 +77,8 @@
 
 #include "pg_compat.h"
 #include "apikey.h"
+#include "identity.h"
+#include "keyhash.h"
 #include "ratelimit.h"
 
 /* validate.c: a value as an error message may show it */
@@ -80,10 +88,15 @@ extern Datum shown_value(PG_FUNCTION_ARGS);
 #define RL_SUBWINDOWS		(RL_SLOTS - 1)
 #define RL_PARTITION_BITS	5
 #define RL_PARTITIONS		(1 << RL_PARTITION_BITS)
-#define RL_MAX_LIMITS		(2 * RL_MAX_PER_OWNER)
 
 #define RL_KIND_KEY			1
 #define RL_KIND_TENANT		2
+#define RL_KIND_OWNER		3	/* named by a digest of owner and limit name */
+#define RL_KIND_TAKE		4	/* named by a digest of namespace, identifier, per */
+
+/* rate_limit_take: how long a namespace and an identifier may be */
+#define RL_NAMESPACE_LEN	64
+#define RL_IDENTIFIER_LEN	1024
 
 /* the lengths of time a limit may count over */
 #define RL_MIN_PER_US		(USECS_PER_SEC / 1000)
@@ -136,6 +149,11 @@ typedef struct RateShared
 	TimestampTz idle_at[RL_PARTITIONS];
 	slock_t		refusals_lock;
 	RateRefusal refusals[RL_REFUSAL_RECORDS];
+	/*
+	 * Secret of this server's digests of names chosen outside (owners,
+	 * identifiers): no one can choose names that crowd into one slot.
+	 */
+	uint8		seed[16];
 } RateShared;
 
 static int	rate_limit_buckets = 32768;
@@ -226,6 +244,10 @@ rate_shmem_startup(void)
 		memset(rate_shared->idle_at, 0, sizeof(rate_shared->idle_at));
 		SpinLockInit(&rate_shared->refusals_lock);
 		memset(rate_shared->refusals, 0, sizeof(rate_shared->refusals));
+		if (!pg_strong_random(rate_shared->seed, sizeof(rate_shared->seed)))
+			ereport(FATAL,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random seed for apikey's rate limits")));
 		/* every slot free (key.kind 0, held 0) */
 		memset(rate_buckets, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(RateBucket));
 		memset(rate_bucket_tenants, 0, (Size) RL_PARTITIONS * partition_slots() * sizeof(int64));
@@ -254,7 +276,52 @@ owner_hash(Oid dbid, uint32 kind, uint64 owner)
 static inline uint32
 rate_key_hash(const RateKey *key)
 {
-	return owner_hash(key->dbid, key->kind, key->owner);
+	uint32		h = owner_hash(key->dbid, key->kind, key->owner);
+
+	/*
+	 * A limit named by a digest has a place of its own: a tenant's owners
+	 * and identifiers spread over every partition (the digest is keyed
+	 * with the server's seed, so that place cannot be chosen).
+	 */
+	if (key->kind == RL_KIND_OWNER || key->kind == RL_KIND_TAKE)
+	{
+		uint32		d;
+
+		memcpy(&d, key->name, sizeof(d));
+		h = murmurhash32(h ^ d);
+	}
+	return h;
+}
+
+/*
+ * The name of a bucket made of texts of any length: SHA-256 over the
+ * server's seed and the pieces, a zero byte between them (no text holds
+ * one, so no two lists of texts run together the same way; the last piece
+ * may be binary, of a fixed length).
+ */
+static void
+digest_name(RateKey *key, int n, const char *const *pieces, const size_t *lens)
+{
+	const char *all[8];
+	size_t		all_lens[8];
+	static const char zero = 0;
+	int			m = 0;
+
+	Assert(2 * n <= (int) lengthof(all));
+	StaticAssertStmt(RL_NAME_LEN == KEY_HASH_LEN, "a name holds a SHA-256");
+	all[m] = (const char *) rate_shared->seed;
+	all_lens[m++] = sizeof(rate_shared->seed);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+		{
+			all[m] = &zero;
+			all_lens[m++] = 1;
+		}
+		all[m] = pieces[i];
+		all_lens[m++] = lens[i];
+	}
+	key_hash_pieces(m, all, all_lens, (uint8 *) key->name);
 }
 
 /*
@@ -507,10 +574,13 @@ set_partition(AppliedLimit *l)
 	l->partition = l->hash >> (32 - RL_PARTITION_BITS);
 }
 
-/* Append the limits of one array (a key's or its tenant's) to out[n...]. */
+/*
+ * Append the limits of one array (a key's, its tenant's or its owner's) to
+ * out[n...].  owner_text: the key's owner, for its owner's limits.
+ */
 static int
 collect_limits(ArrayType *limits, uint32 kind, uint64 owner, int64 tenant,
-			   AppliedLimit *out, int n)
+			   const text *owner_text, AppliedLimit *out, int n)
 {
 	array_iter	it;
 	int			count;
@@ -551,15 +621,25 @@ collect_limits(ArrayType *limits, uint32 kind, uint64 owner, int64 tenant,
 			max <= 0 || per < RL_MIN_PER_US || per > RL_MAX_PER_US || n == RL_MAX_LIMITS)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid rate limit of %s %llu", kind == RL_KIND_KEY ? "key" : "tenant",
+					 errmsg("invalid rate limit of %s %llu",
+							kind == RL_KIND_KEY ? "key" : kind == RL_KIND_TENANT ? "tenant" : "the owner of tenant",
 							(unsigned long long) owner),
-					 errhint("Set the limits again with apikey.set_rate_limit or apikey.set_tenant_rate_limit.")));
+					 errhint("Set the limits again with apikey.set_rate_limit, apikey.set_tenant_rate_limit or apikey.set_owner_rate_limit.")));
 		l = &out[n++];
 		memset(&l->key, 0, sizeof(RateKey));
 		l->key.dbid = MyDatabaseId;
 		l->key.kind = kind;
 		l->key.owner = owner;
-		memcpy(l->key.name, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+		if (kind == RL_KIND_OWNER)
+		{
+			/* the tenant's owner and the limit's name */
+			const char *pieces[2] = {VARDATA_ANY(owner_text), VARDATA_ANY(name)};
+			size_t		lens[2] = {VARSIZE_ANY_EXHDR(owner_text), VARSIZE_ANY_EXHDR(name)};
+
+			digest_name(&l->key, 2, pieces, lens);
+		}
+		else
+			memcpy(l->key.name, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 		/* this server's share of the limit: N servers never admit more than it */
 		l->max = max / rate_limit_servers;
 		l->slot_us = (per + RL_SUBWINDOWS - 1) / RL_SUBWINDOWS;
@@ -828,17 +908,24 @@ note_refusal(int64 tenant, RateRefusalReason why, TimestampTz now)
 				 errhidestmt(true), errhidecontext(true)));
 }
 
-bool
-ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
-			   bool *has_retry_after, int64 *retry_after_us)
+/*
+ * Take cost units from each of the n limits, all or none, under their
+ * partitions' locks (in partition order, so backends never deadlock).
+ * Returns whether they were taken; *remaining: the fewest units a limit
+ * has left (after this request, when admitted).  A refused request sets
+ * *has_retry_after when waiting will let it pass (*retry_after_us); it is
+ * not set when the cost exceeds a limit or no bucket was left for tenant.
+ */
+static bool
+take_limits(AppliedLimit *limits, int n, int32 cost, int64 tenant, RateTaken *taken,
+			bool *has_retry_after, int64 *retry_after_us, int64 *remaining)
 {
-	AppliedLimit limits[RL_MAX_LIMITS];
 	int			partitions[RL_MAX_LIMITS] = {0};
 	int			locked[RL_MAX_LIMITS];
-	int			n;
 	int			m;
 	int64		need = Max(cost, 1);	/* cost 0: would one more unit pass? */
 	int64		retry = 0;
+	int64		left = PG_INT64_MAX;
 	bool		admitted = true;
 	bool		never = false;
 	RateRefusalReason why = RL_ROOM;
@@ -846,11 +933,6 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 
 	taken->n = 0;
 	*has_retry_after = false;
-	n = collect_limits(key->rate_limits, RL_KIND_KEY, key->key_id, key->tenant_id, limits, 0);
-	n = collect_limits(key->tenant_rate_limits, RL_KIND_TENANT, (uint64) key->tenant_id,
-					   key->tenant_id, limits, n);
-	if (n == 0)
-		return true;
 	require_shared_memory();
 
 	now = GetCurrentTimestamp();
@@ -869,13 +951,19 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 			if (l->bucket == NULL)
 			{
 				admitted = false;
+				left = 0;
 				continue;
 			}
 		}
 		if (l->bucket == NULL)
-			continue;			/* a check of a limit not used yet: room */
+		{
+			/* a check of a limit not used yet: room */
+			left = Min(left, l->max);
+			continue;
+		}
 		bucket_advance(l->bucket, l->slot_us, now);
 		used = bucket_used(l->bucket);
+		left = Min(left, l->max - used);
 		if (used + need > l->max)
 		{
 			admitted = false;
@@ -902,17 +990,45 @@ ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
 			taken->item[i].amount = cost;
 		}
 		taken->n = n;
+		left -= cost;
 	}
 	unlock_partitions(locked, m);
 
 	if (why != RL_ROOM)
-		note_refusal(key->tenant_id, why, now);
+		note_refusal(tenant, why, now);
 	else if (!admitted && !never)
 	{
 		*has_retry_after = true;
 		*retry_after_us = retry;
 	}
+	*remaining = Max(left, 0);
 	return admitted;
+}
+
+bool
+ratelimit_take(const KeyState *key, int32 cost, RateTaken *taken,
+			   bool *has_retry_after, int64 *retry_after_us)
+{
+	AppliedLimit limits[RL_MAX_LIMITS];
+	int			n;
+	int64		remaining;
+
+	taken->n = 0;
+	*has_retry_after = false;
+	n = collect_limits(key->rate_limits, RL_KIND_KEY, key->key_id, key->tenant_id, NULL, limits, 0);
+	n = collect_limits(key->tenant_rate_limits, RL_KIND_TENANT, (uint64) key->tenant_id,
+					   key->tenant_id, NULL, limits, n);
+	if (key->owner_rate_limits != NULL && key->owner != NULL)
+	{
+		/* an owner's digests need the seed in shared memory */
+		require_shared_memory();
+		n = collect_limits(key->owner_rate_limits, RL_KIND_OWNER, (uint64) key->tenant_id,
+						   key->tenant_id, key->owner, limits, n);
+	}
+	if (n == 0)
+		return true;
+	return take_limits(limits, n, cost, key->tenant_id, taken, has_retry_after,
+					   retry_after_us, &remaining);
 }
 
 void
@@ -947,6 +1063,64 @@ ratelimit_give_back(const RateTaken *taken)
 	unlock_partitions(locked, m);
 }
 
+static void
+check_max_requests(int32 max_requests)
+{
+	if (max_requests <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_requests must be at least 1"),
+				 errdetail("Got %d.", max_requests)));
+}
+
+/* The length of a limit's window in microseconds; raises unless it is one. */
+static int64
+checked_per(const Interval *per)
+{
+	/* its parts first: their sum could overflow */
+	bool		parts_ok = per->month == 0 && per->day >= 0 && per->day <= RL_MAX_PER_US / USECS_PER_DAY &&
+		per->time >= 0 && per->time <= RL_MAX_PER_US;
+	int64		per_us = parts_ok ? per_usecs(per) : 0;
+
+	if (!parts_ok || per_us < RL_MIN_PER_US || per_us > RL_MAX_PER_US)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("per must be between 1 millisecond and 366 days"),
+				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
+				 per->month != 0 ? errhint("Months have no fixed length: write days, e.g. '30 days'.") : 0));
+	return per_us;
+}
+
+/*
+ * A namespace of rate_limit_take: 1 to 64 lowercase letters, digits, "_",
+ * "-", "." or ":", starting with a letter or digit ("login", "api:search").
+ */
+static void
+check_namespace(text *namespace)
+{
+	const char *s = VARDATA_ANY(namespace);
+	int			len = VARSIZE_ANY_EXHDR(namespace);
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  (i > 0 && (c == '_' || c == '-' || c == '.' || c == ':'))))
+		{
+			len = -1;
+			break;
+		}
+	}
+	if (len < 1 || len > RL_NAMESPACE_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid rate limit namespace %s",
+						text_to_cstring(DatumGetTextPP(DirectFunctionCall1(shown_value, PointerGetDatum(namespace))))),
+				 errdetail("A namespace is 1 to %d lowercase letters, digits, \"_\", \"-\", \".\" or \":\", starting with a letter or digit.",
+						   RL_NAMESPACE_LEN)));
+}
+
 /*
  * _check_rate_limit(name, max_requests, per): raise unless these make a
  * rate limit this server can count.
@@ -958,8 +1132,6 @@ check_rate_limit(PG_FUNCTION_ARGS)
 	text	   *name;
 	const char *s;
 	int			len;
-	Interval   *per;
-	int64		per_us;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -986,22 +1158,115 @@ check_rate_limit(PG_FUNCTION_ARGS)
 				 errmsg("invalid rate limit name %s",
 						text_to_cstring(DatumGetTextPP(DirectFunctionCall1(shown_value, PointerGetDatum(name))))),
 				 errdetail("A rate limit name is 1 to 32 lowercase letters, digits, \"_\" or \"-\", starting with a letter or digit.")));
-	if (PG_GETARG_INT32(1) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_requests must be at least 1"),
-				 errdetail("Got %d.", PG_GETARG_INT32(1))));
-	per = PG_GETARG_INTERVAL_P(2);
-	per_us = per_usecs(per);
-	if (per->month != 0 || per->day < 0 || per->time < 0 ||
-		per_us < RL_MIN_PER_US || per_us > RL_MAX_PER_US)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("per must be between 1 millisecond and 366 days"),
-				 errdetail("Got %s.", DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
-				 per->month != 0 ? errhint("Months have no fixed length: write days, e.g. '30 days'.") : 0));
+	check_max_requests(PG_GETARG_INT32(1));
+	checked_per(PG_GETARG_INTERVAL_P(2));
 	require_shared_memory();
 	PG_RETURN_VOID();
+}
+
+/*
+ * rate_limit_take(namespace, identifier, max_requests, per, cost) ->
+ * (allowed, remaining, retry_after): take cost units from the limit of
+ * max_requests per per of one identifier of a namespace.  The namespace is
+ * the caller's tenant's (the transaction authenticated a key of it) or,
+ * for a full administrator not acting as a key, the server's global one.
+ * The identifier is looked at only as a digest (never shown or logged).
+ */
+PG_FUNCTION_INFO_V1(rate_limit_take);
+Datum
+rate_limit_take(PG_FUNCTION_ARGS)
+{
+	static const char *const args[] = {"namespace", "identifier", "max_requests", "per", "cost"};
+	const Identity *id = identity_current();
+	int64		tenant;
+	text	   *namespace;
+	text	   *identifier;
+	int32		max_requests;
+	int32		cost;
+	int64		per_us;
+	AppliedLimit limit;
+	RateTaken	taken;
+	bool		allowed;
+	bool		has_retry_after;
+	int64		retry_after_us = 0;
+	int64		remaining;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	/* whose namespaces, before anything else is looked at */
+	if (id != NULL)
+		tenant = id->tenant_id;
+	else if (caller_is_admin())
+		tenant = 0;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to take from a rate limit"),
+				 errdetail("A namespace belongs to the tenant of the key this transaction authenticated (apikey.authenticate), or is global for administrators."),
+				 errhint("Authenticate the request's key first, or name the role an administrator with apikey.grant_admin.")));
+
+	for (int i = 0; i < (int) lengthof(args); i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null", args[i])));
+	namespace = PG_GETARG_TEXT_PP(0);
+	identifier = PG_GETARG_TEXT_PP(1);
+	max_requests = PG_GETARG_INT32(2);
+	cost = PG_GETARG_INT32(4);
+	check_namespace(namespace);
+	if (VARSIZE_ANY_EXHDR(identifier) == 0 || VARSIZE_ANY_EXHDR(identifier) > RL_IDENTIFIER_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("identifier must be 1 to %d bytes", RL_IDENTIFIER_LEN),
+				 errdetail("Got %d bytes.", (int) VARSIZE_ANY_EXHDR(identifier))));
+	check_max_requests(max_requests);
+	per_us = checked_per(PG_GETARG_INTERVAL_P(3));
+	if (cost < 0 || cost > max_requests)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cost must be between 0 and max_requests (%d)", max_requests),
+				 errdetail("Got %d.", cost)));
+	require_shared_memory();
+
+	memset(&limit.key, 0, sizeof(RateKey));
+	limit.key.dbid = MyDatabaseId;
+	limit.key.kind = RL_KIND_TAKE;
+	limit.key.owner = (uint64) tenant;
+	{
+		/* one counter per namespace, identifier and length of window */
+		const char *pieces[3] = {VARDATA_ANY(namespace), VARDATA_ANY(identifier), (const char *) &per_us};
+		size_t		lens[3] = {VARSIZE_ANY_EXHDR(namespace), VARSIZE_ANY_EXHDR(identifier), sizeof(per_us)};
+
+		digest_name(&limit.key, 3, pieces, lens);
+	}
+	limit.max = max_requests / rate_limit_servers;
+	limit.slot_us = (per_us + RL_SUBWINDOWS - 1) / RL_SUBWINDOWS;
+	limit.tenant = tenant;
+	limit.bucket = NULL;
+	set_partition(&limit);
+	allowed = take_limits(&limit, 1, cost, tenant, &taken, &has_retry_after,
+						  &retry_after_us, &remaining);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in context that cannot accept type record")));
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = BoolGetDatum(allowed);
+	values[1] = Int64GetDatum(remaining);
+	if (!allowed && has_retry_after)
+	{
+		Interval   *retry = palloc0(sizeof(Interval));
+
+		/* whole milliseconds, rounded up: never sooner than it passes */
+		retry->time = (retry_after_us + 999) / 1000 * 1000;
+		values[2] = IntervalPGetDatum(retry);
+	}
+	else
+		nulls[2] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*

@@ -129,6 +129,7 @@ typedef enum KeyColumn
 	COL_RATE_LIMITS,
 	COL_TENANT_RATE_LIMITS,
 	COL_HAS_CREDITS,
+	COL_OWNER_RATE_LIMITS,
 	NUM_KEY_COLUMNS
 } KeyColumn;
 
@@ -154,6 +155,7 @@ static const char *const key_column_names[NUM_KEY_COLUMNS] = {
 	[COL_RATE_LIMITS] = "rate_limits",
 	[COL_TENANT_RATE_LIMITS] = "tenant_rate_limits",
 	[COL_HAS_CREDITS] = "has_credits",
+	[COL_OWNER_RATE_LIMITS] = "owner_rate_limits",
 };
 
 /*
@@ -466,6 +468,9 @@ read_key_state(TupleTableSlot *slot, uint64 key_id, KeyState *key, bool copy)
 	key->allowed_ips = slot_varlena(slot, COL_ALLOWED_IPS, copy);
 	key->rate_limits = slot_varlena(slot, COL_RATE_LIMITS, copy);
 	key->tenant_rate_limits = slot_varlena(slot, COL_TENANT_RATE_LIMITS, copy);
+	/* an owner's limits apply to keys that have an owner */
+	key->owner_rate_limits = key->owner != NULL ?
+		slot_varlena(slot, COL_OWNER_RATE_LIMITS, copy) : NULL;
 	key->has_credits = false;
 	if (catalog.attnum[COL_HAS_CREDITS] != InvalidAttrNumber)
 	{
@@ -949,7 +954,8 @@ apply_usage_control(const VerifyRequest *request, VerifyResult *result, Timestam
 	RateTaken	taken;
 	volatile CreditsOutcome outcome = CREDITS_NONE;
 
-	if (key->rate_limits == NULL && key->tenant_rate_limits == NULL && !key->has_credits)
+	if (key->rate_limits == NULL && key->tenant_rate_limits == NULL &&
+		key->owner_rate_limits == NULL && !key->has_credits)
 		return;
 	/* an error from here on must not log the statement: it may hold the key */
 	key_text_guard_begin();

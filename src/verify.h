@@ -49,6 +49,7 @@ typedef struct KeyState
 	ArrayType  *allowed_ips;	/* cidr[]; NULL: from anywhere */
 	ArrayType  *rate_limits;	/* apikey.rate_limit[] of the key; NULL: none */
 	ArrayType  *tenant_rate_limits; /* ... shared by the tenant's keys */
+	ArrayType  *owner_rate_limits;	/* ... shared by the keys of its owner */
 	bool		has_credits;	/* usage-limited (apikey.credits) */
 	bool		revoked;
 	bool		has_expiry;

@@ -44,7 +44,9 @@ CREATE TABLE apikey.keys (
 	rate_limits              apikey.rate_limit[],
 	tenant_rate_limits       apikey.rate_limit[],           -- the tenant's, kept with each key
 	has_credits              boolean NOT NULL DEFAULT false,
-	imported                 boolean NOT NULL DEFAULT false
+	imported                 boolean NOT NULL DEFAULT false,
+	-- version 0.4.0
+	owner_rate_limits        apikey.rate_limit[]            -- its owner's (usage.sql), kept with each key
 );
 CREATE INDEX keys_tenant_environment ON apikey.keys (tenant_id, environment);
 COMMENT ON TABLE apikey.keys IS

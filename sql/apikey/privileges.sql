@@ -12,6 +12,7 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.credits', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.imported_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_vendor_controls', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.vendor_meta_fields', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey.owner_rate_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
@@ -63,7 +64,10 @@ BEGIN
 		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
 		apikey.remove_rate_limit(apikey.key_id, text),
 		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
-		apikey.add_credits(apikey.key_id, bigint)
+		apikey.add_credits(apikey.key_id, bigint),
+		apikey.rate_limit_take(text, text, integer, interval, integer),
+		apikey.set_owner_rate_limit(text, text, text, integer, interval),
+		apikey.remove_owner_rate_limit(text, text, text)
 		TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list TO %s', role);
 	EXECUTE format('GRANT SELECT ON apikey.tenant_list, apikey.usage_stats TO %s', role);

@@ -13,7 +13,7 @@ AS $$
 	  JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 	 WHERE n.nspname OPERATOR(pg_catalog.=) 'apikey'
 	   AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['tenants', 'environments', 'public_keys',
-	       'keys', 'key_roles', 'credits', 'imported_keys'])
+	       'keys', 'key_roles', 'credits', 'imported_keys', 'owner_rate_limits'])
 	 ORDER BY c.relname
 $$;
 COMMENT ON FUNCTION apikey.publication_tables() IS
@@ -61,4 +61,6 @@ CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCAT
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.credits
 	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.owner_rate_limits
 	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();

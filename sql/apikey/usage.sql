@@ -223,6 +223,192 @@ $$;
 COMMENT ON FUNCTION apikey.rate_limit_tenants() IS
 	'per tenant of this database: the rate-limit buckets it holds on this server, and how many of its requests were refused because no bucket was left for it (apikey.rate_limit_tenant_share), and when last (full administrators only)';
 
+-- Limits on anything: a namespace of the caller's tenant (or, for full
+-- administrators, of the server), an identifier in it (an IP address, a
+-- user, an endpoint), counted like key limits (ratelimit.c).
+CREATE FUNCTION apikey.rate_limit_take(namespace text, identifier text, max_requests integer,
+		per interval, cost integer DEFAULT 1,
+		OUT allowed boolean, OUT remaining bigint, OUT retry_after interval)
+	AS 'MODULE_PATHNAME', 'rate_limit_take' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey.rate_limit_take(text, text, integer, interval, integer) IS
+	'take cost units from the limit of max_requests per interval of one identifier (an IP, a user, an endpoint) of a namespace of the authenticated tenant (global for administrators), per server; returns whether they were taken, what is left, and when to retry';
+
+-- An owner's limits: one budget for every key of one owner of a tenant (a
+-- person or a service, apikey.keys.owner).  Each of the owner's keys
+-- carries a copy (keys.owner_rate_limits), as with the tenant's limits, so
+-- verification reads one row, and a key without an owner's limits costs
+-- verification nothing more.  A change locks the tenant row (as a change of
+-- the tenant's limits does), so that a key given this owner meanwhile
+-- (which reads the owner's limits under a key share lock of the tenant, see
+-- below) gets the new ones; a limit an administrator set is the vendor's
+-- (vendor.sql).  (set_key_owner locks the key, then the tenant: one that
+-- moves a key of the owner concurrently may end in a deadlock error for
+-- one of the two, to be retried, never in a key missing the limits.)
+CREATE TABLE apikey.owner_rate_limits (
+	tenant_id    bigint NOT NULL REFERENCES apikey.tenants ON DELETE CASCADE,
+	owner        text NOT NULL,
+	name         text NOT NULL,
+	max_requests integer NOT NULL,
+	per          interval NOT NULL,
+	by_vendor    boolean NOT NULL,     -- set by a full administrator: tenant administrators may not lift it
+	PRIMARY KEY (tenant_id, owner, name)
+);
+COMMENT ON TABLE apikey.owner_rate_limits IS
+	'rate limits shared by all the keys of one owner of a tenant (copied to each key: keys.owner_rate_limits)';
+
+CREATE FUNCTION apikey._owner_rate_limits(tenant_id bigint, owner text)
+	RETURNS apikey.rate_limit[] LANGUAGE sql STABLE
+AS $$
+	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
+	  FROM apikey.owner_rate_limits AS l
+	 WHERE l.tenant_id OPERATOR(pg_catalog.=) _owner_rate_limits.tenant_id
+	   AND l.owner OPERATOR(pg_catalog.=) _owner_rate_limits.owner
+$$;
+COMMENT ON FUNCTION apikey._owner_rate_limits(bigint, text) IS
+	'internal: the limits of an owner of a tenant, sorted by name (NULL: none)';
+
+-- Set (max_requests given) or remove one limit of an owner, on the table
+-- and on each of the owner's keys.  The caller was authorized for the
+-- tenant; a tenant administrator acts only when its key covers every key
+-- of the owner (as revoke_owner_keys), and lifts no administrator's limit.
+CREATE FUNCTION apikey._set_owner_rate_limit(t apikey.tenants, owner text, name text,
+		max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	k apikey.keys;
+	old apikey.owner_rate_limits;
+	limits apikey.rate_limit[];
+	beyond integer := 0;
+	covered integer := 0;
+	changed bigint;
+BEGIN
+	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey._authorize(t.slug, NULL, NULL, NULL);
+	PERFORM FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		BEGIN
+			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+			covered := covered + 1;
+		EXCEPTION WHEN insufficient_privilege THEN
+			beyond := beyond + 1;
+		END;
+	END LOOP;
+	IF beyond > 0 THEN
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %',
+			beyond, beyond + covered
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'A full administrator, or a tenant administrator whose key covers every key of the owner, sets the owner''s limits.';
+	END IF;
+	SELECT * INTO old FROM apikey.owner_rate_limits AS x
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	   AND x.name = _set_owner_rate_limit.name;
+	IF max_requests IS NULL AND old.name IS NULL THEN
+		RAISE EXCEPTION 'owner % of tenant "%" has no rate limit %', apikey._shown(owner), t.slug, apikey._shown(name)
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF old.by_vendor AND apikey._by_tenant() THEN
+		PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s" of this owner', name), NULL);
+	END IF;
+	IF max_requests IS NULL THEN
+		DELETE FROM apikey.owner_rate_limits AS x
+		 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+		   AND x.name = _set_owner_rate_limit.name;
+	ELSE
+		INSERT INTO apikey.owner_rate_limits AS x (tenant_id, owner, name, max_requests, per, by_vendor)
+		VALUES (t.tenant_id, owner, name, max_requests, per, NOT apikey._by_tenant())
+		ON CONFLICT ON CONSTRAINT owner_rate_limits_pkey DO UPDATE
+		   SET max_requests = excluded.max_requests, per = excluded.per, by_vendor = excluded.by_vendor;
+	END IF;
+	limits := apikey._owner_rate_limits(t.tenant_id, owner);
+	IF cardinality(limits) > 8 THEN
+		RAISE EXCEPTION 'owner % of tenant "%" already has 8 rate limits', apikey._shown(owner), t.slug
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Replace one (same name) or remove one first.';
+	END IF;
+	UPDATE apikey.keys AS x SET owner_rate_limits = limits
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	   AND x.owner_rate_limits IS DISTINCT FROM limits;
+	GET DIAGNOSTICS changed = ROW_COUNT;
+	PERFORM apikey._audit(CASE WHEN max_requests IS NULL THEN 'owner_rate_limit_removed'
+	                           ELSE 'owner_rate_limit_set' END,
+		t.tenant_id, t.slug, NULL,
+		jsonb_build_object('owner', owner, 'name', name,
+		                   'from', CASE WHEN old.name IS NOT NULL
+		                                THEN jsonb_build_object('max_requests', old.max_requests, 'per', old.per) END,
+		                   'to', CASE WHEN max_requests IS NOT NULL
+		                              THEN jsonb_build_object('max_requests', max_requests, 'per', per) END,
+		                   'keys', changed));
+END
+$$;
+COMMENT ON FUNCTION apikey._set_owner_rate_limit(apikey.tenants, text, text, integer, interval) IS
+	'internal: set or remove (max_requests NULL) a limit of an owner, on the table and on each of the owner''s keys';
+
+CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
+		max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+BEGIN
+	owner := apikey._checked_label('owner', owner, 200, true);
+	PERFORM apikey._check_rate_limit(name, max_requests, per);
+	PERFORM apikey._set_owner_rate_limit(t, owner, name, max_requests, per);
+END
+$$;
+COMMENT ON FUNCTION apikey.set_owner_rate_limit(text, text, text, integer, interval) IS
+	'add or replace a named rate limit shared by all the keys of one owner of a tenant: at most max_requests units per interval together (per server)';
+
+CREATE FUNCTION apikey.remove_owner_rate_limit(tenant text, owner text, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey._authorize_tenant(tenant);
+BEGIN
+	PERFORM apikey._require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
+	PERFORM apikey._set_owner_rate_limit(t, owner, name, NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION apikey.remove_owner_rate_limit(text, text, text) IS
+	'remove a named rate limit of an owner of a tenant';
+
+-- A key given an owner (created with one, or set_key_owner) carries that
+-- owner's limits.  The key share lock waits for a change of the owner's
+-- limits in progress (which locks the tenant row for update).  A row
+-- inserted with limits of its own (pg_dump's data, restored before the
+-- owners' limits) keeps them unless the owner has limits.
+CREATE FUNCTION apikey._key_owner_rate_limits() RETURNS trigger
+	LANGUAGE plpgsql
+AS $$
+DECLARE
+	limits apikey.rate_limit[];
+BEGIN
+	IF NEW.owner IS NOT NULL THEN
+		PERFORM FROM apikey.tenants AS t
+		  WHERE t.tenant_id OPERATOR(pg_catalog.=) NEW.tenant_id
+		    FOR KEY SHARE;
+		limits := apikey._owner_rate_limits(NEW.tenant_id, NEW.owner);
+	END IF;
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' OR limits IS NOT NULL THEN
+		NEW.owner_rate_limits := limits;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION apikey._key_owner_rate_limits() IS
+	'internal: trigger that gives a key its owner''s rate limits';
+CREATE TRIGGER keys_owner_rate_limits BEFORE INSERT ON apikey.keys
+	FOR EACH ROW WHEN (NEW.owner IS NOT NULL) EXECUTE FUNCTION apikey._key_owner_rate_limits();
+CREATE TRIGGER keys_owner_changed BEFORE UPDATE OF owner ON apikey.keys
+	FOR EACH ROW WHEN (NEW.owner IS DISTINCT FROM OLD.owner)
+	EXECUTE FUNCTION apikey._key_owner_rate_limits();
+
 -- Credits -------------------------------------------------------------------
 
 CREATE FUNCTION apikey._next_refill(anchor timestamptz, every interval, after timestamptz)

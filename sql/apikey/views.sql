@@ -36,7 +36,8 @@ SELECT k.key_id,
             ELSE c.remaining END AS remaining,
        c.refill_amount,
        c.refill_every,
-       k.imported
+       k.imported,
+       k.owner_rate_limits
   FROM apikey.keys AS k
   LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
   LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id

@@ -49,7 +49,7 @@ $pub->safe_psql('postgres', q{
 is($pub->safe_psql('postgres', q{
 	SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables
 	 WHERE pubname = 'apikey' AND schemaname = 'apikey'}),
-	'credits,environments,imported_keys,key_roles,keys,public_keys,tenants',
+	'credits,environments,imported_keys,key_roles,keys,owner_rate_limits,public_keys,tenants',
 	'the publication: the tables verification needs, not key_usage, usage_hourly or audit');
 
 # the subscriber: the extension first, then the subscription (copy_data)
