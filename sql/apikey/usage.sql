@@ -21,36 +21,36 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.usage_hourly', '');
 
 -- Rate limits -------------------------------------------------------------
 
-CREATE FUNCTION apikey._check_rate_limit(name text, max_requests integer, per interval)
+CREATE FUNCTION apikey_internal.check_rate_limit(name text, max_requests integer, per interval)
 	RETURNS void AS 'MODULE_PATHNAME', 'check_rate_limit' LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._check_rate_limit(text, integer, interval) IS
+COMMENT ON FUNCTION apikey_internal.check_rate_limit(text, integer, interval) IS
 	'internal: raise unless name, max_requests and per make a rate limit this server can count (it needs shared_preload_libraries = apikey)';
 
 -- The limits with the one named name set to max_requests per per, or
 -- removed (max_requests NULL); sorted by name, NULL when none is left.
-CREATE FUNCTION apikey._with_rate_limit(limits apikey.rate_limit[], name text,
+CREATE FUNCTION apikey_internal.with_rate_limit(limits apikey.rate_limit[], name text,
 		max_requests integer, per interval)
 	RETURNS apikey.rate_limit[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
 	  FROM (SELECT x.name, x.max_requests, x.per FROM pg_catalog.unnest(limits) AS x
-	         WHERE x.name OPERATOR(pg_catalog.<>) _with_rate_limit.name
+	         WHERE x.name OPERATOR(pg_catalog.<>) with_rate_limit.name
 	        UNION ALL
-	        SELECT _with_rate_limit.name, _with_rate_limit.max_requests, _with_rate_limit.per
-	         WHERE _with_rate_limit.max_requests IS NOT NULL) AS l
+	        SELECT with_rate_limit.name, with_rate_limit.max_requests, with_rate_limit.per
+	         WHERE with_rate_limit.max_requests IS NOT NULL) AS l
 $$;
-COMMENT ON FUNCTION apikey._with_rate_limit(apikey.rate_limit[], text, integer, interval) IS
+COMMENT ON FUNCTION apikey_internal.with_rate_limit(apikey.rate_limit[], text, integer, interval) IS
 	'internal: the limits with one set (or removed when max_requests is NULL), sorted by name';
 
 -- The limit named name of limits, as audit details show it (NULL: none).
-CREATE FUNCTION apikey._rate_limit_details(limits apikey.rate_limit[], name text)
+CREATE FUNCTION apikey_internal.rate_limit_details(limits apikey.rate_limit[], name text)
 	RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT pg_catalog.jsonb_build_object('max_requests', x.max_requests, 'per', x.per)
 	  FROM pg_catalog.unnest(limits) AS x
-	 WHERE x.name OPERATOR(pg_catalog.=) _rate_limit_details.name
+	 WHERE x.name OPERATOR(pg_catalog.=) rate_limit_details.name
 $$;
-COMMENT ON FUNCTION apikey._rate_limit_details(apikey.rate_limit[], text) IS
+COMMENT ON FUNCTION apikey_internal.rate_limit_details(apikey.rate_limit[], text) IS
 	'internal: one limit of a list, as audit details show it';
 
 CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_requests integer, per interval)
@@ -58,22 +58,22 @@ CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_reque
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	limits apikey.rate_limit[];
 BEGIN
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	limits := apikey._with_rate_limit(k.rate_limits, name, max_requests, per);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, max_requests, per);
 	IF cardinality(limits) > 8 THEN
 		RAISE EXCEPTION 'key % already has 8 rate limits', k.key_id
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
-	PERFORM apikey._vendor_rate_limit(k, name, false);    -- vendor.sql
+	PERFORM apikey_internal.vendor_rate_limit(k, name, false);    -- vendor.sql
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name,
-		                   'from', apikey._rate_limit_details(k.rate_limits, name),
-		                   'to', apikey._rate_limit_details(limits, name)));
+		                   'from', apikey_internal.rate_limit_details(k.rate_limits, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name)));
 END
 $$;
 COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval) IS
@@ -84,18 +84,18 @@ CREATE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
-	old jsonb := apikey._rate_limit_details(k.rate_limits, name);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	old jsonb := apikey_internal.rate_limit_details(k.rate_limits, name);
 	limits apikey.rate_limit[];
 BEGIN
 	IF old IS NULL THEN
-		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey._shown(name)
+		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._vendor_rate_limit(k, name, true);    -- vendor.sql
-	limits := apikey._with_rate_limit(k.rate_limits, name, NULL, NULL);
+	PERFORM apikey_internal.vendor_rate_limit(k, name, true);    -- vendor.sql
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, NULL, NULL);
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name, 'from', old));
 END
 $$;
@@ -108,7 +108,7 @@ COMMENT ON FUNCTION apikey.remove_rate_limit(apikey.key_id, text) IS
 -- key carries a copy (keys.tenant_rate_limits), so verification reads one
 -- row; the tenant row is locked so that keys created meanwhile (which read
 -- the tenant's limits, see below) get the new ones.
-CREATE FUNCTION apikey._set_tenant_rate_limits(t apikey.tenants, name text,
+CREATE FUNCTION apikey_internal.set_tenant_rate_limits(t apikey.tenants, name text,
 		max_requests integer, per interval, action text)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
@@ -117,9 +117,9 @@ DECLARE
 	limits apikey.rate_limit[];
 	changed bigint;
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
 	SELECT x.rate_limits INTO old FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
-	limits := apikey._with_rate_limit(old, name, max_requests, per);
+	limits := apikey_internal.with_rate_limit(old, name, max_requests, per);
 	IF cardinality(limits) > 8 THEN
 		RAISE EXCEPTION 'tenant "%" already has 8 rate limits', t.slug
 			USING ERRCODE = 'program_limit_exceeded',
@@ -129,14 +129,14 @@ BEGIN
 	UPDATE apikey.keys AS k SET tenant_rate_limits = limits
 	 WHERE k.tenant_id = t.tenant_id AND k.tenant_rate_limits IS DISTINCT FROM limits;
 	GET DIAGNOSTICS changed = ROW_COUNT;
-	PERFORM apikey._audit(action, t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit(action, t.tenant_id, t.slug, NULL,
 		jsonb_build_object('name', name,
-		                   'from', apikey._rate_limit_details(old, name),
-		                   'to', apikey._rate_limit_details(limits, name),
+		                   'from', apikey_internal.rate_limit_details(old, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name),
 		                   'keys', changed));
 END
 $$;
-COMMENT ON FUNCTION apikey._set_tenant_rate_limits(apikey.tenants, text, integer, interval, text) IS
+COMMENT ON FUNCTION apikey_internal.set_tenant_rate_limits(apikey.tenants, text, integer, interval, text) IS
 	'internal: set or remove (max_requests NULL) a tenant''s limit, on the tenant and on each of its keys';
 
 CREATE FUNCTION apikey.set_tenant_rate_limit(tenant text, name text, max_requests integer, per interval)
@@ -146,10 +146,10 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	PERFORM apikey._set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
 END
 $$;
 COMMENT ON FUNCTION apikey.set_tenant_rate_limit(text, text, integer, interval) IS
@@ -162,13 +162,13 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
-	IF apikey._rate_limit_details(t.rate_limits, name) IS NULL THEN
-		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey._shown(name)
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	IF apikey_internal.rate_limit_details(t.rate_limits, name) IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._set_tenant_rate_limits(t, name, NULL, NULL, 'tenant_rate_limit_removed');
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, NULL, NULL, 'tenant_rate_limit_removed');
 END
 $$;
 COMMENT ON FUNCTION apikey.remove_tenant_rate_limit(text, text) IS
@@ -177,7 +177,7 @@ COMMENT ON FUNCTION apikey.remove_tenant_rate_limit(text, text) IS
 -- A new key carries its tenant's limits, however it is inserted.  The key
 -- share lock waits for a change of the tenant's limits in progress (which
 -- locks the tenant row for update), so no key misses one.
-CREATE FUNCTION apikey._key_tenant_rate_limits() RETURNS trigger
+CREATE FUNCTION apikey_internal.key_tenant_rate_limits() RETURNS trigger
 	LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -188,10 +188,10 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION apikey._key_tenant_rate_limits() IS
+COMMENT ON FUNCTION apikey_internal.key_tenant_rate_limits() IS
 	'internal: trigger that gives a new key its tenant''s rate limits';
 CREATE TRIGGER keys_tenant_rate_limits BEFORE INSERT ON apikey.keys
-	FOR EACH ROW EXECUTE FUNCTION apikey._key_tenant_rate_limits();
+	FOR EACH ROW EXECUTE FUNCTION apikey_internal.key_tenant_rate_limits();
 
 CREATE FUNCTION apikey.rate_limit_status(OUT preloaded boolean, OUT capacity integer,
 		OUT in_use bigint, OUT refused_full bigint)
@@ -199,11 +199,11 @@ CREATE FUNCTION apikey.rate_limit_status(OUT preloaded boolean, OUT capacity int
 COMMENT ON FUNCTION apikey.rate_limit_status() IS
 	'rate-limit buckets of this server: whether they exist (shared_preload_libraries), how many there can be, how many are held, and how many requests were refused because none was free';
 
-CREATE FUNCTION apikey._rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
+CREATE FUNCTION apikey_internal.rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
 		OUT refused bigint, OUT last_refused timestamptz)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'rate_limit_tenants' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._rate_limit_tenants() IS
+COMMENT ON FUNCTION apikey_internal.rate_limit_tenants() IS
 	'internal: rate-limit buckets held and requests refused for want of one, per tenant id of this database';
 
 CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
@@ -212,10 +212,10 @@ CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._authorize_admin();
+	PERFORM apikey_internal.authorize_admin();
 	RETURN QUERY
 		SELECT coalesce(t.slug, '#' OPERATOR(pg_catalog.||) r.tenant_id::text), r.buckets, r.refused, r.last_refused
-		  FROM apikey._rate_limit_tenants() AS r
+		  FROM apikey_internal.rate_limit_tenants() AS r
 		  LEFT JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
 		 ORDER BY r.refused DESC, r.buckets DESC, 1;
 END
@@ -225,9 +225,9 @@ COMMENT ON FUNCTION apikey.rate_limit_tenants() IS
 
 -- Credits -------------------------------------------------------------------
 
-CREATE FUNCTION apikey._next_refill(anchor timestamptz, every interval, after timestamptz)
+CREATE FUNCTION apikey_internal.next_refill(anchor timestamptz, every interval, after timestamptz)
 	RETURNS timestamptz AS 'MODULE_PATHNAME', 'next_refill' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
+COMMENT ON FUNCTION apikey_internal.next_refill(timestamptz, interval, timestamptz) IS
 	'internal: the first anchor + n * every (n >= 1) after "after", in UTC with calendar months';
 
 -- Called by verification (credits.c) for a key with credits, in the
@@ -238,7 +238,7 @@ COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
 -- charges of a key wait for each other (and the UPDATE re-checks the row
 -- the previous charge left); a check (cost 0) takes no lock and writes
 -- nothing, so it works in a read-only transaction.
-CREATE FUNCTION apikey._charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
+CREATE FUNCTION apikey_internal.charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
@@ -254,22 +254,22 @@ BEGIN
 	-- the common case in one statement: enough credits, no refill due
 	IF cost > 0 THEN
 		UPDATE apikey.credits AS x SET remaining = x.remaining - cost
-		 WHERE x.key_id = _charge_credits.key_id AND x.remaining >= cost
+		 WHERE x.key_id = charge_credits.key_id AND x.remaining >= cost
 		   AND (x.next_refill_at IS NULL OR x.next_refill_at > at)
 		RETURNING x.remaining INTO left_over;
 		IF FOUND THEN
 			RETURN left_over;
 		END IF;
-		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id FOR UPDATE;
+		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = charge_credits.key_id FOR UPDATE;
 	ELSE
-		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id;
+		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = charge_credits.key_id;
 	END IF;
 	IF NOT FOUND THEN
 		RETURN NULL;
 	END IF;
 	IF c.next_refill_at <= at THEN
 		c.remaining := c.refill_amount;
-		c.next_refill_at := apikey._next_refill(c.refill_anchor, c.refill_every, at);
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
 		refilled := true;
 	END IF;
 	IF c.remaining < greatest(cost, 1) THEN
@@ -280,12 +280,12 @@ BEGIN
 		   SET remaining = c.remaining - cost,
 		       refilled_at = CASE WHEN refilled THEN at ELSE x.refilled_at END,
 		       next_refill_at = c.next_refill_at
-		 WHERE x.key_id = _charge_credits.key_id;
+		 WHERE x.key_id = charge_credits.key_id;
 	END IF;
 	RETURN c.remaining - cost;
 END
 $$;
-COMMENT ON FUNCTION apikey._charge_credits(apikey.key_id, integer, timestamptz) IS
+COMMENT ON FUNCTION apikey_internal.charge_credits(apikey.key_id, integer, timestamptz) IS
 	'internal: charge a key''s credits in the current transaction (verification calls it); what is left, or -1 minus what there is when too few';
 
 CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
@@ -294,7 +294,7 @@ CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	old apikey.credits;
 	next_refill timestamptz;
 BEGIN
@@ -312,10 +312,10 @@ BEGIN
 			      HINT = 'E.g. refill_amount => 1000, refill_every => ''1 month''.';
 	END IF;
 	IF refill_every IS NOT NULL THEN
-		PERFORM apikey._check_lifetime('refill_every', refill_every);
-		next_refill := apikey._next_refill(now(), refill_every, now());
+		PERFORM apikey_internal.check_lifetime('refill_every', refill_every);
+		next_refill := apikey_internal.next_refill(now(), refill_every, now());
 	END IF;
-	PERFORM apikey._vendor_credits(k, remaining, NULL);    -- vendor.sql
+	PERFORM apikey_internal.vendor_credits(k, remaining, NULL);    -- vendor.sql
 	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
 	IF remaining IS NULL THEN
 		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
@@ -332,7 +332,7 @@ BEGIN
 	IF k.has_credits IS DISTINCT FROM (remaining IS NOT NULL) THEN
 		UPDATE apikey.keys AS x SET has_credits = (remaining IS NOT NULL) WHERE x.key_id = k.key_id;
 	END IF;
-	PERFORM apikey._audit('credits_set', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('credits_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object(
 			'from', CASE WHEN old.key_id IS NOT NULL THEN jsonb_build_object(
 				'remaining', old.remaining, 'refill_amount', old.refill_amount, 'refill_every', old.refill_every) END,
@@ -348,14 +348,14 @@ CREATE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	c apikey.credits;
 	at timestamptz := statement_timestamp();
 BEGIN
 	IF amount IS NULL THEN
 		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	PERFORM apikey._vendor_credits(k, NULL, amount);    -- vendor.sql
+	PERFORM apikey_internal.vendor_credits(k, NULL, amount);    -- vendor.sql
 	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id
@@ -365,7 +365,7 @@ BEGIN
 	IF c.next_refill_at <= at THEN
 		c.remaining := c.refill_amount;
 		c.refilled_at := at;
-		c.next_refill_at := apikey._next_refill(c.refill_anchor, c.refill_every, at);
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
 	END IF;
 	IF c.remaining + amount < 0 THEN
 		RAISE EXCEPTION 'key % has % credits: cannot take % away', k.key_id, c.remaining, -amount
@@ -374,7 +374,7 @@ BEGIN
 	UPDATE apikey.credits AS x
 	   SET remaining = c.remaining + amount, refilled_at = c.refilled_at, next_refill_at = c.next_refill_at
 	 WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('credits_added', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('credits_added', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('amount', amount, 'remaining', c.remaining + amount));
 	RETURN c.remaining + amount;
 END
