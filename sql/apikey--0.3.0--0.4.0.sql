@@ -1546,6 +1546,241 @@ BEGIN
 END
 $$;
 
+-- Rate limits as text in the listings (key_list.rate_limit_summary and
+-- tenant_rate_limit_summary, tenant_list.rate_limit_summary), columns
+-- added at the end: what was there stays as it was.
+CREATE FUNCTION apikey_internal.rate_limit_summary(limits apikey.rate_limit[]) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s %s/%s', l.name, l.max_requests,
+	           CASE WHEN m.ms % 86400000 = 0 THEN (m.ms / 86400000)::bigint || ' d'
+	                WHEN m.ms % 3600000 = 0 THEN (m.ms / 3600000)::bigint || ' h'
+	                WHEN m.ms % 60000 = 0 THEN (m.ms / 60000)::bigint || ' min'
+	                WHEN m.ms % 1000 = 0 THEN (m.ms / 1000)::bigint || ' s'
+	                ELSE pg_catalog.trim_scale(m.ms) || ' ms' END), ', ' ORDER BY l.n)
+	  FROM pg_catalog.unnest(limits) WITH ORDINALITY AS l(name, max_requests, per, n),
+	       LATERAL (SELECT EXTRACT(epoch FROM l.per) * 1000) AS m(ms)
+$$;
+COMMENT ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) IS
+	'internal: rate limits as text for the listings, e.g. "burst 20/1 s, hourly 1000/1 h"';
+-- (revoked first, as the install script does: the same ACL, in the same order)
+REVOKE EXECUTE ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) TO PUBLIC;
+CREATE OR REPLACE VIEW apikey.tenant_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       t.tenant_id,
+       t.name,
+       (SELECT pg_catalog.array_agg(e.name ORDER BY e.name) FROM apikey.environments AS e
+         WHERE e.tenant_id OPERATOR(pg_catalog.=) t.tenant_id) AS environments,
+       t.key_prefix,
+       t.default_key_lifetime,
+       t.max_key_lifetime,
+       t.rate_limits,
+       t.created_at,
+       t.created_by,
+       apikey_internal.rate_limit_summary(t.rate_limits) AS rate_limit_summary
+  FROM apikey.tenants AS t
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
+SELECT k.key_id,
+       k.tenant,
+       k.environment,
+       k.name,
+       k.description,
+       k.hint,
+       k.scopes,
+       CASE WHEN pg_catalog.cardinality(k.resources) OPERATOR(pg_catalog.=) 1 THEN k.resources[1] END AS resource,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS status,
+       k.created_at,
+       k.created_by,
+       k.expires_at,
+       k.revoked_at,
+       k.revoked_reason,
+       k.rolled_at,
+       CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
+            THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
+       u.last_used_at,
+       k.tenant_id,
+       k.owner,
+       k.meta,
+       k.key_roles,
+       k.effective_scopes,
+       k.resources,
+       k.allowed_ips,
+       k.rate_limits,
+       k.tenant_rate_limits,
+       CASE WHEN c.next_refill_at <= pg_catalog.now() THEN c.refill_amount
+            ELSE c.remaining END AS remaining,
+       c.refill_amount,
+       c.refill_every,
+       k.imported,
+       apikey_internal.rate_limit_summary(k.rate_limits) AS rate_limit_summary,
+       apikey_internal.rate_limit_summary(k.tenant_rate_limits) AS tenant_rate_limit_summary
+  FROM apikey.keys AS k
+  LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+  LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
+-- Every column of every view says what it holds (\d+ apikey.key_list).
+COMMENT ON COLUMN apikey.tenant_list.tenant IS
+	'the tenant''s slug, as the functions take it';
+COMMENT ON COLUMN apikey.tenant_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.tenant_list.name IS
+	'the tenant''s display name';
+COMMENT ON COLUMN apikey.tenant_list.environments IS
+	'the names of the tenant''s environments';
+COMMENT ON COLUMN apikey.tenant_list.key_prefix IS
+	'the prefix of the text of the tenant''s keys (ak by default)';
+COMMENT ON COLUMN apikey.tenant_list.default_key_lifetime IS
+	'the lifetime of a key created without an expiry (NULL: none)';
+COMMENT ON COLUMN apikey.tenant_list.max_key_lifetime IS
+	'the longest lifetime a key may have (NULL: no limit)';
+COMMENT ON COLUMN apikey.tenant_list.rate_limits IS
+	'the tenant''s rate limits (name, max_requests, per), a budget shared by its keys; rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.tenant_list.created_at IS
+	'when the tenant was created';
+COMMENT ON COLUMN apikey.tenant_list.created_by IS
+	'the role that created it';
+COMMENT ON COLUMN apikey.tenant_list.rate_limit_summary IS
+	'the tenant''s rate limits as text, e.g. "api 5000/1 min" (NULL: none)';
+COMMENT ON COLUMN apikey.usage_stats.tenant IS
+	'the slug of the key''s tenant';
+COMMENT ON COLUMN apikey.usage_stats.key_id IS
+	'the key verified';
+COMMENT ON COLUMN apikey.usage_stats.hour IS
+	'the hour (UTC) of the verifications';
+COMMENT ON COLUMN apikey.usage_stats.status IS
+	'their outcome: valid, or why not (not_found there means a wrong secret for this key id)';
+COMMENT ON COLUMN apikey.usage_stats.verifications IS
+	'how many verifications of the key had that outcome in that hour';
+COMMENT ON COLUMN apikey.usage_stats.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.key_role_list.tenant IS
+	'the slug of the role''s tenant';
+COMMENT ON COLUMN apikey.key_role_list.name IS
+	'the key role''s name, unique in its tenant';
+COMMENT ON COLUMN apikey.key_role_list.scopes IS
+	'the scopes the role gives the keys that have it';
+COMMENT ON COLUMN apikey.key_role_list.keys IS
+	'how many keys have the role';
+COMMENT ON COLUMN apikey.key_role_list.created_at IS
+	'when the role was created';
+COMMENT ON COLUMN apikey.key_role_list.created_by IS
+	'who created it: the actor named by set_actor or act_for, else the role';
+COMMENT ON COLUMN apikey.key_role_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant IS
+	'the slug of the tenant';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.field IS
+	'a top-level field of the keys'' meta that only full administrators set';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.import_conflicts.tenant IS
+	'the slug of the tenant of the imported key';
+COMMENT ON COLUMN apikey.import_conflicts.key_id IS
+	'the imported key, which does not verify while the conflict lasts';
+COMMENT ON COLUMN apikey.import_conflicts.name IS
+	'the imported key''s name';
+COMMENT ON COLUMN apikey.import_conflicts.created_at IS
+	'when the key was imported';
+COMMENT ON COLUMN apikey.import_conflicts.created_by IS
+	'who imported it';
+COMMENT ON COLUMN apikey.import_conflicts.other_tenant IS
+	'the slug of the other tenant that imported the same text';
+COMMENT ON COLUMN apikey.import_conflicts.other_key_id IS
+	'the other tenant''s key with the same text';
+COMMENT ON COLUMN apikey.key_list.key_id IS
+	'the key''s public id: 11 base62 characters, also the start of its text; not a secret';
+COMMENT ON COLUMN apikey.key_list.tenant IS
+	'the slug of the key''s tenant';
+COMMENT ON COLUMN apikey.key_list.environment IS
+	'the environment the key is valid in (e.g. production, preview)';
+COMMENT ON COLUMN apikey.key_list.name IS
+	'the key''s name, from create_key or rename_key';
+COMMENT ON COLUMN apikey.key_list.description IS
+	'free text from create_key or describe_key';
+COMMENT ON COLUMN apikey.key_list.hint IS
+	'a fragment of the key text for a person to recognise it (e.g. ak_live_…nWl3), never enough to use it';
+COMMENT ON COLUMN apikey.key_list.scopes IS
+	'the key''s own scopes (effective_scopes adds those of its key roles)';
+COMMENT ON COLUMN apikey.key_list.resource IS
+	'the one resource the key is restricted to, when it is exactly one (resources lists them all)';
+COMMENT ON COLUMN apikey.key_list.status IS
+	'active, revoked or expired';
+COMMENT ON COLUMN apikey.key_list.created_at IS
+	'when the key was created';
+COMMENT ON COLUMN apikey.key_list.created_by IS
+	'who created it: the actor named by set_actor or act_for, else the role';
+COMMENT ON COLUMN apikey.key_list.expires_at IS
+	'when the key stops verifying (NULL: never)';
+COMMENT ON COLUMN apikey.key_list.revoked_at IS
+	'when the key was revoked (NULL: it is not)';
+COMMENT ON COLUMN apikey.key_list.revoked_reason IS
+	'the reason given when the key was revoked';
+COMMENT ON COLUMN apikey.key_list.rolled_at IS
+	'when roll_key last gave the key a new secret';
+COMMENT ON COLUMN apikey.key_list.previous_secret_expires_at IS
+	'until when the secret roll_key replaced still verifies (NULL: it does not)';
+COMMENT ON COLUMN apikey.key_list.last_used_at IS
+	'the key''s last valid verification, as the usage writer recorded it (NULL: none recorded)';
+COMMENT ON COLUMN apikey.key_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.key_list.owner IS
+	'the application''s id of the person or account the key belongs to';
+COMMENT ON COLUMN apikey.key_list.meta IS
+	'the application''s data about the key, returned by verification';
+COMMENT ON COLUMN apikey.key_list.key_roles IS
+	'the tenant''s key roles the key has (their scopes are in effective_scopes)';
+COMMENT ON COLUMN apikey.key_list.effective_scopes IS
+	'the scopes verification checks: the key''s own and those of its key roles';
+COMMENT ON COLUMN apikey.key_list.resources IS
+	'the resources the key is restricted to, "type:id" or "type:*" (NULL: unrestricted)';
+COMMENT ON COLUMN apikey.key_list.allowed_ips IS
+	'the networks the key may be used from (NULL: anywhere)';
+COMMENT ON COLUMN apikey.key_list.rate_limits IS
+	'the key''s own rate limits (name, max_requests, per); rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.key_list.tenant_rate_limits IS
+	'the tenant''s rate limits, a budget shared by its keys; tenant_rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.key_list.remaining IS
+	'credits left, counting a refill that is due (NULL: the key has no credits)';
+COMMENT ON COLUMN apikey.key_list.refill_amount IS
+	'the credits a refill sets remaining to (NULL: no refill)';
+COMMENT ON COLUMN apikey.key_list.refill_every IS
+	'how often credits are refilled (NULL: never)';
+COMMENT ON COLUMN apikey.key_list.imported IS
+	'whether the key text came from another system (import_key); false once rolled';
+COMMENT ON COLUMN apikey.key_list.rate_limit_summary IS
+	'the key''s own rate limits as text, e.g. "burst 20/1 s, hourly 1000/1 h" (NULL: none)';
+COMMENT ON COLUMN apikey.key_list.tenant_rate_limit_summary IS
+	'the tenant''s rate limits on this key as text, e.g. "api 5000/1 min" (NULL: none)';
+COMMENT ON COLUMN apikey.audit_log.event_id IS
+	'the event''s number, increasing in the order the events were written';
+COMMENT ON COLUMN apikey.audit_log.at IS
+	'when the change was made';
+COMMENT ON COLUMN apikey.audit_log.action IS
+	'what was done: created, renamed, revoked, reactivated, rolled, deleted, leaked, …';
+COMMENT ON COLUMN apikey.audit_log.tenant IS
+	'the slug of the tenant concerned';
+COMMENT ON COLUMN apikey.audit_log.key_id IS
+	'the key concerned (NULL: a tenant''s event); kept after the key is deleted';
+COMMENT ON COLUMN apikey.audit_log.actor_role IS
+	'the role that made the change (the caller''s, not a SECURITY DEFINER function''s owner)';
+COMMENT ON COLUMN apikey.audit_log.actor_key_id IS
+	'the authenticated key the change was made with, a tenant administrator''s (NULL: none)';
+COMMENT ON COLUMN apikey.audit_log.details IS
+	'what changed, as JSON; never a secret';
+COMMENT ON COLUMN apikey.audit_log.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.audit_log.actor IS
+	'the person named by set_actor or act_for in that transaction (NULL: none)';
+
 -- The functions of 0.3.0 not replaced above whose bodies call internal
 -- functions, with their new names (apikey_internal.name; a parameter
 -- qualified with the function's own name, as name.parameter).  The text

@@ -147,6 +147,20 @@ SELECT k.tenant,
  WHERE apikey.current_tenant_id() IS NULL AND (SELECT apikey.is_admin());
 COMMENT ON VIEW apikey.import_conflicts IS
 	'imported keys whose text another tenant imported too: none of them verifies (full administrators only)';
+COMMENT ON COLUMN apikey.import_conflicts.tenant IS
+	'the slug of the tenant of the imported key';
+COMMENT ON COLUMN apikey.import_conflicts.key_id IS
+	'the imported key, which does not verify while the conflict lasts';
+COMMENT ON COLUMN apikey.import_conflicts.name IS
+	'the imported key''s name';
+COMMENT ON COLUMN apikey.import_conflicts.created_at IS
+	'when the key was imported';
+COMMENT ON COLUMN apikey.import_conflicts.created_by IS
+	'who imported it';
+COMMENT ON COLUMN apikey.import_conflicts.other_tenant IS
+	'the slug of the other tenant that imported the same text';
+COMMENT ON COLUMN apikey.import_conflicts.other_key_id IS
+	'the other tenant''s key with the same text';
 
 -- Leak reports: a secret scanner found this text in public.  A real key is
 -- revoked at once (and its transactions terminated when the kill switch is

@@ -103,6 +103,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA apikey FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA apikey FROM PUBLIC;
 REVOKE ALL ON SCHEMA apikey_internal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA apikey_internal FROM PUBLIC;
+-- called by the listings (their readers need EXECUTE on what they call)
+GRANT EXECUTE ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA apikey TO PUBLIC;
 GRANT EXECUTE ON FUNCTION

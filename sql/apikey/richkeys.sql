@@ -520,3 +520,17 @@ SELECT t.slug AS tenant,
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.key_role_list IS
 	'key roles of the tenants: name, scopes, how many keys have it';
+COMMENT ON COLUMN apikey.key_role_list.tenant IS
+	'the slug of the role''s tenant';
+COMMENT ON COLUMN apikey.key_role_list.name IS
+	'the key role''s name, unique in its tenant';
+COMMENT ON COLUMN apikey.key_role_list.scopes IS
+	'the scopes the role gives the keys that have it';
+COMMENT ON COLUMN apikey.key_role_list.keys IS
+	'how many keys have the role';
+COMMENT ON COLUMN apikey.key_role_list.created_at IS
+	'when the role was created';
+COMMENT ON COLUMN apikey.key_role_list.created_by IS
+	'who created it: the actor named by set_actor or act_for, else the role';
+COMMENT ON COLUMN apikey.key_role_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';

@@ -389,6 +389,27 @@ CREATE FUNCTION apikey.usage_flush() RETURNS void
 COMMENT ON FUNCTION apikey.usage_flush() IS
 	'write the pending last uses and usage counts of this server now, and return once they are written';
 
+-- Rate limits as a person reads them, for the listings: "burst 20/1 s,
+-- hourly 1000/1 h", each period in the largest unit it is a whole number
+-- of (d, h, min, s, ms), whatever the session's IntervalStyle.  NULL when
+-- there are none.  PUBLIC may execute it: key_list and tenant_list call it,
+-- and a view's readers need EXECUTE on the functions it calls.
+CREATE FUNCTION apikey_internal.rate_limit_summary(limits apikey.rate_limit[]) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s %s/%s', l.name, l.max_requests,
+	           CASE WHEN m.ms % 86400000 = 0 THEN (m.ms / 86400000)::bigint || ' d'
+	                WHEN m.ms % 3600000 = 0 THEN (m.ms / 3600000)::bigint || ' h'
+	                WHEN m.ms % 60000 = 0 THEN (m.ms / 60000)::bigint || ' min'
+	                WHEN m.ms % 1000 = 0 THEN (m.ms / 1000)::bigint || ' s'
+	                ELSE pg_catalog.trim_scale(m.ms) || ' ms' END), ', ' ORDER BY l.n)
+	  FROM pg_catalog.unnest(limits) WITH ORDINALITY AS l(name, max_requests, per, n),
+	       LATERAL (SELECT EXTRACT(epoch FROM l.per) * 1000) AS m(ms)
+$$;
+COMMENT ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) IS
+	'internal: rate limits as text for the listings, e.g. "burst 20/1 s, hourly 1000/1 h"';
+
 -- Listings, visible as key_list is: every tenant to a full administrator,
 -- the own tenant to a transaction authenticated with an apikey:admin key,
 -- nothing to anyone else.
@@ -404,13 +425,36 @@ SELECT t.slug AS tenant,
        t.max_key_lifetime,
        t.rate_limits,
        t.created_at,
-       t.created_by
+       t.created_by,
+       apikey_internal.rate_limit_summary(t.rate_limits) AS rate_limit_summary
   FROM apikey.tenants AS t
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.tenant_list IS
 	'tenants for humans: environments, key policy, rate limits shared by their keys';
+COMMENT ON COLUMN apikey.tenant_list.tenant IS
+	'the tenant''s slug, as the functions take it';
+COMMENT ON COLUMN apikey.tenant_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.tenant_list.name IS
+	'the tenant''s display name';
+COMMENT ON COLUMN apikey.tenant_list.environments IS
+	'the names of the tenant''s environments';
+COMMENT ON COLUMN apikey.tenant_list.key_prefix IS
+	'the prefix of the text of the tenant''s keys (ak by default)';
+COMMENT ON COLUMN apikey.tenant_list.default_key_lifetime IS
+	'the lifetime of a key created without an expiry (NULL: none)';
+COMMENT ON COLUMN apikey.tenant_list.max_key_lifetime IS
+	'the longest lifetime a key may have (NULL: no limit)';
+COMMENT ON COLUMN apikey.tenant_list.rate_limits IS
+	'the tenant''s rate limits (name, max_requests, per), a budget shared by its keys; rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.tenant_list.created_at IS
+	'when the tenant was created';
+COMMENT ON COLUMN apikey.tenant_list.created_by IS
+	'the role that created it';
+COMMENT ON COLUMN apikey.tenant_list.rate_limit_summary IS
+	'the tenant''s rate limits as text, e.g. "api 5000/1 min" (NULL: none)';
 
 CREATE VIEW apikey.usage_stats WITH (security_barrier) AS
 SELECT t.slug AS tenant,
@@ -426,3 +470,15 @@ SELECT t.slug AS tenant,
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.usage_stats IS
 	'verifications per key, hour (UTC) and status, as written by the background writer (apikey.usage_flush() writes what is pending)';
+COMMENT ON COLUMN apikey.usage_stats.tenant IS
+	'the slug of the key''s tenant';
+COMMENT ON COLUMN apikey.usage_stats.key_id IS
+	'the key verified';
+COMMENT ON COLUMN apikey.usage_stats.hour IS
+	'the hour (UTC) of the verifications';
+COMMENT ON COLUMN apikey.usage_stats.status IS
+	'their outcome: valid, or why not (not_found there means a wrong secret for this key id)';
+COMMENT ON COLUMN apikey.usage_stats.verifications IS
+	'how many verifications of the key had that outcome in that hour';
+COMMENT ON COLUMN apikey.usage_stats.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';

@@ -236,3 +236,9 @@ SELECT t.slug AS tenant,
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.vendor_meta_field_list IS
 	'meta fields only administrators set, per tenant: visible as key_list is';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant IS
+	'the slug of the tenant';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.field IS
+	'a top-level field of the keys'' meta that only full administrators set';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';

@@ -91,8 +91,11 @@ SELECT n.nspname AS schema_public_may_create_in
   FROM pg_namespace n
  WHERE n.nspname IN ('apikey', 'apikey_internal') AND has_schema_privilege('public', n.oid, 'CREATE');
 -- Internal functions PUBLIC may execute: none but those listed here, each
--- with the reason it needs to be (none needs to so far).
+-- with the reason it needs to be.
 CREATE TEMP TABLE public_internal_functions (fn regprocedure PRIMARY KEY, reason text NOT NULL);
+INSERT INTO public_internal_functions VALUES
+	('apikey_internal.rate_limit_summary(apikey.rate_limit[])',
+	 'key_list and tenant_list call it: a view''s readers need EXECUTE on the functions it calls');
 SELECT p.oid::regprocedure AS internal_function_public_may_execute
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey_internal'::regnamespace
@@ -409,3 +412,15 @@ SELECT pg_describe_object(d.classid, d.objid, 0) AS uncommented
    AND NOT EXISTS (SELECT FROM pg_depend i
                     WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i')
  ORDER BY 1;
+-- Nor a column of a view of the schema (\d+ apikey.key_list says what each
+-- column holds): a new column needs its COMMENT.
+SELECT c.relname AS view, a.attname AS uncommented_column
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+ WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('v', 'm')
+   AND a.attnum > 0 AND NOT a.attisdropped
+   AND col_description(c.oid, a.attnum) IS NULL
+ ORDER BY 1, 2;
+SELECT count(*) AS view_columns, count(col_description(c.oid, a.attnum)) AS commented
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+ WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('v', 'm')
+   AND a.attnum > 0 AND NOT a.attisdropped;
