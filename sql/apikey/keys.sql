@@ -95,7 +95,8 @@ COMMENT ON TABLE apikey.credits IS
 -- on a key starts here.  The caller's right to manage keys at all is
 -- checked before the lookup; a tenant administrator finds only its own
 -- tenant's keys (another tenant's key is as absent as a key that never
--- existed), and then acts only on a key its own key covers (apikey_internal.authorize).
+-- existed), and then acts only on a key its own key covers
+-- (apikey_internal.authorize).
 CREATE FUNCTION apikey_internal.authorize_key(key_id apikey.key_id) RETURNS apikey.keys
 	LANGUAGE plpgsql VOLATILE
 AS $$

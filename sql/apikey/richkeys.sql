@@ -189,10 +189,10 @@ $$;
 COMMENT ON FUNCTION apikey_internal.effective_scopes(bigint, text[], text[]) IS
 	'internal: the scopes of a key and of its roles, sorted, without duplicates';
 
--- Editing a key.  Each starts with apikey_internal.authorize_key (the caller may act on
--- the key as it is) and, when scopes, roles or resources change, applies
--- the rule to the new values too: no one edits a key to more than they
--- hold.  Each records the change with its before and after.
+-- Editing a key.  Each starts with apikey_internal.authorize_key (the
+-- caller may act on the key as it is) and, when scopes, roles or resources
+-- change, applies the rule to the new values too: no one edits a key to
+-- more than they hold.  Each records the change with its before and after.
 
 CREATE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -250,7 +250,8 @@ COMMENT ON FUNCTION apikey.set_key_resources(apikey.key_id, text[]) IS
 	'restrict a key to these resources ("type:id" or "type:*"; NULL: unrestricted), from the next verification on';
 
 -- Owner, meta and allowed_ips change neither scopes nor resources: the
--- rule as apikey_internal.authorize_key applied it is the rule for the new values.
+-- rule as apikey_internal.authorize_key applied it is the rule for the new
+-- values.
 
 CREATE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER

@@ -15,7 +15,8 @@ CREATE TABLE apikey.tenants (
 	created_by           text NOT NULL,
 	rate_limits          apikey.rate_limit[]    -- one budget for all its keys (usage.sql)
 	-- (a default lifetime within the maximum is checked as times, by
-	-- apikey_internal.check_key_policy: as intervals, '364 days' is more than '12 mons')
+	-- apikey_internal.check_key_policy: as intervals, '364 days' is more
+	-- than '12 mons')
 );
 ALTER SEQUENCE apikey.tenants_tenant_id_seq OWNED BY apikey.tenants.tenant_id;
 COMMENT ON SEQUENCE apikey.tenants_tenant_id_seq IS 'tenant ids';

@@ -17,7 +17,8 @@
 --                vendor's for that tenant: a tenant administrator may not
 --                set, change or remove them on any key, and edits the rest.
 --
--- Which side a caller is on is decided in one place, apikey_internal.by_tenant.
+-- Which side a caller is on is decided in one place,
+-- apikey_internal.by_tenant.
 
 CREATE TABLE apikey.key_vendor_controls (
 	key_id      apikey.key_id PRIMARY KEY,             -- deleted with the key (delete_key)
