@@ -16,7 +16,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 -- the label the audit trail would record now (internal; as the owner)
-CREATE FUNCTION pg_temp.actor() RETURNS text LANGUAGE sql AS $$ SELECT apikey._actor() $$;
+CREATE FUNCTION pg_temp.actor() RETURNS text LANGUAGE sql AS $$ SELECT apikey_internal.actor() $$;
 
 -- no label: the role
 SELECT key_id AS plain_id FROM apikey.create_key('act-acme', 'production', 'unlabelled') \gset

@@ -51,6 +51,114 @@ BEGIN
 END
 $$;
 
+-- The internal functions move to a schema of their own, apikey_internal,
+-- so that \df apikey.* lists what users call: the extension owner's, no one
+-- else may use it.  Created here, so the update fails if the schema exists
+-- already (no one else's objects can be in it).  Moved and renamed, not
+-- recreated: the triggers and the C code keep finding the same functions.
+-- Every function whose body calls them is replaced below with the new
+-- names.
+CREATE SCHEMA apikey_internal;
+COMMENT ON SCHEMA apikey_internal IS
+	'internal functions of extension apikey: called by its own functions and triggers, not by users';
+REVOKE ALL ON SCHEMA apikey_internal FROM PUBLIC;
+-- owned like apikey (by the extension's owner, checked above), whoever updates
+DO $$
+BEGIN
+	EXECUTE pg_catalog.format('ALTER SCHEMA apikey_internal OWNER TO %I',
+		(SELECT pg_catalog.pg_get_userbyid(e.extowner) FROM pg_catalog.pg_extension AS e
+		  WHERE e.extname OPERATOR(pg_catalog.=) 'apikey'));
+END
+$$;
+ALTER FUNCTION apikey._actor() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._actor() RENAME TO actor;
+ALTER FUNCTION apikey._add_environment(apikey.tenants, text, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._add_environment(apikey.tenants, text, text) RENAME TO add_environment;
+ALTER FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._audit(text, bigint, text, apikey.key_id, jsonb) RENAME TO audit;
+ALTER FUNCTION apikey._authorize(text, text, text[], text[]) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._authorize(text, text, text[], text[]) RENAME TO authorize;
+ALTER FUNCTION apikey._authorize_admin() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._authorize_admin() RENAME TO authorize_admin;
+ALTER FUNCTION apikey._authorize_key(apikey.key_id) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._authorize_key(apikey.key_id) RENAME TO authorize_key;
+ALTER FUNCTION apikey._authorize_tenant(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._authorize_tenant(text) RENAME TO authorize_tenant;
+ALTER FUNCTION apikey._authorized_tenant(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._authorized_tenant(text) RENAME TO authorized_tenant;
+ALTER FUNCTION apikey._caller() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._caller() RENAME TO caller;
+ALTER FUNCTION apikey._charge_credits(apikey.key_id, integer, timestamptz) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._charge_credits(apikey.key_id, integer, timestamptz) RENAME TO charge_credits;
+ALTER FUNCTION apikey._check_key_policy(interval, interval, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._check_key_policy(interval, interval, text) RENAME TO check_key_policy;
+ALTER FUNCTION apikey._check_lifetime(text, interval) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._check_lifetime(text, interval) RENAME TO check_lifetime;
+ALTER FUNCTION apikey._check_rate_limit(text, integer, interval) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._check_rate_limit(text, integer, interval) RENAME TO check_rate_limit;
+ALTER FUNCTION apikey._check_role(regrole) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._check_role(regrole) RENAME TO check_role;
+ALTER FUNCTION apikey._checked_allowed_ips(cidr[]) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_allowed_ips(cidr[]) RENAME TO checked_allowed_ips;
+ALTER FUNCTION apikey._checked_key_roles(bigint, text, text[]) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_key_roles(bigint, text, text[]) RENAME TO checked_key_roles;
+ALTER FUNCTION apikey._checked_label(text, text, integer, boolean) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_label(text, text, integer, boolean) RENAME TO checked_label;
+ALTER FUNCTION apikey._checked_meta(jsonb) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_meta(jsonb) RENAME TO checked_meta;
+ALTER FUNCTION apikey._checked_resource(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_resource(text) RENAME TO checked_resource;
+ALTER FUNCTION apikey._checked_resources(text[]) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_resources(text[]) RENAME TO checked_resources;
+ALTER FUNCTION apikey._checked_role_name(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._checked_role_name(text) RENAME TO checked_role_name;
+ALTER FUNCTION apikey._deny(text, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._deny(text, text) RENAME TO deny;
+ALTER FUNCTION apikey._effective_scopes(bigint, text[], text[]) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._effective_scopes(bigint, text[], text[]) RENAME TO effective_scopes;
+ALTER FUNCTION apikey._environment(apikey.tenants, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._environment(apikey.tenants, text) RENAME TO environment;
+ALTER FUNCTION apikey._expiry(text, interval, interval, interval) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._expiry(text, interval, interval, interval) RENAME TO expiry;
+ALTER FUNCTION apikey._generate_key(text, text, apikey.key_id) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._generate_key(text, text, apikey.key_id) RENAME TO generate_key;
+ALTER FUNCTION apikey._generate_public_key(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._generate_public_key(text) RENAME TO generate_public_key;
+ALTER FUNCTION apikey._hide_statement() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._hide_statement() RENAME TO hide_statement;
+ALTER FUNCTION apikey._import_key_text(text, bytea) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._import_key_text(text, bytea) RENAME TO import_key_text;
+ALTER FUNCTION apikey._imports_changed() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._imports_changed() RENAME TO imports_changed;
+ALTER FUNCTION apikey._key_changed() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._key_changed() RENAME TO key_changed;
+ALTER FUNCTION apikey._key_tenant_rate_limits() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._key_tenant_rate_limits() RENAME TO key_tenant_rate_limits;
+ALTER FUNCTION apikey._lock_key_role(apikey.tenants, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._lock_key_role(apikey.tenants, text) RENAME TO lock_key_role;
+ALTER FUNCTION apikey._new_public_key(bigint, text, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._new_public_key(bigint, text, text) RENAME TO new_public_key;
+ALTER FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._next_refill(timestamptz, interval, timestamptz) RENAME TO next_refill;
+ALTER FUNCTION apikey._normalized_scopes(text[]) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._normalized_scopes(text[]) RENAME TO normalized_scopes;
+ALTER FUNCTION apikey._notify_event() SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._notify_event() RENAME TO notify_event;
+ALTER FUNCTION apikey._prove_key(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._prove_key(text) RENAME TO prove_key;
+ALTER FUNCTION apikey._rate_limit_details(apikey.rate_limit[], text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._rate_limit_details(apikey.rate_limit[], text) RENAME TO rate_limit_details;
+ALTER FUNCTION apikey._require(text, boolean) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._require(text, boolean) RENAME TO require;
+ALTER FUNCTION apikey._set_tenant_rate_limits(apikey.tenants, text, integer, interval, text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._set_tenant_rate_limits(apikey.tenants, text, integer, interval, text) RENAME TO set_tenant_rate_limits;
+ALTER FUNCTION apikey._shown(text) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._shown(text) RENAME TO shown;
+ALTER FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._terminate_at_commit(apikey.key_id, boolean) RENAME TO terminate_at_commit;
+ALTER FUNCTION apikey._with_rate_limit(apikey.rate_limit[], text, integer, interval) SET SCHEMA apikey_internal;
+ALTER FUNCTION apikey_internal._with_rate_limit(apikey.rate_limit[], text, integer, interval) RENAME TO with_rate_limit;
+
 -- Keys restricted to a resource pattern ("folder:*") at creation, with the
 -- one resource argument that 0.2.0 matched literally: if this database was
 -- updated from 0.2.0 before 0.4.0, such a key may have been restricted to
@@ -154,13 +262,13 @@ DECLARE
 	g record;
 	imposed cidr[];    -- the vendor's allowlist the new key stays within
 BEGIN
-	PERFORM apikey._hide_statement();    -- it may hold the key text
-	tenant_slug := apikey._authorized_tenant(tenant);
-	key_scopes := apikey._normalized_scopes(scopes);
-	name := apikey._checked_label('key name', name, 200, true);
-	description := apikey._checked_label('description', description, 1000, false);
-	owner := apikey._checked_label('owner', owner, 200, false);
-	hint := apikey._checked_label('hint', hint, 16, false);
+	PERFORM apikey_internal.hide_statement();    -- it may hold the key text
+	tenant_slug := apikey_internal.authorized_tenant(tenant);
+	key_scopes := apikey_internal.normalized_scopes(scopes);
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	owner := apikey_internal.checked_label('owner', owner, 200, false);
+	hint := apikey_internal.checked_label('hint', hint, 16, false);
 	IF environment IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -171,13 +279,13 @@ BEGIN
 	    ON e.tenant_id = x.tenant_id AND e.name = import_key.environment
 	 WHERE x.slug = tenant_slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
 	ELSIF t.tag IS NULL THEN
-		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
-	imposed := apikey._imposed_allowed_ips(NULL);    -- vendor.sql
+	PERFORM apikey_internal.authorize(tenant_slug, environment, key_scopes, NULL);
+	imposed := apikey_internal.imposed_allowed_ips(NULL);    -- vendor.sql
 	-- the tenant's policy, as for a key created now
 	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
 		expires_at := now() + t.default_key_lifetime;
@@ -187,13 +295,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	LOOP
-		g := apikey._import_key_text(api_key, key_hash);
+		g := apikey_internal.import_key_text(api_key, key_hash);
 		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 		                         name, description, scopes, effective_scopes, expires_at,
 		                         created_by, owner, imported, allowed_ips)
 		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
 		        name, description, key_scopes, key_scopes, expires_at,
-		        apikey._caller()::text, owner, true, imposed)
+		        apikey_internal.caller()::text, owner, true, imposed)
 		ON CONFLICT DO NOTHING;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
@@ -208,7 +316,7 @@ BEGIN
 		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
 			HINT = 'Each imported key text (or hash) is imported once per tenant.';
 	END IF;
-	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
+	PERFORM apikey_internal.audit('imported', t.tenant_id, tenant_slug, g.key_id,
 		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                   'expires_at', expires_at, 'owner', owner,
 		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END)
@@ -223,7 +331,7 @@ COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[
 -- keys; found in public, it is a secret of each of them: every one is
 -- revoked (or, for a secret a key was rolled away from, that secret stops),
 -- as report_leak does for one key.  'not_found' when no key has it.
-CREATE FUNCTION apikey._report_disputed_leak(api_key text, source text)
+CREATE FUNCTION apikey_internal.report_disputed_leak(api_key text, source text)
 	RETURNS text LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -234,7 +342,7 @@ DECLARE
 	stopped integer := 0;
 BEGIN
 	IF (SELECT count(*) FROM apikey.imported_keys AS i WHERE i.key_hash = h) < 2 THEN
-		RETURN 'not_found';    -- imported by one tenant at most: _prove_key's answer stands
+		RETURN 'not_found';    -- imported by one tenant at most: apikey_internal.prove_key's answer stands
 	END IF;
 	FOR k IN
 		SELECT x.* FROM apikey.keys AS x
@@ -249,17 +357,17 @@ BEGIN
 			stopped := stopped + 1;
 		ELSIF k.revoked_at IS NULL THEN
 			UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-			PERFORM apikey._terminate_at_commit(k.key_id, false);
+			PERFORM apikey_internal.terminate_at_commit(k.key_id, false);
 			stopped := stopped + 1;
 		END IF;
-		PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+		PERFORM apikey_internal.audit('leaked', k.tenant_id, k.tenant, k.key_id,
 			jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
 			                   'revoked', NOT previous AND k.revoked_at IS NULL));
 	END LOOP;
 	RETURN CASE WHEN stopped > 0 THEN 'revoked' ELSE 'already_revoked' END;
 END
 $$;
-COMMENT ON FUNCTION apikey._report_disputed_leak(text, text) IS
+COMMENT ON FUNCTION apikey_internal.report_disputed_leak(text, text) IS
 	'internal: report_leak of a text several tenants imported: every key imported with it stops';
 
 CREATE OR REPLACE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
@@ -272,18 +380,18 @@ DECLARE
 	reason text;
 	previous boolean;
 BEGIN
-	PERFORM apikey._hide_statement();    -- it holds the key text
-	source := apikey._checked_label('source', source, 500, false);
-	p := apikey._prove_key(api_key);
+	PERFORM apikey_internal.hide_statement();    -- it holds the key text
+	source := apikey_internal.checked_label('source', source, 500, false);
+	p := apikey_internal.prove_key(api_key);
 	IF p.key_id IS NULL AND p.status = 'not_found' AND NOT apikey.looks_like_key(api_key) THEN
-		RETURN apikey._report_disputed_leak(api_key, source);
+		RETURN apikey_internal.report_disputed_leak(api_key, source);
 	END IF;
 	IF p.key_id IS NULL THEN
 		RETURN p.status;                  -- malformed, public_key or not_found
 	END IF;
 	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = p.key_id FOR UPDATE;
 	-- proven again with the row locked: a roll or deletion may have come first
-	p := apikey._prove_key(api_key);
+	p := apikey_internal.prove_key(api_key);
 	IF NOT FOUND OR p.key_id IS NULL THEN
 		RETURN 'not_found';
 	END IF;
@@ -297,9 +405,9 @@ BEGIN
 		 WHERE i.key_id = k.key_id AND i.key_hash <> k.key_hash;
 	ELSIF k.revoked_at IS NULL THEN
 		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-		PERFORM apikey._terminate_at_commit(k.key_id, false);
+		PERFORM apikey_internal.terminate_at_commit(k.key_id, false);
 	END IF;
-	PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('leaked', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
 		                   'revoked', NOT previous AND k.revoked_at IS NULL));
 	RETURN CASE WHEN previous OR k.revoked_at IS NULL THEN 'revoked' ELSE 'already_revoked' END;
@@ -307,7 +415,7 @@ END
 $$;
 COMMENT ON FUNCTION apikey.report_leak(text, text) IS
 	'a secret scanner found this key text in public (source: where): a real key is revoked at once and audited as leaked; returns revoked, already_revoked, not_found, malformed or public_key';
-REVOKE EXECUTE ON FUNCTION apikey._report_disputed_leak(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION apikey_internal.report_disputed_leak(text, text) FROM PUBLIC;
 
 -- Texts imported by more than one tenant, which prove none of their keys:
 -- for full administrators only (a tenant never learns of another's).
@@ -340,11 +448,11 @@ REVOKE EXECUTE ON FUNCTION apikey.events_dropped() FROM PUBLIC;
 
 -- Rate-limit buckets per tenant (each tenant's share of the table), for
 -- full administrators: those who may create tenants.
-CREATE FUNCTION apikey._rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
+CREATE FUNCTION apikey_internal.rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
 		OUT refused bigint, OUT last_refused timestamptz)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'rate_limit_tenants' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._rate_limit_tenants() IS
+COMMENT ON FUNCTION apikey_internal.rate_limit_tenants() IS
 	'internal: rate-limit buckets held and requests refused for want of one, per tenant id of this database';
 
 CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
@@ -353,17 +461,17 @@ CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._authorize_admin();
+	PERFORM apikey_internal.authorize_admin();
 	RETURN QUERY
 		SELECT coalesce(t.slug, '#' OPERATOR(pg_catalog.||) r.tenant_id::text), r.buckets, r.refused, r.last_refused
-		  FROM apikey._rate_limit_tenants() AS r
+		  FROM apikey_internal.rate_limit_tenants() AS r
 		  LEFT JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
 		 ORDER BY r.refused DESC, r.buckets DESC, 1;
 END
 $$;
 COMMENT ON FUNCTION apikey.rate_limit_tenants() IS
 	'per tenant of this database: the rate-limit buckets it holds on this server, and how many of its requests were refused because no bucket was left for it (apikey.rate_limit_tenant_share), and when last (full administrators only)';
-REVOKE ALL ON FUNCTION apikey._rate_limit_tenants(), apikey.rate_limit_tenants() FROM PUBLIC;
+REVOKE ALL ON FUNCTION apikey_internal.rate_limit_tenants(), apikey.rate_limit_tenants() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION apikey.grant_admin(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
@@ -446,25 +554,25 @@ COMMENT ON TABLE apikey.vendor_meta_fields IS
 -- (a full administrator)?  Called after the management function's own
 -- authorization, which admits no one else.  Anything that lets a caller
 -- act within one tenant must answer true here.
-CREATE FUNCTION apikey._by_tenant() RETURNS boolean
+CREATE FUNCTION apikey_internal.by_tenant() RETURNS boolean
 	LANGUAGE sql STABLE
 AS $$
 	SELECT apikey.current_tenant_id() IS NOT NULL
 $$;
-COMMENT ON FUNCTION apikey._by_tenant() IS
+COMMENT ON FUNCTION apikey_internal.by_tenant() IS
 	'internal: is the caller a tenant''s own administrator (not the vendor)? The one rule of which controls a caller may lift';
 
 -- The vendor's controls of a key (a row of defaults when it has none).
-CREATE FUNCTION apikey._vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
+CREATE FUNCTION apikey_internal.vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
 	LANGUAGE sql STABLE
 AS $$
 	SELECT v FROM (SELECT $1 AS key_id) AS k
 	  LEFT JOIN apikey.key_vendor_controls AS v ON v.key_id OPERATOR(pg_catalog.=) k.key_id
 $$;
-COMMENT ON FUNCTION apikey._vendor_controls(apikey.key_id) IS
+COMMENT ON FUNCTION apikey_internal.vendor_controls(apikey.key_id) IS
 	'internal: the rate limits, credits and allowlist an administrator set on a key (NULL: none)';
 
-CREATE FUNCTION apikey._deny_vendor_control(what text, key_id apikey.key_id)
+CREATE FUNCTION apikey_internal.deny_vendor_control(what text, key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -474,19 +582,19 @@ BEGIN
 		      HINT = 'A tenant administrator may add restrictions of its own; only an administrator lifts this one.';
 END
 $$;
-COMMENT ON FUNCTION apikey._deny_vendor_control(text, apikey.key_id) IS
+COMMENT ON FUNCTION apikey_internal.deny_vendor_control(text, apikey.key_id) IS
 	'internal: raise permission denied for a vendor control a tenant administrator tried to lift';
 
 -- A key's rate limit named name is being set or removed (max_requests NULL).
-CREATE FUNCTION apikey._vendor_rate_limit(k apikey.keys, name text, removed boolean)
+CREATE FUNCTION apikey_internal.vendor_rate_limit(k apikey.keys, name text, removed boolean)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-	v apikey.key_vendor_controls := apikey._vendor_controls(k.key_id);
+	v apikey.key_vendor_controls := apikey_internal.vendor_controls(k.key_id);
 BEGIN
-	IF apikey._by_tenant() THEN
+	IF apikey_internal.by_tenant() THEN
 		IF name OPERATOR(pg_catalog.=) ANY (v.rate_limits) THEN
-			PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
+			PERFORM apikey_internal.deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
 		END IF;
 		RETURN;
 	END IF;
@@ -497,18 +605,18 @@ BEGIN
 	                     OPERATOR(pg_catalog.||) CASE WHEN removed THEN '{}' ELSE ARRAY[name] END;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_rate_limit(apikey.keys, text, boolean) IS
+COMMENT ON FUNCTION apikey_internal.vendor_rate_limit(apikey.keys, text, boolean) IS
 	'internal: an administrator''s rate limit is recorded as the vendor''s; a tenant administrator may not change or remove one';
 
 -- A key's credits are being set (remaining NULL: removed) or added to.
-CREATE FUNCTION apikey._vendor_credits(k apikey.keys, remaining bigint, added bigint)
+CREATE FUNCTION apikey_internal.vendor_credits(k apikey.keys, remaining bigint, added bigint)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	IF apikey._by_tenant() THEN
-		IF (apikey._vendor_controls(k.key_id)).credits
+	IF apikey_internal.by_tenant() THEN
+		IF (apikey_internal.vendor_controls(k.key_id)).credits
 		   AND (added IS NULL OR added OPERATOR(pg_catalog.>) 0) THEN
-			PERFORM apikey._deny_vendor_control('the credits', k.key_id);
+			PERFORM apikey_internal.deny_vendor_control('the credits', k.key_id);
 		END IF;
 		RETURN;
 	END IF;
@@ -519,21 +627,21 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_credits(apikey.keys, bigint, bigint) IS
+COMMENT ON FUNCTION apikey_internal.vendor_credits(apikey.keys, bigint, bigint) IS
 	'internal: an administrator''s credits are recorded as the vendor''s; a tenant administrator may not replace, remove or add to them';
 
 -- A key's allowlist is being set (for a new key, k.key_id is its id).
-CREATE FUNCTION apikey._vendor_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
+CREATE FUNCTION apikey_internal.vendor_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-	imposed cidr[] := (apikey._vendor_controls(key_id)).allowed_ips;
+	imposed cidr[] := (apikey_internal.vendor_controls(key_id)).allowed_ips;
 BEGIN
-	IF apikey._by_tenant() THEN
+	IF apikey_internal.by_tenant() THEN
 		IF imposed IS NOT NULL AND (allowed_ips IS NULL OR EXISTS (
 		       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
 		        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed))) THEN
-			PERFORM apikey._deny_vendor_control('the allowlist', key_id);
+			PERFORM apikey_internal.deny_vendor_control('the allowlist', key_id);
 		END IF;
 		RETURN;
 	END IF;
@@ -542,14 +650,14 @@ BEGIN
 	ON CONFLICT ON CONSTRAINT key_vendor_controls_pkey DO UPDATE SET allowed_ips = excluded.allowed_ips;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_allowed_ips(apikey.key_id, cidr[]) IS
+COMMENT ON FUNCTION apikey_internal.vendor_allowed_ips(apikey.key_id, cidr[]) IS
 	'internal: an administrator''s allowlist is recorded as the vendor''s; a tenant administrator may only narrow it';
 
 -- The allowlist a new key must stay within: a tenant administrator whose
 -- key carries the vendor's allowlist creates (and imports) keys usable
 -- from those networks only (the vendor's for them too), or it could give
 -- itself a key usable from anywhere.  NULL: none.
-CREATE FUNCTION apikey._imposed_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
+CREATE FUNCTION apikey_internal.imposed_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
 	LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -558,46 +666,46 @@ BEGIN
 	IF apikey.current_key_id() IS NULL THEN
 		RETURN NULL;
 	END IF;
-	imposed := (apikey._vendor_controls(apikey.current_key_id())).allowed_ips;
+	imposed := (apikey_internal.vendor_controls(apikey.current_key_id())).allowed_ips;
 	IF imposed IS NOT NULL AND allowed_ips IS NOT NULL AND EXISTS (
 	       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
 	        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed)) THEN
-		PERFORM apikey._deny_vendor_control('the allowlist of the authenticated key', NULL);
+		PERFORM apikey_internal.deny_vendor_control('the allowlist of the authenticated key', NULL);
 	END IF;
 	RETURN imposed;
 END
 $$;
-COMMENT ON FUNCTION apikey._imposed_allowed_ips(cidr[]) IS
+COMMENT ON FUNCTION apikey_internal.imposed_allowed_ips(cidr[]) IS
 	'internal: the vendor''s allowlist of the authenticated tenant administrator''s key, which its new keys stay within (NULL: none)';
 
 -- A key's meta is being set (old NULL: a new key).  A tenant administrator
 -- may not touch the tenant's vendor fields; an administrator's writes make
 -- the fields it sets, changes or removes the vendor's.
-CREATE FUNCTION apikey._vendor_meta(tenant_id bigint, key_id apikey.key_id, old jsonb, new jsonb)
+CREATE FUNCTION apikey_internal.vendor_meta(tenant_id bigint, key_id apikey.key_id, old jsonb, new jsonb)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	field text;
 BEGIN
-	IF apikey._by_tenant() THEN
+	IF apikey_internal.by_tenant() THEN
 		SELECT f.field INTO field FROM apikey.vendor_meta_fields AS f
-		 WHERE f.tenant_id OPERATOR(pg_catalog.=) _vendor_meta.tenant_id
+		 WHERE f.tenant_id OPERATOR(pg_catalog.=) vendor_meta.tenant_id
 		   AND (old OPERATOR(pg_catalog.->) f.field) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f.field)
 		 ORDER BY f.field LIMIT 1;
 		IF FOUND THEN
-			PERFORM apikey._deny_vendor_control(pg_catalog.format('the meta field "%s"', field), key_id);
+			PERFORM apikey_internal.deny_vendor_control(pg_catalog.format('the meta field "%s"', field), key_id);
 		END IF;
 		RETURN;
 	END IF;
 	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
-	SELECT _vendor_meta.tenant_id, f
+	SELECT vendor_meta.tenant_id, f
 	  FROM (SELECT pg_catalog.jsonb_object_keys(COALESCE(new, '{}'))
 	        UNION SELECT pg_catalog.jsonb_object_keys(COALESCE(old, '{}'))) AS x(f)
 	 WHERE (old OPERATOR(pg_catalog.->) f) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f)
 	ON CONFLICT DO NOTHING;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_meta(bigint, apikey.key_id, jsonb, jsonb) IS
+COMMENT ON FUNCTION apikey_internal.vendor_meta(bigint, apikey.key_id, jsonb, jsonb) IS
 	'internal: tenant administrators may not touch the vendor''s meta fields; fields an administrator writes become the vendor''s';
 
 CREATE FUNCTION apikey.set_vendor_meta_fields(tenant text, fields text[])
@@ -608,8 +716,8 @@ DECLARE
 	t apikey.tenants;
 	old text[];
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
 	IF fields IS NULL OR array_ndims(fields) > 1 OR array_position(fields, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'fields must be a one-dimensional array of field names without NULL'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -618,8 +726,8 @@ BEGIN
 	  FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
 	DELETE FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
 	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
-	SELECT DISTINCT t.tenant_id, apikey._checked_label('field', x, 200, true) FROM unnest(fields) AS x;
-	PERFORM apikey._audit('vendor_meta_fields_set', t.tenant_id, t.slug, NULL,
+	SELECT DISTINCT t.tenant_id, apikey_internal.checked_label('field', x, 200, true) FROM unnest(fields) AS x;
+	PERFORM apikey_internal.audit('vendor_meta_fields_set', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('from', coalesce(old, '{}'),
 		                   'to', ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(fields) AS x ORDER BY 1)));
 END
@@ -645,13 +753,13 @@ COMMENT ON VIEW apikey.vendor_meta_field_list IS
 SELECT pg_catalog.pg_extension_config_dump('apikey.key_vendor_controls', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.vendor_meta_fields', '');
 REVOKE ALL ON apikey.key_vendor_controls, apikey.vendor_meta_fields, apikey.vendor_meta_field_list FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION apikey._by_tenant(), apikey._vendor_controls(apikey.key_id),
-	apikey._deny_vendor_control(text, apikey.key_id),
-	apikey._vendor_rate_limit(apikey.keys, text, boolean),
-	apikey._vendor_credits(apikey.keys, bigint, bigint),
-	apikey._vendor_allowed_ips(apikey.key_id, cidr[]),
-	apikey._imposed_allowed_ips(cidr[]),
-	apikey._vendor_meta(bigint, apikey.key_id, jsonb, jsonb),
+REVOKE EXECUTE ON FUNCTION apikey_internal.by_tenant(), apikey_internal.vendor_controls(apikey.key_id),
+	apikey_internal.deny_vendor_control(text, apikey.key_id),
+	apikey_internal.vendor_rate_limit(apikey.keys, text, boolean),
+	apikey_internal.vendor_credits(apikey.keys, bigint, bigint),
+	apikey_internal.vendor_allowed_ips(apikey.key_id, cidr[]),
+	apikey_internal.imposed_allowed_ips(cidr[]),
+	apikey_internal.vendor_meta(bigint, apikey.key_id, jsonb, jsonb),
 	apikey.set_vendor_meta_fields(text, text[]) FROM PUBLIC;
 
 -- What keys carry already is the vendor's when the audit trail says an
@@ -705,8 +813,8 @@ CREATE OR REPLACE FUNCTION apikey.create_key(tenant text, environment text, name
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	tenant_slug text := apikey._authorized_tenant(tenant);
-	key_scopes text[] := apikey._normalized_scopes(scopes);
+	tenant_slug text := apikey_internal.authorized_tenant(tenant);
+	key_scopes text[] := apikey_internal.normalized_scopes(scopes);
 	roles text[];
 	effective text[] := key_scopes;
 	extra jsonb;    -- what 0.3.0 added, for the audit event
@@ -714,9 +822,9 @@ DECLARE
 	t record;
 	g record;
 BEGIN
-	name := apikey._checked_label('key name', name, 200, true);
-	description := apikey._checked_label('description', description, 1000, false);
-	resource := apikey._checked_resource(resource);
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	resource := apikey_internal.checked_resource(resource);
 	IF environment IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -727,9 +835,9 @@ BEGIN
 	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
 	 WHERE x.slug = tenant_slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
 	ELSIF t.tag IS NULL THEN
-		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
@@ -738,37 +846,37 @@ BEGIN
 		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
 	ELSE
 		-- resource is one more element of resources
-		resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
+		resources := apikey_internal.checked_resources(CASE WHEN resource IS NULL THEN resources
 		                                            ELSE coalesce(resources, '{}') || resource END);
-		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
-		meta := apikey._checked_meta(meta);
+		owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey_internal.checked_meta(meta);
 		IF meta IS NOT NULL THEN
-			PERFORM apikey._vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+			PERFORM apikey_internal.vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
 		END IF;
-		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+		allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
 		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
-			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
-			effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+			roles := apikey_internal.checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey_internal.effective_scopes(t.tenant_id, key_scopes, roles);
 		END IF;
 		-- meta kept whole in the event, its nulls too
 		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
 		                           'resources', resources, 'allowed_ips', allowed_ips))
 		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
-	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
+	PERFORM apikey_internal.authorize(tenant_slug, environment, effective, resources);
 	IF apikey.current_key_id() IS NOT NULL THEN
 		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
-		imposed := apikey._imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		imposed := apikey_internal.imposed_allowed_ips(allowed_ips);    -- vendor.sql
 		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
 			allowed_ips := imposed;
 			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
 		END IF;
 	END IF;
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
-		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
+		expires_at := apikey_internal.expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
 	LOOP
-		g := apikey._generate_key(t.key_prefix, t.tag);
+		g := apikey_internal.generate_key(t.key_prefix, t.tag);
 		WITH k AS (
 			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 			                         name, description, scopes, effective_scopes, resources,
@@ -777,21 +885,21 @@ BEGIN
 			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
 			        name, description, key_scopes, effective, resources,
 			        owner, meta, coalesce(roles, '{}'), allowed_ips,
-			        expires_at, coalesce(apikey._actor(), apikey._caller()::text))
+			        expires_at, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
 			ON CONFLICT DO NOTHING
 			RETURNING 1)
 		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
-		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
+		SELECT apikey_internal.caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
 		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
-		       apikey._actor()
+		       apikey_internal.actor()
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
 	IF imposed IS NOT NULL THEN
 		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
 	ELSIF allowed_ips IS NOT NULL THEN
-		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+		PERFORM apikey_internal.vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
 	END IF;
 	key_id := g.key_id;
 	api_key := g.api_key;
@@ -807,14 +915,14 @@ CREATE OR REPLACE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
-	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
 $$;
@@ -826,12 +934,12 @@ CREATE OR REPLACE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	meta := apikey._checked_meta(meta);
-	PERFORM apikey._vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
+	meta := apikey_internal.checked_meta(meta);
+	PERFORM apikey_internal.vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
 	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.meta, 'to', meta));
 END
 $$;
@@ -843,12 +951,12 @@ CREATE OR REPLACE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allo
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
-	PERFORM apikey._vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
+	allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
+	PERFORM apikey_internal.vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
 	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));
 END
 $$;
@@ -860,22 +968,22 @@ CREATE OR REPLACE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	limits apikey.rate_limit[];
 BEGIN
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	limits := apikey._with_rate_limit(k.rate_limits, name, max_requests, per);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, max_requests, per);
 	IF cardinality(limits) > 8 THEN
 		RAISE EXCEPTION 'key % already has 8 rate limits', k.key_id
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
-	PERFORM apikey._vendor_rate_limit(k, name, false);    -- vendor.sql
+	PERFORM apikey_internal.vendor_rate_limit(k, name, false);    -- vendor.sql
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name,
-		                   'from', apikey._rate_limit_details(k.rate_limits, name),
-		                   'to', apikey._rate_limit_details(limits, name)));
+		                   'from', apikey_internal.rate_limit_details(k.rate_limits, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name)));
 END
 $$;
 COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval) IS
@@ -886,18 +994,18 @@ CREATE OR REPLACE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name t
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
-	old jsonb := apikey._rate_limit_details(k.rate_limits, name);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	old jsonb := apikey_internal.rate_limit_details(k.rate_limits, name);
 	limits apikey.rate_limit[];
 BEGIN
 	IF old IS NULL THEN
-		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey._shown(name)
+		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._vendor_rate_limit(k, name, true);    -- vendor.sql
-	limits := apikey._with_rate_limit(k.rate_limits, name, NULL, NULL);
+	PERFORM apikey_internal.vendor_rate_limit(k, name, true);    -- vendor.sql
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, NULL, NULL);
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name, 'from', old));
 END
 $$;
@@ -910,7 +1018,7 @@ CREATE OR REPLACE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bi
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	old apikey.credits;
 	next_refill timestamptz;
 BEGIN
@@ -928,10 +1036,10 @@ BEGIN
 			      HINT = 'E.g. refill_amount => 1000, refill_every => ''1 month''.';
 	END IF;
 	IF refill_every IS NOT NULL THEN
-		PERFORM apikey._check_lifetime('refill_every', refill_every);
-		next_refill := apikey._next_refill(now(), refill_every, now());
+		PERFORM apikey_internal.check_lifetime('refill_every', refill_every);
+		next_refill := apikey_internal.next_refill(now(), refill_every, now());
 	END IF;
-	PERFORM apikey._vendor_credits(k, remaining, NULL);    -- vendor.sql
+	PERFORM apikey_internal.vendor_credits(k, remaining, NULL);    -- vendor.sql
 	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
 	IF remaining IS NULL THEN
 		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
@@ -948,7 +1056,7 @@ BEGIN
 	IF k.has_credits IS DISTINCT FROM (remaining IS NOT NULL) THEN
 		UPDATE apikey.keys AS x SET has_credits = (remaining IS NOT NULL) WHERE x.key_id = k.key_id;
 	END IF;
-	PERFORM apikey._audit('credits_set', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('credits_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object(
 			'from', CASE WHEN old.key_id IS NOT NULL THEN jsonb_build_object(
 				'remaining', old.remaining, 'refill_amount', old.refill_amount, 'refill_every', old.refill_every) END,
@@ -964,14 +1072,14 @@ CREATE OR REPLACE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigin
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	c apikey.credits;
 	at timestamptz := statement_timestamp();
 BEGIN
 	IF amount IS NULL THEN
 		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	PERFORM apikey._vendor_credits(k, NULL, amount);    -- vendor.sql
+	PERFORM apikey_internal.vendor_credits(k, NULL, amount);    -- vendor.sql
 	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id
@@ -981,7 +1089,7 @@ BEGIN
 	IF c.next_refill_at <= at THEN
 		c.remaining := c.refill_amount;
 		c.refilled_at := at;
-		c.next_refill_at := apikey._next_refill(c.refill_anchor, c.refill_every, at);
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
 	END IF;
 	IF c.remaining + amount < 0 THEN
 		RAISE EXCEPTION 'key % has % credits: cannot take % away', k.key_id, c.remaining, -amount
@@ -990,7 +1098,7 @@ BEGIN
 	UPDATE apikey.credits AS x
 	   SET remaining = c.remaining + amount, refilled_at = c.refilled_at, next_refill_at = c.next_refill_at
 	 WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('credits_added', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('credits_added', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('amount', amount, 'remaining', c.remaining + amount));
 	RETURN c.remaining + amount;
 END
@@ -1003,7 +1111,7 @@ CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._check_role(role);
+	PERFORM apikey_internal.check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
 		apikey.verify(text, text, text, text, integer, inet),
@@ -1087,9 +1195,9 @@ $$;
 DROP TRIGGER imported_keys_changed ON apikey.imported_keys;
 CREATE TRIGGER imported_keys_changed
 	BEFORE INSERT OR UPDATE OR DELETE ON apikey.imported_keys
-	FOR EACH ROW EXECUTE FUNCTION apikey._imports_changed();
+	FOR EACH ROW EXECUTE FUNCTION apikey_internal.imports_changed();
 CREATE TRIGGER imported_keys_truncated BEFORE TRUNCATE ON apikey.imported_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._imports_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.imports_changed();
 ALTER TABLE apikey.imported_keys ENABLE ALWAYS TRIGGER imported_keys_changed,
 	ENABLE ALWAYS TRIGGER imported_keys_truncated;
 
@@ -1140,39 +1248,39 @@ REVOKE EXECUTE ON FUNCTION apikey.publication_tables(), apikey.create_publicatio
 -- A subscriber of these tables is a read copy: nothing but the apply worker
 -- writes them there (subscriber.c).  Statement triggers at the default
 -- ENABLE, which the apply worker (in the replica role) never fires.
-CREATE FUNCTION apikey._refuse_on_subscriber() RETURNS trigger
+CREATE FUNCTION apikey_internal.refuse_on_subscriber() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'refuse_on_subscriber' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION apikey._refuse_on_subscriber() IS
+COMMENT ON FUNCTION apikey_internal.refuse_on_subscriber() IS
 	'internal: refuse changes of apikey''s published tables on a logical replication subscriber of them (25006)';
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.tenants
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.environments
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.public_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.key_roles
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.credits
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
-REVOKE EXECUTE ON FUNCTION apikey._refuse_on_subscriber() FROM PUBLIC;
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
+REVOKE EXECUTE ON FUNCTION apikey_internal.refuse_on_subscriber() FROM PUBLIC;
 
 -- Revocations commit as apikey.revocation_synchronous_commit says
 -- (replica.c); a hot standby's kill switch finds a key's revocations
 -- through audit_revocations.
-CREATE FUNCTION apikey._revocation_commit() RETURNS void
+CREATE FUNCTION apikey_internal.revocation_commit() RETURNS void
 	AS 'MODULE_PATHNAME', 'revocation_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._revocation_commit() IS
+COMMENT ON FUNCTION apikey_internal.revocation_commit() IS
 	'internal: this transaction revokes; its commit waits for synchronous standbys as apikey.revocation_synchronous_commit says';
 
 CREATE FUNCTION apikey.confirm_revocations() RETURNS text
 	AS 'MODULE_PATHNAME', 'confirm_revocations' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION apikey.confirm_revocations() IS
 	'wait until the synchronous standbys confirm every revocation committed so far (as apikey.revocation_synchronous_commit asks): confirmed, canceled, no_synchronous_standby or not_asked';
-REVOKE EXECUTE ON FUNCTION apikey._revocation_commit(), apikey.confirm_revocations() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION apikey_internal.revocation_commit(), apikey.confirm_revocations() FROM PUBLIC;
 
 CREATE INDEX audit_revocations ON apikey.audit (key_id, event_id) WHERE action IN ('revoked', 'leaked');
 
@@ -1182,9 +1290,9 @@ CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text D
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	reason := apikey._checked_label('reason', reason, 1000, false);
+	reason := apikey_internal.checked_label('reason', reason, 1000, false);
 	IF terminate IS NULL THEN
 		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -1193,11 +1301,11 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 	IF terminate THEN
-		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+		PERFORM apikey_internal.terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
 	END IF;
-	PERFORM apikey._revocation_commit();
+	PERFORM apikey_internal.revocation_commit();
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('revoked', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('reason', reason)
 		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
 END
@@ -1210,15 +1318,15 @@ CREATE OR REPLACE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	PERFORM apikey._revocation_commit();
+	PERFORM apikey_internal.revocation_commit();
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
-	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
 $$;
@@ -1230,7 +1338,7 @@ CREATE OR REPLACE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval 
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	t apikey.tenants;
 	e apikey.environments;
 	g record;
@@ -1248,12 +1356,12 @@ BEGIN
 			HINT = 'Extend it with set_key_expiry first, or create a new key.';
 	END IF;
 	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
-	e := apikey._environment(t, k.environment);
+	e := apikey_internal.environment(t, k.environment);
 	IF grace > '0' THEN
 		grace_end := now() + grace;
 	END IF;
-	g := apikey._generate_key(t.key_prefix, e.tag, k.key_id);
-	PERFORM apikey._revocation_commit();   -- the old secret's end
+	g := apikey_internal.generate_key(t.key_prefix, e.tag, k.key_id);
+	PERFORM apikey_internal.revocation_commit();   -- the old secret's end
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
@@ -1262,7 +1370,7 @@ BEGIN
 	-- an imported text is found through apikey.imported_keys while it works
 	DELETE FROM apikey.imported_keys AS i
 	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
-	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rolled', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));
 	RETURN g.api_key;
@@ -1281,25 +1389,25 @@ DECLARE
 	reason text;
 	previous boolean;
 BEGIN
-	PERFORM apikey._hide_statement();    -- it holds the key text
-	source := apikey._checked_label('source', source, 500, false);
-	p := apikey._prove_key(api_key);
+	PERFORM apikey_internal.hide_statement();    -- it holds the key text
+	source := apikey_internal.checked_label('source', source, 500, false);
+	p := apikey_internal.prove_key(api_key);
 	IF p.key_id IS NULL AND p.status = 'not_found' AND NOT apikey.looks_like_key(api_key) THEN
-		RETURN apikey._report_disputed_leak(api_key, source);
+		RETURN apikey_internal.report_disputed_leak(api_key, source);
 	END IF;
 	IF p.key_id IS NULL THEN
 		RETURN p.status;                  -- malformed, public_key or not_found
 	END IF;
 	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = p.key_id FOR UPDATE;
 	-- proven again with the row locked: a roll or deletion may have come first
-	p := apikey._prove_key(api_key);
+	p := apikey_internal.prove_key(api_key);
 	IF NOT FOUND OR p.key_id IS NULL THEN
 		RETURN 'not_found';
 	END IF;
 	previous := k.key_hash <> sha256(convert_to(api_key, getdatabaseencoding()));
 	reason := 'leaked' || coalesce(' (reported by ' || source || ')', '');
 	IF previous OR k.revoked_at IS NULL THEN
-		PERFORM apikey._revocation_commit();
+		PERFORM apikey_internal.revocation_commit();
 	END IF;
 	IF previous THEN
 		-- a secret the key was rolled away from: it stops, the key goes on
@@ -1309,9 +1417,9 @@ BEGIN
 		 WHERE i.key_id = k.key_id AND i.key_hash <> k.key_hash;
 	ELSIF k.revoked_at IS NULL THEN
 		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-		PERFORM apikey._terminate_at_commit(k.key_id, false);
+		PERFORM apikey_internal.terminate_at_commit(k.key_id, false);
 	END IF;
-	PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('leaked', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
 		                   'revoked', NOT previous AND k.revoked_at IS NULL));
 	RETURN CASE WHEN previous OR k.revoked_at IS NULL THEN 'revoked' ELSE 'already_revoked' END;
@@ -1325,7 +1433,7 @@ CREATE OR REPLACE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, rea
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 	k apikey.keys;
 	revoked integer := 0;
 	beyond integer := 0;
@@ -1333,7 +1441,7 @@ BEGIN
 	IF owner IS NULL THEN
 		RAISE EXCEPTION 'owner must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	reason := apikey._checked_label('reason', reason, 1000, false);
+	reason := apikey_internal.checked_label('reason', reason, 1000, false);
 	FOR k IN SELECT * FROM apikey.keys AS x
 	          WHERE x.tenant_id = t.tenant_id AND x.owner = revoke_owner_keys.owner
 	            AND x.revoked_at IS NULL
@@ -1341,15 +1449,15 @@ BEGIN
 	            FOR UPDATE
 	LOOP
 		BEGIN
-			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+			PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 		EXCEPTION WHEN insufficient_privilege THEN
 			beyond := beyond + 1;
 			CONTINUE;
 		END;
 		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-		PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+		PERFORM apikey_internal.audit('revoked', k.tenant_id, k.tenant, k.key_id,
 			jsonb_build_object('reason', reason, 'owner', owner));
-		PERFORM apikey._revocation_commit();
+		PERFORM apikey_internal.revocation_commit();
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN
@@ -1369,7 +1477,7 @@ CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._check_role(role);
+	PERFORM apikey_internal.check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
 		apikey.verify(text, text, text, text, integer, inet),
@@ -1438,6 +1546,44 @@ BEGIN
 END
 $$;
 
+-- Rate limits as text in the listings (key_list.rate_limit_summary and
+-- tenant_rate_limit_summary, tenant_list.rate_limit_summary), columns
+-- added at the end: what was there stays as it was.
+CREATE FUNCTION apikey_internal.rate_limit_summary(limits apikey.rate_limit[]) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s %s/%s', l.name, l.max_requests,
+	           CASE WHEN m.ms % 86400000 = 0 THEN (m.ms / 86400000)::bigint || ' d'
+	                WHEN m.ms % 3600000 = 0 THEN (m.ms / 3600000)::bigint || ' h'
+	                WHEN m.ms % 60000 = 0 THEN (m.ms / 60000)::bigint || ' min'
+	                WHEN m.ms % 1000 = 0 THEN (m.ms / 1000)::bigint || ' s'
+	                ELSE pg_catalog.trim_scale(m.ms) || ' ms' END), ', ' ORDER BY l.n)
+	  FROM pg_catalog.unnest(limits) WITH ORDINALITY AS l(name, max_requests, per, n),
+	       LATERAL (SELECT EXTRACT(epoch FROM l.per) * 1000) AS m(ms)
+$$;
+COMMENT ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) IS
+	'internal: rate limits as text for the listings, e.g. "burst 20/1 s, hourly 1000/1 h"';
+-- (revoked first, as the install script does: the same ACL, in the same order)
+REVOKE EXECUTE ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) TO PUBLIC;
+CREATE OR REPLACE VIEW apikey.tenant_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       t.tenant_id,
+       t.name,
+       (SELECT pg_catalog.array_agg(e.name ORDER BY e.name) FROM apikey.environments AS e
+         WHERE e.tenant_id OPERATOR(pg_catalog.=) t.tenant_id) AS environments,
+       t.key_prefix,
+       t.default_key_lifetime,
+       t.max_key_lifetime,
+       t.rate_limits,
+       t.created_at,
+       t.created_by,
+       apikey_internal.rate_limit_summary(t.rate_limits) AS rate_limit_summary
+  FROM apikey.tenants AS t
+ WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
+                 AND apikey.has_scope('apikey:admin') END;
 -- Limits on anything (issue 23, item 4): rate_limit_take on any
 -- identifier of a namespace, and one budget shared by every key of an
 -- owner, which each of the owner's keys carries (keys.owner_rate_limits).
@@ -1476,22 +1622,22 @@ CREATE TABLE apikey.owner_rate_limits (
 COMMENT ON TABLE apikey.owner_rate_limits IS
 	'rate limits shared by all the keys of one owner of a tenant (copied to each key: keys.owner_rate_limits)';
 
-CREATE FUNCTION apikey._owner_rate_limits(tenant_id bigint, owner text)
+CREATE FUNCTION apikey_internal.owner_rate_limits(tenant_id bigint, owner text)
 	RETURNS apikey.rate_limit[] LANGUAGE sql STABLE
 AS $$
 	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
 	  FROM apikey.owner_rate_limits AS l
-	 WHERE l.tenant_id OPERATOR(pg_catalog.=) _owner_rate_limits.tenant_id
-	   AND l.owner OPERATOR(pg_catalog.=) _owner_rate_limits.owner
+	 WHERE l.tenant_id OPERATOR(pg_catalog.=) owner_rate_limits.tenant_id
+	   AND l.owner OPERATOR(pg_catalog.=) owner_rate_limits.owner
 $$;
-COMMENT ON FUNCTION apikey._owner_rate_limits(bigint, text) IS
+COMMENT ON FUNCTION apikey_internal.owner_rate_limits(bigint, text) IS
 	'internal: the limits of an owner of a tenant, sorted by name (NULL: none)';
 
 -- Set (max_requests given) or remove one limit of an owner, on the table
 -- and on each of the owner's keys.  The caller was authorized for the
 -- tenant; a tenant administrator acts only when its key covers every key
 -- of the owner (as revoke_owner_keys), and lifts no administrator's limit.
-CREATE FUNCTION apikey._set_owner_rate_limit(t apikey.tenants, owner text, name text,
+CREATE FUNCTION apikey_internal.set_owner_rate_limit(t apikey.tenants, owner text, name text,
 		max_requests integer, per interval)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
@@ -1503,16 +1649,16 @@ DECLARE
 	covered integer := 0;
 	changed bigint;
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
-	PERFORM apikey._authorize(t.slug, NULL, NULL, NULL);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, NULL, NULL);
 	PERFORM FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
 	FOR k IN SELECT * FROM apikey.keys AS x
-	          WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	          WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
 	          ORDER BY x.key_id
 	            FOR UPDATE
 	LOOP
 		BEGIN
-			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+			PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 			covered := covered + 1;
 		EXCEPTION WHEN insufficient_privilege THEN
 			beyond := beyond + 1;
@@ -1525,36 +1671,36 @@ BEGIN
 			      HINT = 'A full administrator, or a tenant administrator whose key covers every key of the owner, sets the owner''s limits.';
 	END IF;
 	SELECT * INTO old FROM apikey.owner_rate_limits AS x
-	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
-	   AND x.name = _set_owner_rate_limit.name;
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
+	   AND x.name = set_owner_rate_limit.name;
 	IF max_requests IS NULL AND old.name IS NULL THEN
-		RAISE EXCEPTION 'owner % of tenant "%" has no rate limit %', apikey._shown(owner), t.slug, apikey._shown(name)
+		RAISE EXCEPTION 'owner % of tenant "%" has no rate limit %', apikey_internal.shown(owner), t.slug, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF old.by_vendor AND apikey._by_tenant() THEN
-		PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s" of this owner', name), NULL);
+	IF old.by_vendor AND apikey_internal.by_tenant() THEN
+		PERFORM apikey_internal.deny_vendor_control(pg_catalog.format('the rate limit "%s" of this owner', name), NULL);
 	END IF;
 	IF max_requests IS NULL THEN
 		DELETE FROM apikey.owner_rate_limits AS x
-		 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
-		   AND x.name = _set_owner_rate_limit.name;
+		 WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
+		   AND x.name = set_owner_rate_limit.name;
 	ELSE
 		INSERT INTO apikey.owner_rate_limits AS x (tenant_id, owner, name, max_requests, per, by_vendor)
-		VALUES (t.tenant_id, owner, name, max_requests, per, NOT apikey._by_tenant())
+		VALUES (t.tenant_id, owner, name, max_requests, per, NOT apikey_internal.by_tenant())
 		ON CONFLICT ON CONSTRAINT owner_rate_limits_pkey DO UPDATE
 		   SET max_requests = excluded.max_requests, per = excluded.per, by_vendor = excluded.by_vendor;
 	END IF;
-	limits := apikey._owner_rate_limits(t.tenant_id, owner);
+	limits := apikey_internal.owner_rate_limits(t.tenant_id, owner);
 	IF cardinality(limits) > 8 THEN
-		RAISE EXCEPTION 'owner % of tenant "%" already has 8 rate limits', apikey._shown(owner), t.slug
+		RAISE EXCEPTION 'owner % of tenant "%" already has 8 rate limits', apikey_internal.shown(owner), t.slug
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
 	UPDATE apikey.keys AS x SET owner_rate_limits = limits
-	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
 	   AND x.owner_rate_limits IS DISTINCT FROM limits;
 	GET DIAGNOSTICS changed = ROW_COUNT;
-	PERFORM apikey._audit(CASE WHEN max_requests IS NULL THEN 'owner_rate_limit_removed'
+	PERFORM apikey_internal.audit(CASE WHEN max_requests IS NULL THEN 'owner_rate_limit_removed'
 	                           ELSE 'owner_rate_limit_set' END,
 		t.tenant_id, t.slug, NULL,
 		jsonb_build_object('owner', owner, 'name', name,
@@ -1565,7 +1711,7 @@ BEGIN
 		                   'keys', changed));
 END
 $$;
-COMMENT ON FUNCTION apikey._set_owner_rate_limit(apikey.tenants, text, text, integer, interval) IS
+COMMENT ON FUNCTION apikey_internal.set_owner_rate_limit(apikey.tenants, text, text, integer, interval) IS
 	'internal: set or remove (max_requests NULL) a limit of an owner, on the table and on each of the owner''s keys';
 
 CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
@@ -1574,11 +1720,11 @@ CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 BEGIN
-	owner := apikey._checked_label('owner', owner, 200, true);
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	PERFORM apikey._set_owner_rate_limit(t, owner, name, max_requests, per);
+	owner := apikey_internal.checked_label('owner', owner, 200, true);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, max_requests, per);
 END
 $$;
 COMMENT ON FUNCTION apikey.set_owner_rate_limit(text, text, text, integer, interval) IS
@@ -1589,10 +1735,10 @@ CREATE FUNCTION apikey.remove_owner_rate_limit(tenant text, owner text, name tex
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 BEGIN
-	PERFORM apikey._require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
-	PERFORM apikey._set_owner_rate_limit(t, owner, name, NULL, NULL);
+	PERFORM apikey_internal.require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
+	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION apikey.remove_owner_rate_limit(text, text, text) IS
@@ -1603,7 +1749,7 @@ COMMENT ON FUNCTION apikey.remove_owner_rate_limit(text, text, text) IS
 -- limits in progress (which locks the tenant row for update).  A row
 -- inserted with limits of its own (pg_dump's data, restored before the
 -- owners' limits) keeps them unless the owner has limits.
-CREATE FUNCTION apikey._key_owner_rate_limits() RETURNS trigger
+CREATE FUNCTION apikey_internal.key_owner_rate_limits() RETURNS trigger
 	LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -1613,7 +1759,7 @@ BEGIN
 		PERFORM FROM apikey.tenants AS t
 		  WHERE t.tenant_id OPERATOR(pg_catalog.=) NEW.tenant_id
 		    FOR KEY SHARE;
-		limits := apikey._owner_rate_limits(NEW.tenant_id, NEW.owner);
+		limits := apikey_internal.owner_rate_limits(NEW.tenant_id, NEW.owner);
 	END IF;
 	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' OR limits IS NOT NULL THEN
 		NEW.owner_rate_limits := limits;
@@ -1621,22 +1767,22 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION apikey._key_owner_rate_limits() IS
+COMMENT ON FUNCTION apikey_internal.key_owner_rate_limits() IS
 	'internal: trigger that gives a key its owner''s rate limits';
 CREATE TRIGGER keys_owner_rate_limits BEFORE INSERT ON apikey.keys
-	FOR EACH ROW WHEN (NEW.owner IS NOT NULL) EXECUTE FUNCTION apikey._key_owner_rate_limits();
+	FOR EACH ROW WHEN (NEW.owner IS NOT NULL) EXECUTE FUNCTION apikey_internal.key_owner_rate_limits();
 CREATE TRIGGER keys_owner_changed BEFORE UPDATE OF owner ON apikey.keys
 	FOR EACH ROW WHEN (NEW.owner IS DISTINCT FROM OLD.owner)
-	EXECUTE FUNCTION apikey._key_owner_rate_limits();
+	EXECUTE FUNCTION apikey_internal.key_owner_rate_limits();
 
 SELECT pg_catalog.pg_extension_config_dump('apikey.owner_rate_limits', '');
 REVOKE ALL ON apikey.owner_rate_limits FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION apikey.rate_limit_take(text, text, integer, interval, integer),
-	apikey._owner_rate_limits(bigint, text),
-	apikey._set_owner_rate_limit(apikey.tenants, text, text, integer, interval),
+	apikey_internal.owner_rate_limits(bigint, text),
+	apikey_internal.set_owner_rate_limit(apikey.tenants, text, text, integer, interval),
 	apikey.set_owner_rate_limit(text, text, text, integer, interval),
 	apikey.remove_owner_rate_limit(text, text, text),
-	apikey._key_owner_rate_limits() FROM PUBLIC;
+	apikey_internal.key_owner_rate_limits() FROM PUBLIC;
 
 -- A logical replication subscriber gets the owners' limits too, a read
 -- copy like the other published tables.
@@ -1653,7 +1799,7 @@ AS $$
 	 ORDER BY c.relname
 $$;
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.owner_rate_limits
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 
 -- key_list shows each key's owner's limits
 CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
@@ -1691,13 +1837,953 @@ SELECT k.key_id,
        c.refill_amount,
        c.refill_every,
        k.imported,
-       k.owner_rate_limits
+       k.owner_rate_limits,
+       apikey_internal.rate_limit_summary(k.rate_limits) AS rate_limit_summary,
+       apikey_internal.rate_limit_summary(k.tenant_rate_limits) AS tenant_rate_limit_summary,
+       apikey_internal.rate_limit_summary(k.owner_rate_limits) AS owner_rate_limit_summary
   FROM apikey.keys AS k
   LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
   LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;
+-- Every column of every view says what it holds (\d+ apikey.key_list).
+COMMENT ON COLUMN apikey.tenant_list.tenant IS
+	'the tenant''s slug, as the functions take it';
+COMMENT ON COLUMN apikey.tenant_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.tenant_list.name IS
+	'the tenant''s display name';
+COMMENT ON COLUMN apikey.tenant_list.environments IS
+	'the names of the tenant''s environments';
+COMMENT ON COLUMN apikey.tenant_list.key_prefix IS
+	'the prefix of the text of the tenant''s keys (ak by default)';
+COMMENT ON COLUMN apikey.tenant_list.default_key_lifetime IS
+	'the lifetime of a key created without an expiry (NULL: none)';
+COMMENT ON COLUMN apikey.tenant_list.max_key_lifetime IS
+	'the longest lifetime a key may have (NULL: no limit)';
+COMMENT ON COLUMN apikey.tenant_list.rate_limits IS
+	'the tenant''s rate limits (name, max_requests, per), a budget shared by its keys; rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.tenant_list.created_at IS
+	'when the tenant was created';
+COMMENT ON COLUMN apikey.tenant_list.created_by IS
+	'the role that created it';
+COMMENT ON COLUMN apikey.tenant_list.rate_limit_summary IS
+	'the tenant''s rate limits as text, e.g. "api 5000/1 min" (NULL: none)';
+COMMENT ON COLUMN apikey.usage_stats.tenant IS
+	'the slug of the key''s tenant';
+COMMENT ON COLUMN apikey.usage_stats.key_id IS
+	'the key verified';
+COMMENT ON COLUMN apikey.usage_stats.hour IS
+	'the hour (UTC) of the verifications';
+COMMENT ON COLUMN apikey.usage_stats.status IS
+	'their outcome: valid, or why not (not_found there means a wrong secret for this key id)';
+COMMENT ON COLUMN apikey.usage_stats.verifications IS
+	'how many verifications of the key had that outcome in that hour';
+COMMENT ON COLUMN apikey.usage_stats.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.key_role_list.tenant IS
+	'the slug of the role''s tenant';
+COMMENT ON COLUMN apikey.key_role_list.name IS
+	'the key role''s name, unique in its tenant';
+COMMENT ON COLUMN apikey.key_role_list.scopes IS
+	'the scopes the role gives the keys that have it';
+COMMENT ON COLUMN apikey.key_role_list.keys IS
+	'how many keys have the role';
+COMMENT ON COLUMN apikey.key_role_list.created_at IS
+	'when the role was created';
+COMMENT ON COLUMN apikey.key_role_list.created_by IS
+	'who created it: the actor named by set_actor or act_for, else the role';
+COMMENT ON COLUMN apikey.key_role_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant IS
+	'the slug of the tenant';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.field IS
+	'a top-level field of the keys'' meta that only full administrators set';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.import_conflicts.tenant IS
+	'the slug of the tenant of the imported key';
+COMMENT ON COLUMN apikey.import_conflicts.key_id IS
+	'the imported key, which does not verify while the conflict lasts';
+COMMENT ON COLUMN apikey.import_conflicts.name IS
+	'the imported key''s name';
+COMMENT ON COLUMN apikey.import_conflicts.created_at IS
+	'when the key was imported';
+COMMENT ON COLUMN apikey.import_conflicts.created_by IS
+	'who imported it';
+COMMENT ON COLUMN apikey.import_conflicts.other_tenant IS
+	'the slug of the other tenant that imported the same text';
+COMMENT ON COLUMN apikey.import_conflicts.other_key_id IS
+	'the other tenant''s key with the same text';
+COMMENT ON COLUMN apikey.key_list.key_id IS
+	'the key''s public id: 11 base62 characters, also the start of its text; not a secret';
+COMMENT ON COLUMN apikey.key_list.tenant IS
+	'the slug of the key''s tenant';
+COMMENT ON COLUMN apikey.key_list.environment IS
+	'the environment the key is valid in (e.g. production, preview)';
+COMMENT ON COLUMN apikey.key_list.name IS
+	'the key''s name, from create_key or rename_key';
+COMMENT ON COLUMN apikey.key_list.description IS
+	'free text from create_key or describe_key';
+COMMENT ON COLUMN apikey.key_list.hint IS
+	'a fragment of the key text for a person to recognise it (e.g. ak_live_…nWl3), never enough to use it';
+COMMENT ON COLUMN apikey.key_list.scopes IS
+	'the key''s own scopes (effective_scopes adds those of its key roles)';
+COMMENT ON COLUMN apikey.key_list.resource IS
+	'the one resource the key is restricted to, when it is exactly one (resources lists them all)';
+COMMENT ON COLUMN apikey.key_list.status IS
+	'active, revoked or expired';
+COMMENT ON COLUMN apikey.key_list.created_at IS
+	'when the key was created';
+COMMENT ON COLUMN apikey.key_list.created_by IS
+	'who created it: the actor named by set_actor or act_for, else the role';
+COMMENT ON COLUMN apikey.key_list.expires_at IS
+	'when the key stops verifying (NULL: never)';
+COMMENT ON COLUMN apikey.key_list.revoked_at IS
+	'when the key was revoked (NULL: it is not)';
+COMMENT ON COLUMN apikey.key_list.revoked_reason IS
+	'the reason given when the key was revoked';
+COMMENT ON COLUMN apikey.key_list.rolled_at IS
+	'when roll_key last gave the key a new secret';
+COMMENT ON COLUMN apikey.key_list.previous_secret_expires_at IS
+	'until when the secret roll_key replaced still verifies (NULL: it does not)';
+COMMENT ON COLUMN apikey.key_list.last_used_at IS
+	'the key''s last valid verification, as the usage writer recorded it (NULL: none recorded)';
+COMMENT ON COLUMN apikey.key_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.key_list.owner IS
+	'the application''s id of the person or account the key belongs to';
+COMMENT ON COLUMN apikey.key_list.meta IS
+	'the application''s data about the key, returned by verification';
+COMMENT ON COLUMN apikey.key_list.key_roles IS
+	'the tenant''s key roles the key has (their scopes are in effective_scopes)';
+COMMENT ON COLUMN apikey.key_list.effective_scopes IS
+	'the scopes verification checks: the key''s own and those of its key roles';
+COMMENT ON COLUMN apikey.key_list.resources IS
+	'the resources the key is restricted to, "type:id" or "type:*" (NULL: unrestricted)';
+COMMENT ON COLUMN apikey.key_list.allowed_ips IS
+	'the networks the key may be used from (NULL: anywhere)';
+COMMENT ON COLUMN apikey.key_list.rate_limits IS
+	'the key''s own rate limits (name, max_requests, per); rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.key_list.tenant_rate_limits IS
+	'the tenant''s rate limits, a budget shared by its keys; tenant_rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.key_list.remaining IS
+	'credits left, counting a refill that is due (NULL: the key has no credits)';
+COMMENT ON COLUMN apikey.key_list.refill_amount IS
+	'the credits a refill sets remaining to (NULL: no refill)';
+COMMENT ON COLUMN apikey.key_list.refill_every IS
+	'how often credits are refilled (NULL: never)';
+COMMENT ON COLUMN apikey.key_list.imported IS
+	'whether the key text came from another system (import_key); false once rolled';
+COMMENT ON COLUMN apikey.key_list.rate_limit_summary IS
+	'the key''s own rate limits as text, e.g. "burst 20/1 s, hourly 1000/1 h" (NULL: none)';
+COMMENT ON COLUMN apikey.key_list.tenant_rate_limit_summary IS
+	'the tenant''s rate limits on this key as text, e.g. "api 5000/1 min" (NULL: none)';
+COMMENT ON COLUMN apikey.key_list.owner_rate_limits IS
+	'the rate limits of the key''s owner, a budget shared by all of that owner''s keys (set_owner_rate_limit); owner_rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.key_list.owner_rate_limit_summary IS
+	'the owner''s rate limits on this key as text, e.g. "api 100/1 min" (NULL: none)';
+COMMENT ON COLUMN apikey.audit_log.event_id IS
+	'the event''s number, increasing in the order the events were written';
+COMMENT ON COLUMN apikey.audit_log.at IS
+	'when the change was made';
+COMMENT ON COLUMN apikey.audit_log.action IS
+	'what was done: created, renamed, revoked, reactivated, rolled, deleted, leaked, …';
+COMMENT ON COLUMN apikey.audit_log.tenant IS
+	'the slug of the tenant concerned';
+COMMENT ON COLUMN apikey.audit_log.key_id IS
+	'the key concerned (NULL: a tenant''s event); kept after the key is deleted';
+COMMENT ON COLUMN apikey.audit_log.actor_role IS
+	'the role that made the change (the caller''s, not a SECURITY DEFINER function''s owner)';
+COMMENT ON COLUMN apikey.audit_log.actor_key_id IS
+	'the authenticated key the change was made with, a tenant administrator''s (NULL: none)';
+COMMENT ON COLUMN apikey.audit_log.details IS
+	'what changed, as JSON; never a secret';
+COMMENT ON COLUMN apikey.audit_log.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.audit_log.actor IS
+	'the person named by set_actor or act_for in that transaction (NULL: none)';
+
+-- The functions of 0.3.0 not replaced above whose bodies call internal
+-- functions, with their new names (apikey_internal.name; a parameter
+-- qualified with the function's own name, as name.parameter).  The text
+-- of sql/apikey/*.sql.
+
+CREATE OR REPLACE FUNCTION apikey_internal.audit(action text, tenant_id bigint, tenant text,
+		key_id apikey.key_id, details jsonb DEFAULT '{}')
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	PERFORM apikey_internal.require('action, tenant_id and tenant', action IS NOT NULL
+		AND tenant_id IS NOT NULL AND tenant IS NOT NULL);
+	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
+	VALUES (apikey_internal.caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'),
+	        apikey_internal.actor());
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
+		PERFORM apikey_internal.deny('permission denied: only an apikey administrator may do this');
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_tenant(slug text) RETURNS apikey.tenants
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	slug := apikey_internal.authorized_tenant(slug);
+	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = authorize_tenant.slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(slug) USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN t;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.environment(t apikey.tenants, name text)
+	RETURNS apikey.environments LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	e apikey.environments;
+BEGIN
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO e FROM apikey.environments AS x
+	 WHERE x.tenant_id = t.tenant_id AND x.name = environment.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(name), t.slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN e;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.check_key_policy(default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text)
+	RETURNS void LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	PERFORM apikey_internal.check_lifetime('default_key_lifetime', default_key_lifetime);
+	PERFORM apikey_internal.check_lifetime('max_key_lifetime', max_key_lifetime);
+	-- compared as times, as keys will get them: '3 mons' may exceed '90 days'
+	IF now() + default_key_lifetime > now() + max_key_lifetime THEN
+		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
+		RAISE EXCEPTION 'invalid key prefix %', apikey_internal.shown(key_prefix)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.new_public_key(tenant_id bigint, environment text, tag text)
+	RETURNS text LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	g record;
+BEGIN
+	PERFORM apikey_internal.require('tenant_id, environment and tag',
+		tenant_id IS NOT NULL AND environment IS NOT NULL AND tag IS NOT NULL);
+	DELETE FROM apikey.public_keys AS p
+	 WHERE p.tenant_id = new_public_key.tenant_id AND p.environment = new_public_key.environment;
+	LOOP
+		g := apikey_internal.generate_public_key(tag);
+		INSERT INTO apikey.public_keys (key_id, tenant_id, environment, public_key)
+		VALUES (g.key_id, tenant_id, environment, g.public_key)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;
+	END LOOP;
+	RETURN g.public_key;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.add_environment(t apikey.tenants, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	IF name IS NULL OR tag IS NULL THEN
+		RAISE EXCEPTION 'environment name and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[a-z0-9][a-z0-9_-]{0,31}$' THEN
+		RAISE EXCEPTION 'invalid environment name %', apikey_internal.shown(name)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'An environment name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter or digit.';
+	END IF;
+	IF tag !~ '^[a-z0-9]{1,8}$' THEN
+		RAISE EXCEPTION 'invalid environment tag %', apikey_internal.shown(tag)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A tag is 1 to 8 lowercase letters or digits; it appears in the key text (ak_<tag>_...).';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.name = add_environment.name) THEN
+		RAISE EXCEPTION 'environment "%" of tenant "%" already exists', name, t.slug
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.tag = add_environment.tag) THEN
+		RAISE EXCEPTION 'tenant "%" already has an environment tagged "%"', t.slug, tag
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO apikey.environments (tenant_id, name, tag) VALUES (t.tenant_id, name, tag);
+	PERFORM apikey_internal.new_public_key(t.tenant_id, name, tag);
+	PERFORM apikey_internal.audit('environment_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', name, 'tag', tag));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.create_tenant(slug text, name text DEFAULT NULL,
+		environments text[] DEFAULT '{production,preview}',
+		key_prefix text DEFAULT 'ak',
+		default_key_lifetime interval DEFAULT NULL,
+		max_key_lifetime interval DEFAULT NULL)
+	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+	env text;
+	env_name text;
+	env_tag text;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	IF slug IS NULL THEN
+		RAISE EXCEPTION 'slug must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF slug !~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' THEN
+		RAISE EXCEPTION 'invalid tenant slug %', apikey_internal.shown(slug)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
+	END IF;
+	name := apikey_internal.checked_label('tenant name', name, 200, false);
+	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	IF environments IS NULL OR cardinality(environments) > 16 OR array_ndims(environments) > 1 THEN
+		RAISE EXCEPTION 'environments must be a one-dimensional array of at most 16 names'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM apikey.tenants AS x WHERE x.slug = create_tenant.slug) THEN
+		RAISE EXCEPTION 'tenant "%" already exists', slug USING ERRCODE = 'unique_violation';
+	END IF;
+
+	INSERT INTO apikey.tenants AS x (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, created_by)
+	VALUES (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, apikey_internal.caller()::text)
+	RETURNING * INTO t;
+	PERFORM apikey_internal.audit('tenant_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('name', name, 'key_prefix', key_prefix,
+		                   'default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime)));
+
+	-- "name" or "name:tag"; production and preview are tagged live and test
+	FOREACH env IN ARRAY environments LOOP
+		env_name := split_part(env, ':', 1);
+		env_tag := CASE WHEN env LIKE '%:%' THEN substr(env, length(env_name) + 2)
+		                WHEN env_name = 'production' THEN 'live'
+		                WHEN env_name = 'preview' THEN 'test'
+		                ELSE env_name END;
+		PERFORM apikey_internal.add_environment(t, env_name, env_tag);
+	END LOOP;
+	RETURN t.tenant_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.create_environment(tenant text, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.add_environment(t, name, tag);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_policy(tenant text, default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text DEFAULT 'ak')
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	UPDATE apikey.tenants AS x
+	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
+	       max_key_lifetime = set_key_policy.max_key_lifetime,
+	       key_prefix = set_key_policy.key_prefix
+	 WHERE x.tenant_id = t.tenant_id;
+	PERFORM apikey_internal.audit('policy_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime),
+		                   'key_prefix', key_prefix));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e apikey.environments := apikey_internal.environment(apikey_internal.authorize_tenant(tenant), environment);
+BEGIN
+	PERFORM apikey_internal.authorize(tenant, e.name, NULL, NULL);
+	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
+	         WHERE p.tenant_id = e.tenant_id AND p.environment = e.name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	e apikey.environments := apikey_internal.environment(t, environment);
+	result text;
+BEGIN
+	PERFORM apikey_internal.authorize(t.slug, e.name, NULL, NULL);
+	result := apikey_internal.new_public_key(e.tenant_id, e.name, e.tag);
+	PERFORM apikey_internal.audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', e.name));
+	RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_key(key_id apikey.key_id) RETURNS apikey.keys
+	LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	k apikey.keys;
+BEGIN
+	PERFORM apikey_internal.authorized_tenant(coalesce(apikey.current_tenant(), ''));
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x
+	 WHERE x.key_id = authorize_key.key_id
+	   AND (apikey.current_tenant_id() IS NULL OR x.tenant_id = apikey.current_tenant_id())
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+	RETURN k;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.expiry(slug text, expires_in interval, default_lifetime interval,
+		max_lifetime interval) RETURNS timestamptz
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	lifetime interval := coalesce(expires_in, default_lifetime);
+BEGIN
+	PERFORM apikey_internal.check_lifetime('expires_in', lifetime);
+	-- compared as times: a month is not 30 days when added
+	IF max_lifetime IS NOT NULL AND (lifetime IS NULL OR now() + lifetime > now() + max_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within %', slug, max_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN now() + lifetime;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+BEGIN
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	UPDATE apikey.keys AS x SET name = rename_key.name WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('renamed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.name, 'to', name));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+BEGIN
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	UPDATE apikey.keys AS x SET description = describe_key.description WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('described', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.description, 'to', description));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+BEGIN
+	IF k.revoked_at IS NULL THEN
+		RAISE EXCEPTION 'key % is not revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE apikey.keys AS x SET revoked_at = NULL, revoked_reason = NULL WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('reactivated', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('revoked_at', k.revoked_at, 'reason', k.revoked_reason));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamptz)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	t apikey.tenants;
+BEGIN
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', t.slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE apikey.keys AS x SET expires_at = set_key_expiry.expires_at WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('expiry_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.expires_at, 'to', expires_at));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.with_rate_limit(limits apikey.rate_limit[], name text,
+		max_requests integer, per interval)
+	RETURNS apikey.rate_limit[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
+	  FROM (SELECT x.name, x.max_requests, x.per FROM pg_catalog.unnest(limits) AS x
+	         WHERE x.name OPERATOR(pg_catalog.<>) with_rate_limit.name
+	        UNION ALL
+	        SELECT with_rate_limit.name, with_rate_limit.max_requests, with_rate_limit.per
+	         WHERE with_rate_limit.max_requests IS NOT NULL) AS l
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.rate_limit_details(limits apikey.rate_limit[], name text)
+	RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.jsonb_build_object('max_requests', x.max_requests, 'per', x.per)
+	  FROM pg_catalog.unnest(limits) AS x
+	 WHERE x.name OPERATOR(pg_catalog.=) rate_limit_details.name
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.set_tenant_rate_limits(t apikey.tenants, name text,
+		max_requests integer, per interval, action text)
+	RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	old apikey.rate_limit[];
+	limits apikey.rate_limit[];
+	changed bigint;
+BEGIN
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	SELECT x.rate_limits INTO old FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
+	limits := apikey_internal.with_rate_limit(old, name, max_requests, per);
+	IF cardinality(limits) > 8 THEN
+		RAISE EXCEPTION 'tenant "%" already has 8 rate limits', t.slug
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Replace one (same name) or remove one first.';
+	END IF;
+	UPDATE apikey.tenants AS x SET rate_limits = limits WHERE x.tenant_id = t.tenant_id;
+	UPDATE apikey.keys AS k SET tenant_rate_limits = limits
+	 WHERE k.tenant_id = t.tenant_id AND k.tenant_rate_limits IS DISTINCT FROM limits;
+	GET DIAGNOSTICS changed = ROW_COUNT;
+	PERFORM apikey_internal.audit(action, t.tenant_id, t.slug, NULL,
+		jsonb_build_object('name', name,
+		                   'from', apikey_internal.rate_limit_details(old, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name),
+		                   'keys', changed));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_tenant_rate_limit(tenant text, name text, max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.remove_tenant_rate_limit(tenant text, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	IF apikey_internal.rate_limit_details(t.rate_limits, name) IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey_internal.shown(name)
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, NULL, NULL, 'tenant_rate_limit_removed');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
+	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c apikey.credits;
+	refilled boolean := false;
+	left_over bigint;
+BEGIN
+	IF cost IS NULL OR cost < 0 OR at IS NULL THEN
+		RAISE EXCEPTION 'cost must be at least 0, and at must not be null'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- the common case in one statement: enough credits, no refill due
+	IF cost > 0 THEN
+		UPDATE apikey.credits AS x SET remaining = x.remaining - cost
+		 WHERE x.key_id = charge_credits.key_id AND x.remaining >= cost
+		   AND (x.next_refill_at IS NULL OR x.next_refill_at > at)
+		RETURNING x.remaining INTO left_over;
+		IF FOUND THEN
+			RETURN left_over;
+		END IF;
+		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = charge_credits.key_id FOR UPDATE;
+	ELSE
+		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = charge_credits.key_id;
+	END IF;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	IF c.next_refill_at <= at THEN
+		c.remaining := c.refill_amount;
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
+		refilled := true;
+	END IF;
+	IF c.remaining < greatest(cost, 1) THEN
+		RETURN -1 - c.remaining;
+	END IF;
+	IF cost > 0 THEN
+		UPDATE apikey.credits AS x
+		   SET remaining = c.remaining - cost,
+		       refilled_at = CASE WHEN refilled THEN at ELSE x.refilled_at END,
+		       next_refill_at = c.next_refill_at
+		 WHERE x.key_id = charge_credits.key_id;
+	END IF;
+	RETURN c.remaining - cost;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.checked_resources(resources text[]) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE STRICT
+AS $$
+DECLARE
+	r text;
+BEGIN
+	IF array_ndims(resources) > 1 OR cardinality(resources) > 64 THEN
+		RAISE EXCEPTION 'resources must be a one-dimensional array of at most 64 resources'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cardinality(resources) = 0 THEN
+		RAISE EXCEPTION 'resources must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'NULL means unrestricted; a restricted key names at least one resource.';
+	END IF;
+	FOREACH r IN ARRAY resources LOOP
+		IF r IS NULL THEN
+			RAISE EXCEPTION 'resources must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		PERFORM apikey_internal.checked_resource(r);
+	END LOOP;
+	RETURN ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(resources) AS x ORDER BY 1);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.checked_role_name(name text) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'key role name must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF name !~ '^[a-z0-9][a-z0-9_.-]{0,63}$' THEN
+		RAISE EXCEPTION 'invalid key role name %', apikey_internal.shown(name)
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A key role name is 1 to 64 lowercase letters, digits, "_", "." or "-", starting with a letter or digit.';
+	END IF;
+	RETURN name;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.checked_key_roles(tenant_id bigint, tenant text, key_roles text[])
+	RETURNS text[] LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	role text;
+	existing text[];
+BEGIN
+	PERFORM apikey_internal.require('tenant_id and tenant', tenant_id IS NOT NULL AND tenant IS NOT NULL);
+	IF key_roles IS NULL THEN
+		RAISE EXCEPTION 'key_roles must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'A key without roles has the empty array ''{}''.';
+	END IF;
+	IF array_ndims(key_roles) > 1 OR cardinality(key_roles) > 16 THEN
+		RAISE EXCEPTION 'key_roles must be a one-dimensional array of at most 16 role names'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOREACH role IN ARRAY key_roles LOOP
+		PERFORM apikey_internal.checked_role_name(role);
+	END LOOP;
+	existing := ARRAY(SELECT r.name FROM apikey.key_roles AS r
+	                   WHERE r.tenant_id = checked_key_roles.tenant_id
+	                     AND r.name = ANY (checked_key_roles.key_roles)
+	                   ORDER BY r.name COLLATE "C"
+	                     FOR SHARE);
+	SELECT x INTO role FROM unnest(key_roles) AS x WHERE x <> ALL (existing) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" does not exist', role, tenant
+			USING ERRCODE = 'undefined_object',
+			      HINT = 'Each tenant has its own key roles, created with apikey.create_key_role.';
+	END IF;
+	RETURN existing;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.effective_scopes(tenant_id bigint, scopes text[], key_roles text[])
+	RETURNS text[] LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	PERFORM apikey_internal.require('tenant_id, scopes and key_roles',
+		tenant_id IS NOT NULL AND scopes IS NOT NULL AND key_roles IS NOT NULL);
+	RETURN ARRAY(SELECT DISTINCT u.s
+	               FROM (SELECT x COLLATE "C" FROM unnest(effective_scopes.scopes) AS x
+	                     UNION ALL
+	                     SELECT x COLLATE "C" FROM apikey.key_roles AS r, unnest(r.scopes) AS x
+	                      WHERE r.tenant_id = effective_scopes.tenant_id
+	                        AND r.name = ANY (effective_scopes.key_roles)) AS u(s)
+	              ORDER BY 1);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	new_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	effective text[] := apikey_internal.effective_scopes(k.tenant_id, new_scopes, k.key_roles);
+BEGIN
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+	UPDATE apikey.keys AS x SET scopes = new_scopes, effective_scopes = effective
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('scopes_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.scopes, 'to', new_scopes));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	roles text[] := apikey_internal.checked_key_roles(k.tenant_id, k.tenant, key_roles);
+	effective text[] := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
+BEGIN
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+	UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.key_roles, 'to', roles));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	new_resources text[] := apikey_internal.checked_resources(resources);
+BEGIN
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
+	UPDATE apikey.keys AS x SET resources = new_resources WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('resources_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.resources, 'to', new_resources));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+BEGIN
+	owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+	UPDATE apikey.keys AS x SET owner = set_key_owner.owner WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.owner, 'to', owner));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	role_scopes text[];
+BEGIN
+	name := apikey_internal.checked_role_name(name);
+	role_scopes := apikey_internal.normalized_scopes(scopes);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role_scopes, NULL);
+	INSERT INTO apikey.key_roles (tenant_id, name, scopes, created_by)
+	VALUES (t.tenant_id, name, role_scopes, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" already exists', name, t.slug
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	PERFORM apikey_internal.audit('key_role_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', name, 'scopes', role_scopes));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey_internal.lock_key_role(t apikey.tenants, name text)
+	RETURNS apikey.key_roles LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	role apikey.key_roles;
+BEGIN
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	name := apikey_internal.checked_role_name(name);
+	PERFORM FROM apikey.keys AS x
+	  WHERE x.tenant_id = t.tenant_id AND lock_key_role.name = ANY (x.key_roles)
+	  ORDER BY x.key_id
+	    FOR UPDATE;
+	SELECT * INTO role FROM apikey.key_roles AS r
+	 WHERE r.tenant_id = t.tenant_id AND r.name = lock_key_role.name
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" does not exist', name, t.slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN role;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[])
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
+	role_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	k apikey.keys;
+	effective text[];
+	changed integer := 0;
+BEGIN
+	PERFORM apikey_internal.authorize(t.slug, NULL, role.scopes, NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role_scopes, NULL);
+	UPDATE apikey.key_roles AS r SET scopes = role_scopes
+	 WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
+	-- locked again: keys given the role while this waited for the role's
+	-- lock, and the latest version of each (a concurrent edit of its scopes)
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles)
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, k.key_roles);
+		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+		IF effective IS DISTINCT FROM k.effective_scopes THEN
+			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
+			changed := changed + 1;
+		END IF;
+	END LOOP;
+	PERFORM apikey_internal.audit('key_role_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', role.name, 'from', role.scopes, 'to', role_scopes, 'keys_changed', changed));
+	RETURN changed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFAULT false)
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
+	k apikey.keys;
+	roles text[];
+	effective text[];
+	detached integer := 0;
+BEGIN
+	IF detach IS NULL THEN
+		RAISE EXCEPTION 'detach must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM apikey_internal.authorize(t.slug, NULL, role.scopes, NULL);
+	-- locked again: keys given the role while this waited for the role's
+	-- lock, and the latest version of each (a concurrent edit of its scopes)
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles)
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		IF NOT detach THEN
+			RAISE EXCEPTION 'key role "%" of tenant "%" is in use', role.name, t.slug
+				USING ERRCODE = 'object_in_use',
+				      DETAIL = format('Keys that have it: %s.', (SELECT count(*) FROM apikey.keys AS x
+				                      WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles))),
+				      HINT = 'drop_key_role(tenant, name, detach => true) removes it from those keys (and its scopes with it), then drops it.';
+		END IF;
+		roles := array_remove(k.key_roles, role.name);
+		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
+		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
+		 WHERE x.key_id = k.key_id;
+		PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('from', k.key_roles, 'to', roles));
+		detached := detached + 1;
+	END LOOP;
+	DELETE FROM apikey.key_roles AS r WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
+	PERFORM apikey_internal.audit('key_role_dropped', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', role.name, 'scopes', role.scopes, 'keys_detached', detached));
+	RETURN detached;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.grant_leak_reporter(role regrole) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM apikey_internal.check_role(role);
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION apikey.report_leak(text, text) TO %s', role);
+END
+$$;
+
 COMMENT ON VIEW apikey.key_list IS
 	'API keys for humans: name, hint, scopes, status (active, revoked, expired), dates; never a hash or a secret';
 
@@ -1706,7 +2792,7 @@ CREATE OR REPLACE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._check_role(role);
+	PERFORM apikey_internal.check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
 		apikey.verify(text, text, text, text, integer, inet),
@@ -1791,7 +2877,7 @@ DECLARE
 BEGIN
 	FOR f IN
 		SELECT p.oid FROM pg_catalog.pg_proc AS p
-		 WHERE p.pronamespace OPERATOR(pg_catalog.=) 'apikey'::pg_catalog.regnamespace
+		 WHERE p.pronamespace OPERATOR(pg_catalog.=) ANY (ARRAY['apikey', 'apikey_internal']::pg_catalog.regnamespace[])
 		   AND 'search_path=pg_catalog, apikey, pg_temp' OPERATOR(pg_catalog.=) ANY (p.proconfig)
 	LOOP
 		EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);

@@ -151,13 +151,13 @@ SELECT apikey.add_credits(:'id_c', 5) AS refilled_then_added;
 -- the schedule is the calendar's (in UTC): a monthly refill from 31 January
 -- falls on the last day of shorter months, and comes back to the 31st
 SET TimeZone = 'UTC';
-SELECT after, apikey._next_refill('2024-01-31 12:00+00', '1 month', after) AS next_refill
+SELECT after, apikey_internal.next_refill('2024-01-31 12:00+00', '1 month', after) AS next_refill
   FROM unnest('{2024-01-31 12:00+00,2024-02-29 11:59+00,2024-02-29 12:00+00,2024-03-31 12:00+00,2025-01-31 13:00+00}'::timestamptz[]) AS after;
-SELECT apikey._next_refill('2023-01-31 00:00+00', '1 month', '2023-02-01 00:00+00') AS not_a_leap_year,
-       apikey._next_refill('2024-03-30 12:00+00', '1 day', '2024-03-31 12:30+00') AS daily_in_utc,
-       apikey._next_refill('2024-01-01 00:00+00', '1 week 1 hour', '2024-01-20 00:00+00') AS mixed;
+SELECT apikey_internal.next_refill('2023-01-31 00:00+00', '1 month', '2023-02-01 00:00+00') AS not_a_leap_year,
+       apikey_internal.next_refill('2024-03-30 12:00+00', '1 day', '2024-03-31 12:30+00') AS daily_in_utc,
+       apikey_internal.next_refill('2024-01-01 00:00+00', '1 week 1 hour', '2024-01-20 00:00+00') AS mixed;
 RESET TimeZone;
-SELECT pg_temp.try($$SELECT apikey._next_refill(now(), '0.5 seconds', now())$$) AS too_often;
+SELECT pg_temp.try($$SELECT apikey_internal.next_refill(now(), '0.5 seconds', now())$$) AS too_often;
 
 -- every change is audited
 SELECT action, details FROM apikey.audit_log

@@ -35,6 +35,17 @@ SELECT api_key AS key_other, key_id AS id_other FROM apikey.create_key('rl-a', '
 SELECT apikey.set_rate_limit(:'id_a', 'daily', 5, '1 day');
 SELECT apikey.set_rate_limit(:'id_a', 'burst', 3, '1 hour');
 SELECT name, rate_limits, tenant_rate_limits FROM apikey.key_list WHERE tenant = 'rl-a' ORDER BY name;
+-- the same as a person reads them (NULL: none)
+SELECT name, rate_limit_summary, tenant_rate_limit_summary FROM apikey.key_list WHERE tenant = 'rl-a' ORDER BY name;
+-- each period in the largest unit it is a whole number of, whatever the
+-- session's IntervalStyle
+SET IntervalStyle = iso_8601;
+SELECT apikey_internal.rate_limit_summary(ARRAY[
+         ('days', 1, '2 days'), ('hours', 2, '36 hours'), ('minutes', 3, '90 seconds'),
+         ('seconds', 4, '1 day 1 second'), ('ms', 5, '1.5 seconds'),
+         ('fraction', 6, '0.0015 seconds')]::apikey.rate_limit[]) AS summary,
+       apikey_internal.rate_limit_summary('{}') AS no_limits;
+RESET IntervalStyle;
 
 -- three pass the burst limit, the fourth is refused: valid false, the key's
 -- fields (its secret was proven), and when it would pass (the window is an
@@ -79,6 +90,8 @@ SELECT apikey.set_tenant_rate_limit('rl-b', 'shared', 4, '1 hour');
 SELECT api_key AS key_b2, key_id AS id_b2 FROM apikey.create_key('rl-b', 'preview', 'b2') \gset
 SELECT name, rate_limits, tenant_rate_limits FROM apikey.key_list WHERE tenant = 'rl-b' ORDER BY name;
 SELECT tenant, environments, rate_limits FROM apikey.tenant_list WHERE tenant LIKE 'rl-%' ORDER BY tenant;
+SELECT name, rate_limit_summary, tenant_rate_limit_summary FROM apikey.key_list WHERE tenant = 'rl-b' ORDER BY name;
+SELECT tenant, rate_limit_summary FROM apikey.tenant_list WHERE tenant LIKE 'rl-%' ORDER BY tenant;
 SELECT pg_temp.attempts(:'key_b1', 2) AS b1, pg_temp.attempts(:'key_b2', 3) AS b2,
        pg_temp.attempts(:'key_b1', 1) AS b1_again;
 -- a key limit and the tenant's: the request passes both or takes from none

@@ -145,7 +145,7 @@ set_actor(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* _actor() -> the label set_actor gave this transaction, or NULL */
+/* apikey_internal.actor() -> the label set_actor gave, or NULL */
 PG_FUNCTION_INFO_V1(current_actor);
 Datum
 current_actor(PG_FUNCTION_ARGS)

@@ -5,10 +5,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "apikey.h"
 #include "credits.h"
@@ -62,10 +66,10 @@ guard_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * _hide_statement(): the calling statement may hold key text (a function
- * that takes it, such as import_key or report_leak, called with a literal):
- * no error keeps its statement or context in the server log until the
- * transaction ends.
+ * apikey_internal.hide_statement(): the calling statement may hold key text
+ * (a function that takes it, such as import_key or report_leak, called with
+ * a literal): no error keeps its statement or context in the server log
+ * until the transaction ends.
  */
 PG_FUNCTION_INFO_V1(hide_statement);
 Datum
@@ -141,4 +145,22 @@ call_result_tupdesc(FunctionCallInfo fcinfo)
 		fcinfo->flinfo->fn_extra = tupdesc;
 	}
 	return tupdesc;
+}
+
+/*
+ * The function apikey_internal.name(argtypes), or InvalidOid when it (or the
+ * schema) is missing: an extension not updated yet.  Found without the
+ * caller's USAGE on the schema, which only the extension's owner has (the
+ * caller is any role that may verify keys), unlike LookupFuncName.
+ */
+Oid
+apikey_internal_function(const char *name, int nargs, const Oid *argtypes)
+{
+	Oid			nsp = get_namespace_oid("apikey_internal", true);
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(name),
+						   PointerGetDatum(buildoidvector(argtypes, nargs)),
+						   ObjectIdGetDatum(nsp));
 }

@@ -58,6 +58,12 @@ extern bool caller_is_admin(void);
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);
 
+/*
+ * An internal function of the extension, apikey_internal.name(argtypes), or
+ * InvalidOid when it is missing; no privilege on the schema is needed.
+ */
+extern Oid	apikey_internal_function(const char *name, int nargs, const Oid *argtypes);
+
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);
 

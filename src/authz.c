@@ -109,9 +109,9 @@ check_tenant(text *slug)
 }
 
 /*
- * _authorized_tenant(slug) -> slug, when the caller may manage keys of that
- * tenant (the first check of every management function); raises 42501
- * otherwise.
+ * apikey_internal.authorized_tenant(slug) -> slug, when the caller may manage
+ * keys of that tenant (the first check of every management function); raises
+ * 42501 otherwise.
  */
 PG_FUNCTION_INFO_V1(authorized_tenant);
 Datum
@@ -172,7 +172,7 @@ scope_not_covered(const Identity *id, ArrayType *scopes)
 }
 
 /*
- * _authorize(tenant, environment, scopes, resources)
+ * apikey_internal.authorize(tenant, environment, scopes, resources)
  *		The rule: may the caller act on a key (or create one) of this tenant
  *		and environment, holding these scopes and restricted to these
  *		resources (NULL: unrestricted)?  A full administrator may; a tenant
@@ -220,8 +220,8 @@ is_admin(PG_FUNCTION_ARGS)
 }
 
 /*
- * _caller() -> the role calling the extension: current_user as set by the
- * session (and SET ROLE), unaffected by SECURITY DEFINER functions.
+ * apikey_internal.caller() -> the role calling the extension: current_user as
+ * set by the session (and SET ROLE), unaffected by SECURITY DEFINER functions.
  */
 PG_FUNCTION_INFO_V1(caller);
 Datum

@@ -2,15 +2,15 @@
  * credits.c
  *		Usage-limited keys: credits charged in the caller's transaction.
  *
- * A key with credits (apikey.keys.has_credits) has a row in
- * apikey.credits.  A verification that would otherwise be valid charges it
- * through apikey._charge_credits, a SECURITY DEFINER function (the caller
+ * A key with credits (apikey.keys.has_credits) has a row in apikey.credits.  A
+ * verification that would otherwise be valid charges it through
+ * apikey_internal.charge_credits, a SECURITY DEFINER function (the caller
  * cannot write that table) that updates the row in the caller's own
  * transaction: ROLLBACK or ROLLBACK TO SAVEPOINT refunds the charge, a
- * committed charge is as durable as any committed row, and the row lock
- * makes concurrent transactions charge one after the other, each seeing
- * what the previous one left, so no credit is spent twice.  Keys without
- * credits never get here: their verification stays read-only.
+ * committed charge is as durable as any committed row, and the row lock makes
+ * concurrent transactions charge one after the other, each seeing what the
+ * previous one left, so no credit is spent twice.  Keys without credits never
+ * get here: their verification stays read-only.
  *
  * While a charge may wait on the row lock, the statement other backends see
  * as this backend's activity is replaced by a text of apikey's own: a
@@ -38,8 +38,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "port/atomics.h"		/* 19: PGSTAT_BEGIN_WRITE_ACTIVITY's barriers */
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
@@ -54,7 +52,7 @@
 #include "keytext.h"
 #include "subscriber.h"
 
-/* apikey._charge_credits, looked up once and forgotten when pg_proc changes */
+/* apikey_internal.charge_credits, looked up once, forgotten when pg_proc changes */
 static FmgrInfo charge_finfo;
 static bool charge_valid = false;
 static MemoryContext charge_cxt = NULL;
@@ -83,12 +81,11 @@ load_charge(void)
 								  CStringGetDatum("key_id"), ObjectIdGetDatum(nsp));
 	argtypes[1] = INT4OID;
 	argtypes[2] = TIMESTAMPTZOID;
-	fn = LookupFuncName(list_make2(makeString("apikey"), makeString("_charge_credits")),
-						3, argtypes, true);
+	fn = apikey_internal_function("charge_credits", 3, argtypes);
 	if (!OidIsValid(fn))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function apikey._charge_credits of extension apikey is missing"),
+				 errmsg("function apikey_internal.charge_credits of extension apikey is missing"),
 				 errhint("Update the extension: ALTER EXTENSION apikey UPDATE.")));
 	if (charge_cxt == NULL)
 		charge_cxt = AllocSetContextCreate(TopMemoryContext, "apikey credits",
@@ -238,8 +235,8 @@ refill_time(TimestampTz anchor, const Interval *every, int64 n)
 }
 
 /*
- * _next_refill(anchor, every, after) -> the first anchor + n * every after
- * "after" (n >= 1), in UTC.
+ * apikey_internal.next_refill(anchor, every, after) -> the first anchor + n *
+ * every after "after" (n >= 1), in UTC.
  */
 PG_FUNCTION_INFO_V1(next_refill);
 Datum

@@ -228,7 +228,7 @@ column(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
 	return (Datum) 0;
 }
 
-/* _notify_event(): AFTER INSERT row trigger on apikey.audit */
+/* apikey_internal.notify_event(): AFTER INSERT row trigger on apikey.audit */
 PG_FUNCTION_INFO_V1(notify_event);
 Datum
 notify_event(PG_FUNCTION_ARGS)
@@ -245,7 +245,7 @@ notify_event(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("_notify_event() must be called as a row trigger on insert")));
+				 errmsg("apikey_internal.notify_event() must be called as a row trigger on insert")));
 	tuple = trigdata->tg_trigtuple;
 	desc = RelationGetDescr(trigdata->tg_relation);
 

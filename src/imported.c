@@ -3,19 +3,18 @@
  *		Keys imported from another system, found by the SHA-256 of their
  *		text.
  *
- * An imported key is a row of apikey.keys like any other (its key_hash is
- * the SHA-256 of its original text), plus a row of apikey.imported_keys
- * that leads from that hash to its key id, since the text carries none.
- * Verification looks there only for text that is not in apikey's own
- * format, and only when the table has rows.  Whether it has any is known
- * per backend without touching the table: it is looked at once, and again
- * after a relcache invalidation of the table, which every transaction that
- * changes it sends at commit (the trigger _imports_changed, for each row
- * and for TRUNCATE, enabled always: logical replication's apply worker
- * fires row triggers only, and only those enabled always or for replicas).
- * So rejecting
- * garbage costs what it always did while nothing was imported, and one
- * index probe when something was.
+ * An imported key is a row of apikey.keys like any other (its key_hash is the
+ * SHA-256 of its original text), plus a row of apikey.imported_keys that leads
+ * from that hash to its key id, since the text carries none. Verification
+ * looks there only for text that is not in apikey's own format, and only when
+ * the table has rows.  Whether it has any is known per backend without
+ * touching the table: it is looked at once, and again after a relcache
+ * invalidation of the table, which every transaction that changes it sends at
+ * commit (the trigger apikey_internal.imports_changed, for each row and for
+ * TRUNCATE, enabled always: logical replication's apply worker fires row
+ * triggers only, and only those enabled always or for replicas). So rejecting
+ * garbage costs what it always did while nothing was imported, and one index
+ * probe when something was.
  */
 #include "postgres.h"
 
@@ -210,11 +209,11 @@ imported_init(void)
 }
 
 /*
- * _imports_changed(): trigger on apikey.imported_keys, BEFORE INSERT,
- * UPDATE or DELETE for each row and BEFORE TRUNCATE; sends one
- * invalidation per transaction, however many rows it changes.  A BEFORE
- * row trigger, not AFTER: it queues nothing for the end of the statement
- * (a bulk import stays as light in memory as it was).
+ * apikey_internal.imports_changed(): trigger on apikey.imported_keys, BEFORE
+ * INSERT, UPDATE or DELETE for each row and BEFORE TRUNCATE; sends one
+ * invalidation per transaction, however many rows it changes.  A BEFORE row
+ * trigger, not AFTER: it queues nothing for the end of the statement (a bulk
+ * import stays as light in memory as it was).
  */
 PG_FUNCTION_INFO_V1(imports_changed);
 Datum
@@ -225,7 +224,7 @@ imports_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("apikey._imports_changed() is a trigger function")));
+				 errmsg("apikey_internal.imports_changed() is a trigger function")));
 	if (sent_lxid != AK_MY_LXID || sent_subid == InvalidSubTransactionId)
 	{
 		CacheInvalidateRelcache(trigdata->tg_relation);
@@ -261,12 +260,12 @@ imported_hint(const char *s, size_t len)
 }
 
 /*
- * _import_key_text(api_key, key_hash) -> (key_id, key_hash, hint)
- * What an imported key is stored as: a new key id, the SHA-256 of its text
- * (given, or computed from the text) and a hint ("…" alone for a hash).  Exactly one of api_key
- * and key_hash; the text is 1 to IMPORTED_KEY_MAX bytes without control
- * characters and not apikey key text; the hash is 32 bytes.  Messages never
- * quote the text.
+ * apikey_internal.import_key_text(api_key, key_hash) -> (key_id, key_hash,
+ * hint) What an imported key is stored as: a new key id, the SHA-256 of its
+ * text (given, or computed from the text) and a hint ("…" alone for a hash).
+ * Exactly one of api_key and key_hash; the text is 1 to IMPORTED_KEY_MAX bytes
+ * without control characters and not apikey key text; the hash is 32 bytes.
+ * Messages never quote the text.
  */
 PG_FUNCTION_INFO_V1(import_key_text);
 Datum

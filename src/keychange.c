@@ -262,9 +262,9 @@ keychange_unchanged(uint64 key_id, const KeyChangeStamp *stamp)
 }
 
 /*
- * _key_changed(): the trigger on apikey.keys (BEFORE UPDATE OR DELETE, for
- * each row; BEFORE TRUNCATE, for each statement) that notes what this
- * transaction changes.
+ * apikey_internal.key_changed(): the trigger on apikey.keys (BEFORE UPDATE OR
+ * DELETE, for each row; BEFORE TRUNCATE, for each statement) that notes what
+ * this transaction changes.
  */
 PG_FUNCTION_INFO_V1(key_changed);
 Datum
@@ -277,7 +277,7 @@ key_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("apikey._key_changed() is a trigger function")));
+				 errmsg("apikey_internal.key_changed() is a trigger function")));
 	changed_any = true;
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 	{

@@ -85,7 +85,7 @@ check_word(const char *what, const char *value, size_t maxlen)
 }
 
 /*
- * _generate_key(prefix, tag, key_id default null)
+ * apikey_internal.generate_key(prefix, tag, key_id default null)
  *		-> (key_id, api_key, key_hash, hint)
  * A new private key; with a key id, a new secret for that key (roll).
  */
@@ -138,7 +138,7 @@ generate_key(PG_FUNCTION_ARGS)
 }
 
 /*
- * _generate_public_key(tag) -> (key_id, public_key)
+ * apikey_internal.generate_public_key(tag) -> (key_id, public_key)
  * Public keys carry no secret: they identify, they do not authenticate.
  */
 PG_FUNCTION_INFO_V1(generate_public_key);

@@ -674,7 +674,7 @@ killswitch_mark_keys(Oid dbid, const uint64 *keys, int nkeys)
 }
 
 /*
- * _terminate_at_commit(key_id, required) -> boolean
+ * apikey_internal.terminate_at_commit(key_id, required) -> boolean
  * Terminate the key's transactions on this server if and when the calling
  * transaction commits.  Without shared memory: an error when required,
  * false otherwise.

@@ -20,7 +20,7 @@
 #include "verify.h"
 
 /*
- * _prove_key(api_key) -> (status, key_id)
+ * apikey_internal.prove_key(api_key) -> (status, key_id)
  * status 'found' and the key id when the text proves a key; otherwise
  * 'malformed', 'public_key' or 'not_found' and no key id.
  */

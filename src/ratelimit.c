@@ -1122,8 +1122,8 @@ check_namespace(text *namespace)
 }
 
 /*
- * _check_rate_limit(name, max_requests, per): raise unless these make a
- * rate limit this server can count.
+ * apikey_internal.check_rate_limit(name, max_requests, per): raise unless
+ * these make a rate limit this server can count.
  */
 PG_FUNCTION_INFO_V1(check_rate_limit);
 Datum
@@ -1307,9 +1307,10 @@ rate_limit_status(PG_FUNCTION_ARGS)
 }
 
 /*
- * _rate_limit_tenants() -> setof (tenant_id, buckets, refused, last_refused):
- * the tenants of this database that hold rate-limit buckets or were
- * refused one (the last RL_REFUSAL_RECORDS tenants refused in the server).
+ * apikey_internal.rate_limit_tenants() -> setof (tenant_id, buckets, refused,
+ * last_refused): the tenants of this database that hold rate-limit buckets or
+ * were refused one (the last RL_REFUSAL_RECORDS tenants refused in the
+ * server).
  */
 PG_FUNCTION_INFO_V1(rate_limit_tenants);
 Datum

@@ -4,19 +4,19 @@
  *		kill switch on hot standbys.
  *
  * Durability.  A revocation (revoke_key, delete_key, report_leak,
- * revoke_owner_keys, roll_key: the end of the old secret's grace is decided
- * at the roll's commit) calls _revocation_commit(), which raises the
- * transaction's synchronous_commit to apikey.revocation_synchronous_commit
+ * revoke_owner_keys, roll_key: the end of the old secret's grace is decided at
+ * the roll's commit) calls apikey_internal.revocation_commit(), which raises
+ * the transaction's synchronous_commit to apikey.revocation_synchronous_commit
  * (remote_apply by default) when that is stronger, as SET LOCAL would, and
- * again just before the commit (a later SET LOCAL of the caller cannot
- * weaken it).  With synchronous standbys configured, the commit returns once
- * they have applied it: the revocation is visible on them and survives a
- * failover to one of them.  Without, it changes nothing but a commit that
- * would not even have been flushed.  When the wait is cancelled (the
- * statement was cancelled, statement_timeout) PostgreSQL returns success
- * with its own warning; the commit callback then finds the commit not
- * confirmed and adds one that says what it means for the key (SQLSTATE
- * 01KA0), and confirm_revocations() waits for it again.
+ * again just before the commit (a later SET LOCAL of the caller cannot weaken
+ * it).  With synchronous standbys configured, the commit returns once they
+ * have applied it: the revocation is visible on them and survives a failover
+ * to one of them.  Without, it changes nothing but a commit that would not
+ * even have been flushed.  When the wait is cancelled (the statement was
+ * cancelled, statement_timeout) PostgreSQL returns success with its own
+ * warning; the commit callback then finds the commit not confirmed and adds
+ * one that says what it means for the key (SQLSTATE 01KA0), and
+ * confirm_revocations() waits for it again.
  *
  * The kill switch on a standby.  Nothing runs the revoker's code there; the
  * revocation arrives as replayed rows.  The "apikey standby kill switch"
@@ -140,8 +140,8 @@ raise_level(void)
 }
 
 /*
- * _revocation_commit(): this transaction revokes; its commit waits as
- * apikey.revocation_synchronous_commit says.
+ * apikey_internal.revocation_commit(): this transaction revokes; its commit
+ * waits as apikey.revocation_synchronous_commit says.
  */
 PG_FUNCTION_INFO_V1(revocation_commit);
 Datum

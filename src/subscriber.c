@@ -94,9 +94,9 @@ subscriber_of_keys(void)
 }
 
 /*
- * _refuse_on_subscriber(): BEFORE INSERT, UPDATE, DELETE or TRUNCATE
- * statement trigger on the published tables, enabled for local sessions
- * only: raises 25006 on a subscriber of apikey's tables.
+ * apikey_internal.refuse_on_subscriber(): BEFORE INSERT, UPDATE, DELETE or
+ * TRUNCATE statement trigger on the published tables, enabled for local
+ * sessions only: raises 25006 on a subscriber of apikey's tables.
  */
 PG_FUNCTION_INFO_V1(refuse_on_subscriber);
 Datum
@@ -107,7 +107,7 @@ refuse_on_subscriber(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("apikey._refuse_on_subscriber() is a trigger function")));
+				 errmsg("apikey_internal.refuse_on_subscriber() is a trigger function")));
 	if (subscriber_of_keys())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),

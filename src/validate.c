@@ -39,7 +39,7 @@ shown(text *t)
 	return psprintf("\"%s\"", pnstrdup(VARDATA_ANY(t), len));
 }
 
-/* _shown(value) -> the value as an error message may show it */
+/* apikey_internal.shown(value) -> the value as a message may show it */
 PG_FUNCTION_INFO_V1(shown_value);
 Datum
 shown_value(PG_FUNCTION_ARGS)
@@ -50,7 +50,7 @@ shown_value(PG_FUNCTION_ARGS)
 }
 
 /*
- * _checked_label(what, value, maxlen, required) -> value
+ * apikey_internal.checked_label(what, value, maxlen, required) -> value
  * Names, descriptions and reasons: at most maxlen characters, no control
  * characters, not blank when required; NULL only when not required.
  */
@@ -122,8 +122,9 @@ compare_text_ptrs(const void *a, const void *b)
 }
 
 /*
- * _normalized_scopes(scopes) -> scopes, sorted and without duplicates
- * At most MAX_SCOPES well-formed scopes in a one-dimensional array.
+ * apikey_internal.normalized_scopes(scopes) -> scopes, sorted and without
+ * duplicates.  At most MAX_SCOPES well-formed scopes in a one-dimensional
+ * array.
  */
 PG_FUNCTION_INFO_V1(normalized_scopes);
 Datum
@@ -178,7 +179,7 @@ normalized_scopes(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, kept, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* _checked_resource(resource) -> resource ("type:id"), NULL allowed */
+/* apikey_internal.checked_resource(resource) -> "type:id", NULL allowed */
 PG_FUNCTION_INFO_V1(checked_resource);
 Datum
 checked_resource(PG_FUNCTION_ARGS)

@@ -9,7 +9,10 @@
 
 #include "fmgr.h"
 
-/* _checked_label(what, value, maxlen, required) -> value, or a clear error */
+/*
+ * apikey_internal.checked_label(what, value, maxlen, required) -> value, or
+ * a clear error
+ */
 extern PGDLLEXPORT Datum checked_label(PG_FUNCTION_ARGS);
 
 #endif							/* APIKEY_VALIDATE_H */

@@ -28,8 +28,6 @@
 #include "catalog/pg_type.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
 #include "storage/bufmgr.h"
 #include "storage/proc.h"
 #include "executor/tuptable.h"
@@ -240,20 +238,17 @@ catalog_missing(const char *what)
 
 /*
  * Does the key table note its changes for the cache of verified keys (the
- * trigger calling apikey._key_changed, enabled always, for updates and
- * deletes of rows and for TRUNCATE)?  Without it nothing may be reused.
+ * trigger calling apikey_internal.key_changed, enabled always, for updates
+ * and deletes of rows and for TRUNCATE)?  Without it nothing may be reused.
  */
 static bool
 changes_tracked(Oid keys_relid)
 {
-	List	   *name = list_make1(makeString("apikey"));
-	Oid			fn;
+	Oid			fn = apikey_internal_function("key_changed", 0, NULL);
 	Relation	rel;
 	bool		rows = false;
 	bool		truncate = false;
 
-	name = lappend(name, makeString("_key_changed"));
-	fn = LookupFuncName(name, 0, NULL, true);
 	if (!OidIsValid(fn))
 		return false;
 	rel = table_open(keys_relid, AccessShareLock);

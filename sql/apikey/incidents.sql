@@ -3,9 +3,9 @@
 
 -- Functions that take key text hide their statement from the server log
 -- when they fail (it may hold the key as a literal).
-CREATE FUNCTION apikey._hide_statement() RETURNS void
+CREATE FUNCTION apikey_internal.hide_statement() RETURNS void
 	AS 'MODULE_PATHNAME', 'hide_statement' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._hide_statement() IS
+COMMENT ON FUNCTION apikey_internal.hide_statement() IS
 	'internal: no error keeps the calling statement in the server log until the transaction ends';
 
 -- Imported keys.  Each is a row of apikey.keys like any other, its
@@ -30,22 +30,22 @@ COMMENT ON TABLE apikey.imported_keys IS
 -- For each row (and TRUNCATE), enabled ALWAYS: logical replication's apply
 -- worker fires no statement trigger for the rows it applies, and only
 -- triggers enabled ALWAYS or REPLICA.
-CREATE FUNCTION apikey._imports_changed() RETURNS trigger
+CREATE FUNCTION apikey_internal.imports_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'imports_changed' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION apikey._imports_changed() IS
+COMMENT ON FUNCTION apikey_internal.imports_changed() IS
 	'internal: tell every backend, at commit, to look at apikey.imported_keys again';
 CREATE TRIGGER imported_keys_changed
 	BEFORE INSERT OR UPDATE OR DELETE ON apikey.imported_keys
-	FOR EACH ROW EXECUTE FUNCTION apikey._imports_changed();
+	FOR EACH ROW EXECUTE FUNCTION apikey_internal.imports_changed();
 CREATE TRIGGER imported_keys_truncated BEFORE TRUNCATE ON apikey.imported_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._imports_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.imports_changed();
 ALTER TABLE apikey.imported_keys ENABLE ALWAYS TRIGGER imported_keys_changed,
 	ENABLE ALWAYS TRIGGER imported_keys_truncated;
 
-CREATE FUNCTION apikey._import_key_text(api_key text, key_hash bytea,
+CREATE FUNCTION apikey_internal.import_key_text(api_key text, key_hash bytea,
 		OUT key_id apikey.key_id, OUT hash bytea, OUT hint text)
 	AS 'MODULE_PATHNAME', 'import_key_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._import_key_text(text, bytea) IS
+COMMENT ON FUNCTION apikey_internal.import_key_text(text, bytea) IS
 	'internal: a new key id, the SHA-256 and the hint of an imported key, from its text or its hash (exactly one)';
 
 CREATE FUNCTION apikey.import_key(tenant text, environment text, name text,
@@ -63,13 +63,13 @@ DECLARE
 	g record;
 	imposed cidr[];    -- the vendor's allowlist the new key stays within
 BEGIN
-	PERFORM apikey._hide_statement();    -- it may hold the key text
-	tenant_slug := apikey._authorized_tenant(tenant);
-	key_scopes := apikey._normalized_scopes(scopes);
-	name := apikey._checked_label('key name', name, 200, true);
-	description := apikey._checked_label('description', description, 1000, false);
-	owner := apikey._checked_label('owner', owner, 200, false);
-	hint := apikey._checked_label('hint', hint, 16, false);
+	PERFORM apikey_internal.hide_statement();    -- it may hold the key text
+	tenant_slug := apikey_internal.authorized_tenant(tenant);
+	key_scopes := apikey_internal.normalized_scopes(scopes);
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	owner := apikey_internal.checked_label('owner', owner, 200, false);
+	hint := apikey_internal.checked_label('hint', hint, 16, false);
 	IF environment IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -80,13 +80,13 @@ BEGIN
 	    ON e.tenant_id = x.tenant_id AND e.name = import_key.environment
 	 WHERE x.slug = tenant_slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
 	ELSIF t.tag IS NULL THEN
-		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(tenant_slug, environment, key_scopes, NULL);
-	imposed := apikey._imposed_allowed_ips(NULL);    -- vendor.sql
+	PERFORM apikey_internal.authorize(tenant_slug, environment, key_scopes, NULL);
+	imposed := apikey_internal.imposed_allowed_ips(NULL);    -- vendor.sql
 	-- the tenant's policy, as for a key created now
 	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
 		expires_at := now() + t.default_key_lifetime;
@@ -96,13 +96,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	LOOP
-		g := apikey._import_key_text(api_key, key_hash);
+		g := apikey_internal.import_key_text(api_key, key_hash);
 		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 		                         name, description, scopes, effective_scopes, expires_at,
 		                         created_by, owner, imported, allowed_ips)
 		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
 		        name, description, key_scopes, key_scopes, expires_at,
-		        apikey._caller()::text, owner, true, imposed)
+		        apikey_internal.caller()::text, owner, true, imposed)
 		ON CONFLICT DO NOTHING;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
@@ -117,7 +117,7 @@ BEGIN
 		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
 			HINT = 'Each imported key text (or hash) is imported once per tenant.';
 	END IF;
-	PERFORM apikey._audit('imported', t.tenant_id, tenant_slug, g.key_id,
+	PERFORM apikey_internal.audit('imported', t.tenant_id, tenant_slug, g.key_id,
 		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                   'expires_at', expires_at, 'owner', owner,
 		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END)
@@ -147,6 +147,20 @@ SELECT k.tenant,
  WHERE apikey.current_tenant_id() IS NULL AND (SELECT apikey.is_admin());
 COMMENT ON VIEW apikey.import_conflicts IS
 	'imported keys whose text another tenant imported too: none of them verifies (full administrators only)';
+COMMENT ON COLUMN apikey.import_conflicts.tenant IS
+	'the slug of the tenant of the imported key';
+COMMENT ON COLUMN apikey.import_conflicts.key_id IS
+	'the imported key, which does not verify while the conflict lasts';
+COMMENT ON COLUMN apikey.import_conflicts.name IS
+	'the imported key''s name';
+COMMENT ON COLUMN apikey.import_conflicts.created_at IS
+	'when the key was imported';
+COMMENT ON COLUMN apikey.import_conflicts.created_by IS
+	'who imported it';
+COMMENT ON COLUMN apikey.import_conflicts.other_tenant IS
+	'the slug of the other tenant that imported the same text';
+COMMENT ON COLUMN apikey.import_conflicts.other_key_id IS
+	'the other tenant''s key with the same text';
 
 -- Leak reports: a secret scanner found this text in public.  A real key is
 -- revoked at once (and its transactions terminated when the kill switch is
@@ -154,16 +168,16 @@ COMMENT ON VIEW apikey.import_conflicts IS
 -- key's previous secret, still honoured after a roll, stops working and the
 -- key's current secret goes on.  A role granted only this
 -- (grant_leak_reporter) can do nothing else.
-CREATE FUNCTION apikey._prove_key(api_key text, OUT status text, OUT key_id apikey.key_id)
+CREATE FUNCTION apikey_internal.prove_key(api_key text, OUT status text, OUT key_id apikey.key_id)
 	AS 'MODULE_PATHNAME', 'prove_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._prove_key(text) IS
+COMMENT ON FUNCTION apikey_internal.prove_key(text) IS
 	'internal: the key the text proves (status found), without a verification''s effects; else malformed, public_key or not_found';
 
 -- An imported text that several tenants imported proves none of their
 -- keys; found in public, it is a secret of each of them: every one is
 -- revoked (or, for a secret a key was rolled away from, that secret stops),
 -- as report_leak does for one key.  'not_found' when no key has it.
-CREATE FUNCTION apikey._report_disputed_leak(api_key text, source text)
+CREATE FUNCTION apikey_internal.report_disputed_leak(api_key text, source text)
 	RETURNS text LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -174,7 +188,7 @@ DECLARE
 	stopped integer := 0;
 BEGIN
 	IF (SELECT count(*) FROM apikey.imported_keys AS i WHERE i.key_hash = h) < 2 THEN
-		RETURN 'not_found';    -- imported by one tenant at most: _prove_key's answer stands
+		RETURN 'not_found';    -- imported by one tenant at most: apikey_internal.prove_key's answer stands
 	END IF;
 	FOR k IN
 		SELECT x.* FROM apikey.keys AS x
@@ -189,17 +203,17 @@ BEGIN
 			stopped := stopped + 1;
 		ELSIF k.revoked_at IS NULL THEN
 			UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-			PERFORM apikey._terminate_at_commit(k.key_id, false);
+			PERFORM apikey_internal.terminate_at_commit(k.key_id, false);
 			stopped := stopped + 1;
 		END IF;
-		PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+		PERFORM apikey_internal.audit('leaked', k.tenant_id, k.tenant, k.key_id,
 			jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
 			                   'revoked', NOT previous AND k.revoked_at IS NULL));
 	END LOOP;
 	RETURN CASE WHEN stopped > 0 THEN 'revoked' ELSE 'already_revoked' END;
 END
 $$;
-COMMENT ON FUNCTION apikey._report_disputed_leak(text, text) IS
+COMMENT ON FUNCTION apikey_internal.report_disputed_leak(text, text) IS
 	'internal: report_leak of a text several tenants imported: every key imported with it stops';
 
 CREATE FUNCTION apikey.report_leak(api_key text, source text DEFAULT NULL)
@@ -212,25 +226,25 @@ DECLARE
 	reason text;
 	previous boolean;
 BEGIN
-	PERFORM apikey._hide_statement();    -- it holds the key text
-	source := apikey._checked_label('source', source, 500, false);
-	p := apikey._prove_key(api_key);
+	PERFORM apikey_internal.hide_statement();    -- it holds the key text
+	source := apikey_internal.checked_label('source', source, 500, false);
+	p := apikey_internal.prove_key(api_key);
 	IF p.key_id IS NULL AND p.status = 'not_found' AND NOT apikey.looks_like_key(api_key) THEN
-		RETURN apikey._report_disputed_leak(api_key, source);
+		RETURN apikey_internal.report_disputed_leak(api_key, source);
 	END IF;
 	IF p.key_id IS NULL THEN
 		RETURN p.status;                  -- malformed, public_key or not_found
 	END IF;
 	SELECT * INTO k FROM apikey.keys AS x WHERE x.key_id = p.key_id FOR UPDATE;
 	-- proven again with the row locked: a roll or deletion may have come first
-	p := apikey._prove_key(api_key);
+	p := apikey_internal.prove_key(api_key);
 	IF NOT FOUND OR p.key_id IS NULL THEN
 		RETURN 'not_found';
 	END IF;
 	previous := k.key_hash <> sha256(convert_to(api_key, getdatabaseencoding()));
 	reason := 'leaked' || coalesce(' (reported by ' || source || ')', '');
 	IF previous OR k.revoked_at IS NULL THEN
-		PERFORM apikey._revocation_commit();
+		PERFORM apikey_internal.revocation_commit();
 	END IF;
 	IF previous THEN
 		-- a secret the key was rolled away from: it stops, the key goes on
@@ -240,9 +254,9 @@ BEGIN
 		 WHERE i.key_id = k.key_id AND i.key_hash <> k.key_hash;
 	ELSIF k.revoked_at IS NULL THEN
 		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-		PERFORM apikey._terminate_at_commit(k.key_id, false);
+		PERFORM apikey_internal.terminate_at_commit(k.key_id, false);
 	END IF;
-	PERFORM apikey._audit('leaked', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('leaked', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('source', source, 'secret', CASE WHEN previous THEN 'previous' ELSE 'current' END,
 		                   'revoked', NOT previous AND k.revoked_at IS NULL));
 	RETURN CASE WHEN previous OR k.revoked_at IS NULL THEN 'revoked' ELSE 'already_revoked' END;
@@ -256,7 +270,7 @@ CREATE FUNCTION apikey.grant_leak_reporter(role regrole) RETURNS void
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._check_role(role);
+	PERFORM apikey_internal.check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION apikey.report_leak(text, text) TO %s', role);
 END
@@ -265,21 +279,21 @@ COMMENT ON FUNCTION apikey.grant_leak_reporter(regrole) IS
 	'let a role (a secret-scanning receiver''s) report leaked keys with report_leak, and nothing else';
 
 -- The kill switch (killswitch.c): revoke_key(..., terminate => true).
-CREATE FUNCTION apikey._terminate_at_commit(key_id apikey.key_id, required boolean) RETURNS boolean
+CREATE FUNCTION apikey_internal.terminate_at_commit(key_id apikey.key_id, required boolean) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'terminate_at_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._terminate_at_commit(apikey.key_id, boolean) IS
+COMMENT ON FUNCTION apikey_internal.terminate_at_commit(apikey.key_id, boolean) IS
 	'internal: when this transaction commits, stop the transactions authenticated by the key on this server; without shared_preload_libraries an error when required, else false';
 
 -- Events: each audit event is also sent at commit (NOTIFY) on the channel
 -- apikey_events.  Anyone who may connect may LISTEN, so the payload holds
 -- ids only; what happened in detail is in audit_log, for those who may read
 -- it.
-CREATE FUNCTION apikey._notify_event() RETURNS trigger
+CREATE FUNCTION apikey_internal.notify_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'notify_event' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION apikey._notify_event() IS
+COMMENT ON FUNCTION apikey_internal.notify_event() IS
 	'internal: send an audit event to the channel apikey_events at commit (ids only)';
 CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
-	FOR EACH ROW EXECUTE FUNCTION apikey._notify_event();
+	FOR EACH ROW EXECUTE FUNCTION apikey_internal.notify_event();
 -- Events are best-effort: dropped, and counted, when the NOTIFY queue is
 -- too full to take them.
 CREATE FUNCTION apikey.events_dropped() RETURNS bigint

@@ -1,15 +1,15 @@
 -- Private keys: the table verification probes, and their lifecycle.
 
-CREATE FUNCTION apikey._generate_key(prefix text, tag text, for_key apikey.key_id DEFAULT NULL,
+CREATE FUNCTION apikey_internal.generate_key(prefix text, tag text, for_key apikey.key_id DEFAULT NULL,
 		OUT key_id apikey.key_id, OUT api_key text, OUT key_hash bytea, OUT hint text)
 	AS 'MODULE_PATHNAME', 'generate_key' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._generate_key(text, text, apikey.key_id) IS
+COMMENT ON FUNCTION apikey_internal.generate_key(text, text, apikey.key_id) IS
 	'internal: new key text (or a new secret for for_key), its SHA-256 and hint';
 
-CREATE FUNCTION apikey._generate_public_key(tag text,
+CREATE FUNCTION apikey_internal.generate_public_key(tag text,
 		OUT key_id apikey.key_id, OUT public_key text)
 	AS 'MODULE_PATHNAME', 'generate_public_key' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._generate_public_key(text) IS 'internal: new public key text';
+COMMENT ON FUNCTION apikey_internal.generate_public_key(text) IS 'internal: new public key text';
 
 -- Columns that verification reads come first, fixed-width ones leading, so
 -- a probe deforms as little of the row as possible.  The management
@@ -55,14 +55,14 @@ COMMENT ON TABLE apikey.keys IS
 -- Every change to a key is noted, so that backends can keep reusing the
 -- state of keys they verified before until one of them changes
 -- (keychange.c); ALWAYS, so that changes applied by replication count too.
-CREATE FUNCTION apikey._key_changed() RETURNS trigger
+CREATE FUNCTION apikey_internal.key_changed() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'key_changed' LANGUAGE C;
-COMMENT ON FUNCTION apikey._key_changed() IS
+COMMENT ON FUNCTION apikey_internal.key_changed() IS
 	'internal: note the keys a transaction changes, for the cache of verified keys';
 CREATE TRIGGER keys_changed BEFORE UPDATE OR DELETE ON apikey.keys
-	FOR EACH ROW EXECUTE FUNCTION apikey._key_changed();
+	FOR EACH ROW EXECUTE FUNCTION apikey_internal.key_changed();
 CREATE TRIGGER keys_truncated BEFORE TRUNCATE ON apikey.keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._key_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.key_changed();
 ALTER TABLE apikey.keys ENABLE ALWAYS TRIGGER keys_changed,
 	ENABLE ALWAYS TRIGGER keys_truncated;
 
@@ -97,41 +97,42 @@ COMMENT ON TABLE apikey.credits IS
 -- on a key starts here.  The caller's right to manage keys at all is
 -- checked before the lookup; a tenant administrator finds only its own
 -- tenant's keys (another tenant's key is as absent as a key that never
--- existed), and then acts only on a key its own key covers (_authorize).
-CREATE FUNCTION apikey._authorize_key(key_id apikey.key_id) RETURNS apikey.keys
+-- existed), and then acts only on a key its own key covers
+-- (apikey_internal.authorize).
+CREATE FUNCTION apikey_internal.authorize_key(key_id apikey.key_id) RETURNS apikey.keys
 	LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	k apikey.keys;
 BEGIN
-	PERFORM apikey._authorized_tenant(coalesce(apikey.current_tenant(), ''));
+	PERFORM apikey_internal.authorized_tenant(coalesce(apikey.current_tenant(), ''));
 	IF key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO k FROM apikey.keys AS x
-	 WHERE x.key_id = _authorize_key.key_id
+	 WHERE x.key_id = authorize_key.key_id
 	   AND (apikey.current_tenant_id() IS NULL OR x.tenant_id = apikey.current_tenant_id())
 	   FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 	RETURN k;
 END
 $$;
-COMMENT ON FUNCTION apikey._authorize_key(apikey.key_id) IS
+COMMENT ON FUNCTION apikey_internal.authorize_key(apikey.key_id) IS
 	'internal: the key row, locked, if the caller may manage it; 42704 when there is none it may see, 42501 when it may not act on it';
 
 -- Expiry of a key created now, from the requested lifetime and the
 -- tenant's policy.
-CREATE FUNCTION apikey._expiry(slug text, expires_in interval, default_lifetime interval,
+CREATE FUNCTION apikey_internal.expiry(slug text, expires_in interval, default_lifetime interval,
 		max_lifetime interval) RETURNS timestamptz
 	LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
 	lifetime interval := coalesce(expires_in, default_lifetime);
 BEGIN
-	PERFORM apikey._check_lifetime('expires_in', lifetime);
+	PERFORM apikey_internal.check_lifetime('expires_in', lifetime);
 	-- compared as times: a month is not 30 days when added
 	IF max_lifetime IS NOT NULL AND (lifetime IS NULL OR now() + lifetime > now() + max_lifetime) THEN
 		RAISE EXCEPTION 'keys of tenant "%" must expire within %', slug, max_lifetime
@@ -140,7 +141,7 @@ BEGIN
 	RETURN now() + lifetime;
 END
 $$;
-COMMENT ON FUNCTION apikey._expiry(text, interval, interval, interval) IS
+COMMENT ON FUNCTION apikey_internal.expiry(text, interval, interval, interval) IS
 	'internal: expiry of a new key under the tenant''s lifetime policy';
 
 -- The hot administrative path: validation in C, one lookup, one INSERT of
@@ -156,8 +157,8 @@ CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	tenant_slug text := apikey._authorized_tenant(tenant);
-	key_scopes text[] := apikey._normalized_scopes(scopes);
+	tenant_slug text := apikey_internal.authorized_tenant(tenant);
+	key_scopes text[] := apikey_internal.normalized_scopes(scopes);
 	roles text[];
 	effective text[] := key_scopes;
 	extra jsonb;    -- what 0.3.0 added, for the audit event
@@ -165,9 +166,9 @@ DECLARE
 	t record;
 	g record;
 BEGIN
-	name := apikey._checked_label('key name', name, 200, true);
-	description := apikey._checked_label('description', description, 1000, false);
-	resource := apikey._checked_resource(resource);
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	resource := apikey_internal.checked_resource(resource);
 	IF environment IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -178,9 +179,9 @@ BEGIN
 	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
 	 WHERE x.slug = tenant_slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(tenant_slug) USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
 	ELSIF t.tag IS NULL THEN
-		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(environment), tenant_slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
@@ -189,37 +190,37 @@ BEGIN
 		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
 	ELSE
 		-- resource is one more element of resources
-		resources := apikey._checked_resources(CASE WHEN resource IS NULL THEN resources
+		resources := apikey_internal.checked_resources(CASE WHEN resource IS NULL THEN resources
 		                                            ELSE coalesce(resources, '{}') || resource END);
-		owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
-		meta := apikey._checked_meta(meta);
+		owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey_internal.checked_meta(meta);
 		IF meta IS NOT NULL THEN
-			PERFORM apikey._vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+			PERFORM apikey_internal.vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
 		END IF;
-		allowed_ips := apikey._checked_allowed_ips(allowed_ips);
+		allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
 		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
-			roles := apikey._checked_key_roles(t.tenant_id, tenant_slug, key_roles);
-			effective := apikey._effective_scopes(t.tenant_id, key_scopes, roles);
+			roles := apikey_internal.checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey_internal.effective_scopes(t.tenant_id, key_scopes, roles);
 		END IF;
 		-- meta kept whole in the event, its nulls too
 		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
 		                           'resources', resources, 'allowed_ips', allowed_ips))
 		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
-	PERFORM apikey._authorize(tenant_slug, environment, effective, resources);
+	PERFORM apikey_internal.authorize(tenant_slug, environment, effective, resources);
 	IF apikey.current_key_id() IS NOT NULL THEN
 		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
-		imposed := apikey._imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		imposed := apikey_internal.imposed_allowed_ips(allowed_ips);    -- vendor.sql
 		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
 			allowed_ips := imposed;
 			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
 		END IF;
 	END IF;
 	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
-		expires_at := apikey._expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
+		expires_at := apikey_internal.expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
 	END IF;
 	LOOP
-		g := apikey._generate_key(t.key_prefix, t.tag);
+		g := apikey_internal.generate_key(t.key_prefix, t.tag);
 		WITH k AS (
 			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
 			                         name, description, scopes, effective_scopes, resources,
@@ -228,21 +229,21 @@ BEGIN
 			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
 			        name, description, key_scopes, effective, resources,
 			        owner, meta, coalesce(roles, '{}'), allowed_ips,
-			        expires_at, coalesce(apikey._actor(), apikey._caller()::text))
+			        expires_at, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
 			ON CONFLICT DO NOTHING
 			RETURNING 1)
 		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
-		SELECT apikey._caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
+		SELECT apikey_internal.caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
 		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
 		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
-		       apikey._actor()
+		       apikey_internal.actor()
 		  FROM k;
 		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
 	END LOOP;
 	IF imposed IS NOT NULL THEN
 		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
 	ELSIF allowed_ips IS NOT NULL THEN
-		PERFORM apikey._vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+		PERFORM apikey_internal.vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
 	END IF;
 	key_id := g.key_id;
 	api_key := g.api_key;
@@ -258,11 +259,11 @@ CREATE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	name := apikey._checked_label('key name', name, 200, true);
+	name := apikey_internal.checked_label('key name', name, 200, true);
 	UPDATE apikey.keys AS x SET name = rename_key.name WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('renamed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('renamed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.name, 'to', name));
 END
 $$;
@@ -273,11 +274,11 @@ CREATE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	description := apikey._checked_label('description', description, 1000, false);
+	description := apikey_internal.checked_label('description', description, 1000, false);
 	UPDATE apikey.keys AS x SET description = describe_key.description WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('described', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('described', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.description, 'to', description));
 END
 $$;
@@ -287,9 +288,9 @@ COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (N
 -- revoke_owner_keys) commit with synchronous_commit raised to
 -- apikey.revocation_synchronous_commit (remote_apply by default): with
 -- synchronous standbys, they return once a standby has applied them.
-CREATE FUNCTION apikey._revocation_commit() RETURNS void
+CREATE FUNCTION apikey_internal.revocation_commit() RETURNS void
 	AS 'MODULE_PATHNAME', 'revocation_commit' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION apikey._revocation_commit() IS
+COMMENT ON FUNCTION apikey_internal.revocation_commit() IS
 	'internal: this transaction revokes; its commit waits for synchronous standbys as apikey.revocation_synchronous_commit says';
 
 CREATE FUNCTION apikey.confirm_revocations() RETURNS text
@@ -303,9 +304,9 @@ CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	reason := apikey._checked_label('reason', reason, 1000, false);
+	reason := apikey_internal.checked_label('reason', reason, 1000, false);
 	IF terminate IS NULL THEN
 		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -314,11 +315,11 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 	IF terminate THEN
-		PERFORM apikey._terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+		PERFORM apikey_internal.terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
 	END IF;
-	PERFORM apikey._revocation_commit();
+	PERFORM apikey_internal.revocation_commit();
 	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('revoked', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('reason', reason)
 		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
 END
@@ -331,14 +332,14 @@ CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
 	IF k.revoked_at IS NULL THEN
 		RAISE EXCEPTION 'key % is not revoked', k.key_id
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 	UPDATE apikey.keys AS x SET revoked_at = NULL, revoked_reason = NULL WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('reactivated', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('reactivated', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('revoked_at', k.revoked_at, 'reason', k.revoked_reason));
 END
 $$;
@@ -349,15 +350,15 @@ CREATE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	PERFORM apikey._revocation_commit();
+	PERFORM apikey_internal.revocation_commit();
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
 	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
 	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
 	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
 	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
-	PERFORM apikey._audit('deleted', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('deleted', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
 END
 $$;
@@ -369,7 +370,7 @@ CREATE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0'
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	t apikey.tenants;
 	e apikey.environments;
 	g record;
@@ -387,12 +388,12 @@ BEGIN
 			HINT = 'Extend it with set_key_expiry first, or create a new key.';
 	END IF;
 	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
-	e := apikey._environment(t, k.environment);
+	e := apikey_internal.environment(t, k.environment);
 	IF grace > '0' THEN
 		grace_end := now() + grace;
 	END IF;
-	g := apikey._generate_key(t.key_prefix, e.tag, k.key_id);
-	PERFORM apikey._revocation_commit();   -- the old secret's end
+	g := apikey_internal.generate_key(t.key_prefix, e.tag, k.key_id);
+	PERFORM apikey_internal.revocation_commit();   -- the old secret's end
 	UPDATE apikey.keys AS x
 	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
 	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
@@ -401,7 +402,7 @@ BEGIN
 	-- an imported text is found through apikey.imported_keys while it works
 	DELETE FROM apikey.imported_keys AS i
 	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
-	PERFORM apikey._audit('rolled', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rolled', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
 		                   'previous_hint', k.hint, 'hint', g.hint));
 	RETURN g.api_key;
@@ -415,7 +416,7 @@ CREATE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamp
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	t apikey.tenants;
 BEGIN
 	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
@@ -424,7 +425,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	UPDATE apikey.keys AS x SET expires_at = set_key_expiry.expires_at WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('expiry_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('expiry_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.expires_at, 'to', expires_at));
 END
 $$;

@@ -16,7 +16,7 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.owner_rate_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey.audit_event_id_seq', '');
 
-CREATE FUNCTION apikey._check_role(role regrole) RETURNS void
+CREATE FUNCTION apikey_internal.check_role(role regrole) RETURNS void
 	LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
@@ -28,14 +28,14 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._check_role(regrole) IS 'internal: raise unless the role exists';
+COMMENT ON FUNCTION apikey_internal.check_role(regrole) IS 'internal: raise unless the role exists';
 
 CREATE FUNCTION apikey.grant_verifier(role regrole) RETURNS void
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._check_role(role);
+	PERFORM apikey_internal.check_role(role);
 	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION
 		apikey.verify(text, text, text, text, integer, inet),
@@ -105,6 +105,10 @@ COMMENT ON FUNCTION apikey.grant_admin(regrole) IS
 REVOKE ALL ON ALL TABLES IN SCHEMA apikey FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA apikey FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA apikey FROM PUBLIC;
+REVOKE ALL ON SCHEMA apikey_internal FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA apikey_internal FROM PUBLIC;
+-- called by the listings (their readers need EXECUTE on what they call)
+GRANT EXECUTE ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA apikey TO PUBLIC;
 GRANT EXECUTE ON FUNCTION

@@ -44,23 +44,23 @@ COMMENT ON FUNCTION apikey.create_publication(text) IS
 -- A subscriber of these tables is a read copy: nothing but the apply worker
 -- writes them there (subscriber.c).  Statement triggers at the default
 -- ENABLE, which the apply worker (in the replica role) never fires.
-CREATE FUNCTION apikey._refuse_on_subscriber() RETURNS trigger
+CREATE FUNCTION apikey_internal.refuse_on_subscriber() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'refuse_on_subscriber' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION apikey._refuse_on_subscriber() IS
+COMMENT ON FUNCTION apikey_internal.refuse_on_subscriber() IS
 	'internal: refuse changes of apikey''s published tables on a logical replication subscriber of them (25006)';
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.tenants
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.environments
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.public_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.key_roles
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.credits
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.imported_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON apikey.owner_rate_limits
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey._refuse_on_subscriber();
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_internal.refuse_on_subscriber();

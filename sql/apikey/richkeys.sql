@@ -24,9 +24,9 @@ CREATE FUNCTION apikey.set_actor(actor text) RETURNS void
 COMMENT ON FUNCTION apikey.set_actor(text) IS
 	'label this transaction''s changes with the human behind them (audit_log.actor, key_list.created_by); ends with the transaction; NULL clears it; grants nothing';
 
-CREATE FUNCTION apikey._actor() RETURNS text
+CREATE FUNCTION apikey_internal.actor() RETURNS text
 	AS 'MODULE_PATHNAME', 'current_actor' LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._actor() IS
+COMMENT ON FUNCTION apikey_internal.actor() IS
 	'internal: the label set_actor gave this transaction, or NULL';
 
 -- The identity, continued (identity.c).
@@ -44,7 +44,7 @@ COMMENT ON FUNCTION apikey.current_key_meta() IS
 -- or raises a clear error; the STRICT ones pass NULL (none) through
 -- without being called.
 
-CREATE FUNCTION apikey._checked_resources(resources text[]) RETURNS text[]
+CREATE FUNCTION apikey_internal.checked_resources(resources text[]) RETURNS text[]
 	LANGUAGE plpgsql IMMUTABLE STRICT
 AS $$
 DECLARE
@@ -62,15 +62,15 @@ BEGIN
 		IF r IS NULL THEN
 			RAISE EXCEPTION 'resources must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
 		END IF;
-		PERFORM apikey._checked_resource(r);
+		PERFORM apikey_internal.checked_resource(r);
 	END LOOP;
 	RETURN ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(resources) AS x ORDER BY 1);
 END
 $$;
-COMMENT ON FUNCTION apikey._checked_resources(text[]) IS
+COMMENT ON FUNCTION apikey_internal.checked_resources(text[]) IS
 	'internal: at most 64 well-formed resources ("type:id", "type:*"), sorted, without duplicates; NULL: unrestricted';
 
-CREATE FUNCTION apikey._checked_meta(meta jsonb) RETURNS jsonb
+CREATE FUNCTION apikey_internal.checked_meta(meta jsonb) RETURNS jsonb
 	LANGUAGE plpgsql IMMUTABLE STRICT
 AS $$
 DECLARE
@@ -88,10 +88,10 @@ BEGIN
 	RETURN meta;
 END
 $$;
-COMMENT ON FUNCTION apikey._checked_meta(jsonb) IS
+COMMENT ON FUNCTION apikey_internal.checked_meta(jsonb) IS
 	'internal: a JSON object of at most 4096 bytes as text; NULL: none';
 
-CREATE FUNCTION apikey._checked_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
+CREATE FUNCTION apikey_internal.checked_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
 	LANGUAGE plpgsql IMMUTABLE STRICT
 AS $$
 BEGIN
@@ -109,10 +109,10 @@ BEGIN
 	RETURN ARRAY(SELECT DISTINCT x FROM unnest(allowed_ips) AS x ORDER BY 1);
 END
 $$;
-COMMENT ON FUNCTION apikey._checked_allowed_ips(cidr[]) IS
+COMMENT ON FUNCTION apikey_internal.checked_allowed_ips(cidr[]) IS
 	'internal: at most 64 networks, sorted, without duplicates; NULL: from anywhere';
 
-CREATE FUNCTION apikey._checked_role_name(name text) RETURNS text
+CREATE FUNCTION apikey_internal.checked_role_name(name text) RETURNS text
 	LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
@@ -120,27 +120,27 @@ BEGIN
 		RAISE EXCEPTION 'key role name must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF name !~ '^[a-z0-9][a-z0-9_.-]{0,63}$' THEN
-		RAISE EXCEPTION 'invalid key role name %', apikey._shown(name)
+		RAISE EXCEPTION 'invalid key role name %', apikey_internal.shown(name)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A key role name is 1 to 64 lowercase letters, digits, "_", "." or "-", starting with a letter or digit.';
 	END IF;
 	RETURN name;
 END
 $$;
-COMMENT ON FUNCTION apikey._checked_role_name(text) IS 'internal: a well-formed key role name';
+COMMENT ON FUNCTION apikey_internal.checked_role_name(text) IS 'internal: a well-formed key role name';
 
 -- The roles of a key, checked and sorted: at most 16, each a role of the
 -- key's own tenant.  The roles are locked (FOR SHARE) until the transaction
 -- ends, so that a concurrent change of their scopes waits for the key and
 -- then rewrites its effective_scopes too.
-CREATE FUNCTION apikey._checked_key_roles(tenant_id bigint, tenant text, key_roles text[])
+CREATE FUNCTION apikey_internal.checked_key_roles(tenant_id bigint, tenant text, key_roles text[])
 	RETURNS text[] LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	role text;
 	existing text[];
 BEGIN
-	PERFORM apikey._require('tenant_id and tenant', tenant_id IS NOT NULL AND tenant IS NOT NULL);
+	PERFORM apikey_internal.require('tenant_id and tenant', tenant_id IS NOT NULL AND tenant IS NOT NULL);
 	IF key_roles IS NULL THEN
 		RAISE EXCEPTION 'key_roles must not be null' USING ERRCODE = 'null_value_not_allowed',
 			HINT = 'A key without roles has the empty array ''{}''.';
@@ -150,11 +150,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	FOREACH role IN ARRAY key_roles LOOP
-		PERFORM apikey._checked_role_name(role);
+		PERFORM apikey_internal.checked_role_name(role);
 	END LOOP;
 	existing := ARRAY(SELECT r.name FROM apikey.key_roles AS r
-	                   WHERE r.tenant_id = _checked_key_roles.tenant_id
-	                     AND r.name = ANY (_checked_key_roles.key_roles)
+	                   WHERE r.tenant_id = checked_key_roles.tenant_id
+	                     AND r.name = ANY (checked_key_roles.key_roles)
 	                   ORDER BY r.name COLLATE "C"
 	                     FOR SHARE);
 	SELECT x INTO role FROM unnest(key_roles) AS x WHERE x <> ALL (existing) LIMIT 1;
@@ -166,47 +166,47 @@ BEGIN
 	RETURN existing;
 END
 $$;
-COMMENT ON FUNCTION apikey._checked_key_roles(bigint, text, text[]) IS
+COMMENT ON FUNCTION apikey_internal.checked_key_roles(bigint, text, text[]) IS
 	'internal: at most 16 existing roles of the tenant, sorted, without duplicates, locked FOR SHARE';
 
 -- A key's effective scopes: its own and its roles', sorted (as
--- _normalized_scopes sorts) and without duplicates.
-CREATE FUNCTION apikey._effective_scopes(tenant_id bigint, scopes text[], key_roles text[])
+-- apikey_internal.normalized_scopes sorts) and without duplicates.
+CREATE FUNCTION apikey_internal.effective_scopes(tenant_id bigint, scopes text[], key_roles text[])
 	RETURNS text[] LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-	PERFORM apikey._require('tenant_id, scopes and key_roles',
+	PERFORM apikey_internal.require('tenant_id, scopes and key_roles',
 		tenant_id IS NOT NULL AND scopes IS NOT NULL AND key_roles IS NOT NULL);
 	RETURN ARRAY(SELECT DISTINCT u.s
-	               FROM (SELECT x COLLATE "C" FROM unnest(_effective_scopes.scopes) AS x
+	               FROM (SELECT x COLLATE "C" FROM unnest(effective_scopes.scopes) AS x
 	                     UNION ALL
 	                     SELECT x COLLATE "C" FROM apikey.key_roles AS r, unnest(r.scopes) AS x
-	                      WHERE r.tenant_id = _effective_scopes.tenant_id
-	                        AND r.name = ANY (_effective_scopes.key_roles)) AS u(s)
+	                      WHERE r.tenant_id = effective_scopes.tenant_id
+	                        AND r.name = ANY (effective_scopes.key_roles)) AS u(s)
 	              ORDER BY 1);
 END
 $$;
-COMMENT ON FUNCTION apikey._effective_scopes(bigint, text[], text[]) IS
+COMMENT ON FUNCTION apikey_internal.effective_scopes(bigint, text[], text[]) IS
 	'internal: the scopes of a key and of its roles, sorted, without duplicates';
 
--- Editing a key.  Each starts with _authorize_key (the caller may act on
--- the key as it is) and, when scopes, roles or resources change, applies
--- the rule to the new values too: no one edits a key to more than they
--- hold.  Each records the change with its before and after.
+-- Editing a key.  Each starts with apikey_internal.authorize_key (the
+-- caller may act on the key as it is) and, when scopes, roles or resources
+-- change, applies the rule to the new values too: no one edits a key to
+-- more than they hold.  Each records the change with its before and after.
 
 CREATE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
-	new_scopes text[] := apikey._normalized_scopes(scopes);
-	effective text[] := apikey._effective_scopes(k.tenant_id, new_scopes, k.key_roles);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	new_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	effective text[] := apikey_internal.effective_scopes(k.tenant_id, new_scopes, k.key_roles);
 BEGIN
-	PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
 	UPDATE apikey.keys AS x SET scopes = new_scopes, effective_scopes = effective
 	 WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('scopes_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('scopes_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.scopes, 'to', new_scopes));
 END
 $$;
@@ -218,14 +218,14 @@ CREATE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
-	roles text[] := apikey._checked_key_roles(k.tenant_id, k.tenant, key_roles);
-	effective text[] := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	roles text[] := apikey_internal.checked_key_roles(k.tenant_id, k.tenant, key_roles);
+	effective text[] := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
 BEGIN
-	PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
 	UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
 	 WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.key_roles, 'to', roles));
 END
 $$;
@@ -237,12 +237,12 @@ CREATE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
-	new_resources text[] := apikey._checked_resources(resources);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	new_resources text[] := apikey_internal.checked_resources(resources);
 BEGIN
-	PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
 	UPDATE apikey.keys AS x SET resources = new_resources WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('resources_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('resources_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.resources, 'to', new_resources));
 END
 $$;
@@ -250,18 +250,19 @@ COMMENT ON FUNCTION apikey.set_key_resources(apikey.key_id, text[]) IS
 	'restrict a key to these resources ("type:id" or "type:*"; NULL: unrestricted), from the next verification on';
 
 -- Owner, meta and allowed_ips change neither scopes nor resources: the
--- rule as _authorize_key applied it is the rule for the new values.
+-- rule as apikey_internal.authorize_key applied it is the rule for the new
+-- values.
 
 CREATE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
 	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+	owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
 	UPDATE apikey.keys AS x SET owner = set_key_owner.owner WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.owner, 'to', owner));
 END
 $$;
@@ -273,12 +274,12 @@ CREATE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	meta := apikey._checked_meta(meta);
-	PERFORM apikey._vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
+	meta := apikey_internal.checked_meta(meta);
+	PERFORM apikey_internal.vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
 	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.meta, 'to', meta));
 END
 $$;
@@ -290,12 +291,12 @@ CREATE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cid
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 BEGIN
-	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
-	PERFORM apikey._vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
+	allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
+	PERFORM apikey_internal.vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
 	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));
 END
 $$;
@@ -313,7 +314,7 @@ CREATE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DE
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 	k apikey.keys;
 	revoked integer := 0;
 	beyond integer := 0;
@@ -321,7 +322,7 @@ BEGIN
 	IF owner IS NULL THEN
 		RAISE EXCEPTION 'owner must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	reason := apikey._checked_label('reason', reason, 1000, false);
+	reason := apikey_internal.checked_label('reason', reason, 1000, false);
 	FOR k IN SELECT * FROM apikey.keys AS x
 	          WHERE x.tenant_id = t.tenant_id AND x.owner = revoke_owner_keys.owner
 	            AND x.revoked_at IS NULL
@@ -329,15 +330,15 @@ BEGIN
 	            FOR UPDATE
 	LOOP
 		BEGIN
-			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+			PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 		EXCEPTION WHEN insufficient_privilege THEN
 			beyond := beyond + 1;
 			CONTINUE;
 		END;
 		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
-		PERFORM apikey._audit('revoked', k.tenant_id, k.tenant, k.key_id,
+		PERFORM apikey_internal.audit('revoked', k.tenant_id, k.tenant, k.key_id,
 			jsonb_build_object('reason', reason, 'owner', owner));
-		PERFORM apikey._revocation_commit();
+		PERFORM apikey_internal.revocation_commit();
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN
@@ -368,20 +369,20 @@ CREATE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 	role_scopes text[];
 BEGIN
-	name := apikey._checked_role_name(name);
-	role_scopes := apikey._normalized_scopes(scopes);
-	PERFORM apikey._authorize(t.slug, NULL, role_scopes, NULL);
+	name := apikey_internal.checked_role_name(name);
+	role_scopes := apikey_internal.normalized_scopes(scopes);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role_scopes, NULL);
 	INSERT INTO apikey.key_roles (tenant_id, name, scopes, created_by)
-	VALUES (t.tenant_id, name, role_scopes, coalesce(apikey._actor(), apikey._caller()::text))
+	VALUES (t.tenant_id, name, role_scopes, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
 	ON CONFLICT DO NOTHING;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key role "%" of tenant "%" already exists', name, t.slug
 			USING ERRCODE = 'duplicate_object';
 	END IF;
-	PERFORM apikey._audit('key_role_created', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit('key_role_created', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('role', name, 'scopes', role_scopes));
 END
 $$;
@@ -389,20 +390,20 @@ COMMENT ON FUNCTION apikey.create_key_role(text, text, text[]) IS
 	'create a key role: a named set of scopes that keys of the tenant may be given (create_key key_roles, set_key_roles)';
 
 -- The tenant's role, locked FOR UPDATE after the keys that have it.
-CREATE FUNCTION apikey._lock_key_role(t apikey.tenants, name text)
+CREATE FUNCTION apikey_internal.lock_key_role(t apikey.tenants, name text)
 	RETURNS apikey.key_roles LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	role apikey.key_roles;
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
-	name := apikey._checked_role_name(name);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	name := apikey_internal.checked_role_name(name);
 	PERFORM FROM apikey.keys AS x
-	  WHERE x.tenant_id = t.tenant_id AND _lock_key_role.name = ANY (x.key_roles)
+	  WHERE x.tenant_id = t.tenant_id AND lock_key_role.name = ANY (x.key_roles)
 	  ORDER BY x.key_id
 	    FOR UPDATE;
 	SELECT * INTO role FROM apikey.key_roles AS r
-	 WHERE r.tenant_id = t.tenant_id AND r.name = _lock_key_role.name
+	 WHERE r.tenant_id = t.tenant_id AND r.name = lock_key_role.name
 	   FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key role "%" of tenant "%" does not exist', name, t.slug
@@ -411,7 +412,7 @@ BEGIN
 	RETURN role;
 END
 $$;
-COMMENT ON FUNCTION apikey._lock_key_role(apikey.tenants, text) IS
+COMMENT ON FUNCTION apikey_internal.lock_key_role(apikey.tenants, text) IS
 	'internal: a key role, locked after the keys that have it; 42704 when there is none';
 
 CREATE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[])
@@ -419,15 +420,15 @@ CREATE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[]
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
-	role apikey.key_roles := apikey._lock_key_role(t, name);
-	role_scopes text[] := apikey._normalized_scopes(scopes);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
+	role_scopes text[] := apikey_internal.normalized_scopes(scopes);
 	k apikey.keys;
 	effective text[];
 	changed integer := 0;
 BEGIN
-	PERFORM apikey._authorize(t.slug, NULL, role.scopes, NULL);
-	PERFORM apikey._authorize(t.slug, NULL, role_scopes, NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role.scopes, NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role_scopes, NULL);
 	UPDATE apikey.key_roles AS r SET scopes = role_scopes
 	 WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
 	-- locked again: keys given the role while this waited for the role's
@@ -437,14 +438,14 @@ BEGIN
 	          ORDER BY x.key_id
 	            FOR UPDATE
 	LOOP
-		effective := apikey._effective_scopes(k.tenant_id, k.scopes, k.key_roles);
-		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, k.key_roles);
+		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
 		IF effective IS DISTINCT FROM k.effective_scopes THEN
 			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
 			changed := changed + 1;
 		END IF;
 	END LOOP;
-	PERFORM apikey._audit('key_role_changed', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit('key_role_changed', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('role', role.name, 'from', role.scopes, 'to', role_scopes, 'keys_changed', changed));
 	RETURN changed;
 END
@@ -457,8 +458,8 @@ CREATE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFA
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
-	role apikey.key_roles := apikey._lock_key_role(t, name);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
 	k apikey.keys;
 	roles text[];
 	effective text[];
@@ -467,7 +468,7 @@ BEGIN
 	IF detach IS NULL THEN
 		RAISE EXCEPTION 'detach must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	PERFORM apikey._authorize(t.slug, NULL, role.scopes, NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role.scopes, NULL);
 	-- locked again: keys given the role while this waited for the role's
 	-- lock, and the latest version of each (a concurrent edit of its scopes)
 	FOR k IN SELECT * FROM apikey.keys AS x
@@ -483,16 +484,16 @@ BEGIN
 				      HINT = 'drop_key_role(tenant, name, detach => true) removes it from those keys (and its scopes with it), then drops it.';
 		END IF;
 		roles := array_remove(k.key_roles, role.name);
-		effective := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
-		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
+		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
 		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
 		 WHERE x.key_id = k.key_id;
-		PERFORM apikey._audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+		PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
 			jsonb_build_object('from', k.key_roles, 'to', roles));
 		detached := detached + 1;
 	END LOOP;
 	DELETE FROM apikey.key_roles AS r WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
-	PERFORM apikey._audit('key_role_dropped', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit('key_role_dropped', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('role', role.name, 'scopes', role.scopes, 'keys_detached', detached));
 	RETURN detached;
 END
@@ -520,3 +521,17 @@ SELECT t.slug AS tenant,
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.key_role_list IS
 	'key roles of the tenants: name, scopes, how many keys have it';
+COMMENT ON COLUMN apikey.key_role_list.tenant IS
+	'the slug of the role''s tenant';
+COMMENT ON COLUMN apikey.key_role_list.name IS
+	'the key role''s name, unique in its tenant';
+COMMENT ON COLUMN apikey.key_role_list.scopes IS
+	'the scopes the role gives the keys that have it';
+COMMENT ON COLUMN apikey.key_role_list.keys IS
+	'how many keys have the role';
+COMMENT ON COLUMN apikey.key_role_list.created_at IS
+	'when the role was created';
+COMMENT ON COLUMN apikey.key_role_list.created_by IS
+	'who created it: the actor named by set_actor or act_for, else the role';
+COMMENT ON COLUMN apikey.key_role_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';

@@ -15,7 +15,8 @@ CREATE TABLE apikey.tenants (
 	created_by           text NOT NULL,
 	rate_limits          apikey.rate_limit[]    -- one budget for all its keys (usage.sql)
 	-- (a default lifetime within the maximum is checked as times, by
-	-- _check_key_policy: as intervals, '364 days' is more than '12 mons')
+	-- apikey_internal.check_key_policy: as intervals, '364 days' is more
+	-- than '12 mons')
 );
 ALTER SEQUENCE apikey.tenants_tenant_id_seq OWNED BY apikey.tenants.tenant_id;
 COMMENT ON SEQUENCE apikey.tenants_tenant_id_seq IS 'tenant ids';
@@ -67,7 +68,7 @@ CREATE INDEX audit_revocations ON apikey.audit (key_id, event_id) WHERE action I
 -- executable by no one else.  Called directly (by the owner), they still
 -- answer bad arguments with a clear error.
 
-CREATE FUNCTION apikey._require(what text, present boolean) RETURNS void
+CREATE FUNCTION apikey_internal.require(what text, present boolean) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
@@ -77,27 +78,27 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._require(text, boolean) IS
+COMMENT ON FUNCTION apikey_internal.require(text, boolean) IS
 	'internal: raise "<what> must not be null" unless present';
 
 -- Record an event as the calling role and, when authenticated, key; and
 -- the human behind it when the transaction is labelled (set_actor).
-CREATE FUNCTION apikey._audit(action text, tenant_id bigint, tenant text,
+CREATE FUNCTION apikey_internal.audit(action text, tenant_id bigint, tenant text,
 		key_id apikey.key_id, details jsonb DEFAULT '{}')
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	PERFORM apikey._require('action, tenant_id and tenant', action IS NOT NULL
+	PERFORM apikey_internal.require('action, tenant_id and tenant', action IS NOT NULL
 		AND tenant_id IS NOT NULL AND tenant IS NOT NULL);
 	INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
-	VALUES (apikey._caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'),
-	        apikey._actor());
+	VALUES (apikey_internal.caller()::text, apikey.current_key_id(), $2, $3, $4, $1, coalesce($5, '{}'),
+	        apikey_internal.actor());
 END
 $$;
-COMMENT ON FUNCTION apikey._audit(text, bigint, text, apikey.key_id, jsonb) IS
+COMMENT ON FUNCTION apikey_internal.audit(text, bigint, text, apikey.key_id, jsonb) IS
 	'internal: append to the audit trail';
 
-CREATE FUNCTION apikey._deny(message text, hint text DEFAULT NULL)
+CREATE FUNCTION apikey_internal.deny(message text, hint text DEFAULT NULL)
 	RETURNS void LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -106,84 +107,84 @@ BEGIN
 		HINT = coalesce(hint, 'Administrators are named with apikey.grant_admin; a tenant''s own administrators authenticate with a key holding apikey:admin.');
 END
 $$;
-COMMENT ON FUNCTION apikey._deny(text, text) IS 'internal: raise permission denied';
+COMMENT ON FUNCTION apikey_internal.deny(text, text) IS 'internal: raise permission denied';
 
 -- Only full administrators (tenant-level settings, new tenants).
-CREATE FUNCTION apikey._authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
+CREATE FUNCTION apikey_internal.authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
 	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
-		PERFORM apikey._deny('permission denied: only an apikey administrator may do this');
+		PERFORM apikey_internal.deny('permission denied: only an apikey administrator may do this');
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._authorize_admin() IS
+COMMENT ON FUNCTION apikey_internal.authorize_admin() IS
 	'internal: raise unless the caller is a full administrator (not acting as a key)';
 
 -- The tenant with this slug, if the caller may manage its keys (see
--- _authorized_tenant); raises 42501 or 42704 otherwise.
-CREATE FUNCTION apikey._authorize_tenant(slug text) RETURNS apikey.tenants
+-- apikey_internal.authorized_tenant); raises 42501 or 42704 otherwise.
+CREATE FUNCTION apikey_internal.authorize_tenant(slug text) RETURNS apikey.tenants
 	LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	slug := apikey._authorized_tenant(slug);
-	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = _authorize_tenant.slug;
+	slug := apikey_internal.authorized_tenant(slug);
+	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = authorize_tenant.slug;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant % does not exist', apikey._shown(slug) USING ERRCODE = 'undefined_object';
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(slug) USING ERRCODE = 'undefined_object';
 	END IF;
 	RETURN t;
 END
 $$;
-COMMENT ON FUNCTION apikey._authorize_tenant(text) IS
+COMMENT ON FUNCTION apikey_internal.authorize_tenant(text) IS
 	'internal: the tenant, if the caller may manage its keys; raises 42501 otherwise';
 
-CREATE FUNCTION apikey._environment(t apikey.tenants, name text)
+CREATE FUNCTION apikey_internal.environment(t apikey.tenants, name text)
 	RETURNS apikey.environments LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
 	e apikey.environments;
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
 	IF name IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO e FROM apikey.environments AS x
-	 WHERE x.tenant_id = t.tenant_id AND x.name = _environment.name;
+	 WHERE x.tenant_id = t.tenant_id AND x.name = environment.name;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey._shown(name), t.slug
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(name), t.slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	RETURN e;
 END
 $$;
-COMMENT ON FUNCTION apikey._environment(apikey.tenants, text) IS
+COMMENT ON FUNCTION apikey_internal.environment(apikey.tenants, text) IS
 	'internal: a tenant''s environment by name; raises 42704 when there is none';
 
 -- Validation of management input (C): each returns its input, normalized,
 -- or raises a clear error.
-CREATE FUNCTION apikey._shown(value text) RETURNS text
+CREATE FUNCTION apikey_internal.shown(value text) RETURNS text
 	AS 'MODULE_PATHNAME', 'shown_value' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._shown(text) IS
+COMMENT ON FUNCTION apikey_internal.shown(text) IS
 	'internal: a value as an error message may show it (quoted, or not at all when it may hold a secret)';
 
-CREATE FUNCTION apikey._checked_label(what text, value text, maxlen integer, required boolean)
+CREATE FUNCTION apikey_internal.checked_label(what text, value text, maxlen integer, required boolean)
 	RETURNS text AS 'MODULE_PATHNAME', 'checked_label' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._checked_label(text, text, integer, boolean) IS
+COMMENT ON FUNCTION apikey_internal.checked_label(text, text, integer, boolean) IS
 	'internal: a name, description or reason of at most maxlen characters without control characters';
 
-CREATE FUNCTION apikey._normalized_scopes(scopes text[]) RETURNS text[]
+CREATE FUNCTION apikey_internal.normalized_scopes(scopes text[]) RETURNS text[]
 	AS 'MODULE_PATHNAME', 'normalized_scopes' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._normalized_scopes(text[]) IS
+COMMENT ON FUNCTION apikey_internal.normalized_scopes(text[]) IS
 	'internal: at most 64 well-formed scopes ("*", "a:b", "a:*"), sorted, without duplicates';
 
-CREATE FUNCTION apikey._checked_resource(resource text) RETURNS text
+CREATE FUNCTION apikey_internal.checked_resource(resource text) RETURNS text
 	AS 'MODULE_PATHNAME', 'checked_resource' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._checked_resource(text) IS
+COMMENT ON FUNCTION apikey_internal.checked_resource(text) IS
 	'internal: a well-formed resource ("type:id", at most 200 characters)';
 
-CREATE FUNCTION apikey._check_lifetime(what text, lifetime interval)
+CREATE FUNCTION apikey_internal.check_lifetime(what text, lifetime interval)
 	RETURNS void LANGUAGE plpgsql IMMUTABLE
 AS $$
 BEGIN
@@ -198,44 +199,44 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._check_lifetime(text, interval) IS
+COMMENT ON FUNCTION apikey_internal.check_lifetime(text, interval) IS
 	'internal: validate a key lifetime';
 
 -- A tenant's key policy: lifetimes, the default within the maximum, the prefix.
-CREATE FUNCTION apikey._check_key_policy(default_key_lifetime interval,
+CREATE FUNCTION apikey_internal.check_key_policy(default_key_lifetime interval,
 		max_key_lifetime interval, key_prefix text)
 	RETURNS void LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-	PERFORM apikey._check_lifetime('default_key_lifetime', default_key_lifetime);
-	PERFORM apikey._check_lifetime('max_key_lifetime', max_key_lifetime);
+	PERFORM apikey_internal.check_lifetime('default_key_lifetime', default_key_lifetime);
+	PERFORM apikey_internal.check_lifetime('max_key_lifetime', max_key_lifetime);
 	-- compared as times, as keys will get them: '3 mons' may exceed '90 days'
 	IF now() + default_key_lifetime > now() + max_key_lifetime THEN
 		RAISE EXCEPTION 'default_key_lifetime exceeds max_key_lifetime'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF key_prefix IS NULL OR key_prefix !~ '^[a-z0-9]{1,8}$' OR key_prefix = 'pk' THEN
-		RAISE EXCEPTION 'invalid key prefix %', apikey._shown(key_prefix)
+		RAISE EXCEPTION 'invalid key prefix %', apikey_internal.shown(key_prefix)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A key prefix is 1 to 8 lowercase letters or digits; "pk" is reserved for public keys.';
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._check_key_policy(interval, interval, text) IS
+COMMENT ON FUNCTION apikey_internal.check_key_policy(interval, interval, text) IS
 	'internal: validate a tenant''s key lifetimes and prefix';
 
-CREATE FUNCTION apikey._new_public_key(tenant_id bigint, environment text, tag text)
+CREATE FUNCTION apikey_internal.new_public_key(tenant_id bigint, environment text, tag text)
 	RETURNS text LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	g record;
 BEGIN
-	PERFORM apikey._require('tenant_id, environment and tag',
+	PERFORM apikey_internal.require('tenant_id, environment and tag',
 		tenant_id IS NOT NULL AND environment IS NOT NULL AND tag IS NOT NULL);
 	DELETE FROM apikey.public_keys AS p
-	 WHERE p.tenant_id = _new_public_key.tenant_id AND p.environment = _new_public_key.environment;
+	 WHERE p.tenant_id = new_public_key.tenant_id AND p.environment = new_public_key.environment;
 	LOOP
-		g := apikey._generate_public_key(tag);
+		g := apikey_internal.generate_public_key(tag);
 		INSERT INTO apikey.public_keys (key_id, tenant_id, environment, public_key)
 		VALUES (g.key_id, tenant_id, environment, g.public_key)
 		ON CONFLICT DO NOTHING;
@@ -244,42 +245,42 @@ BEGIN
 	RETURN g.public_key;
 END
 $$;
-COMMENT ON FUNCTION apikey._new_public_key(bigint, text, text) IS
+COMMENT ON FUNCTION apikey_internal.new_public_key(bigint, text, text) IS
 	'internal: (re)place the public key of a tenant environment';
 
-CREATE FUNCTION apikey._add_environment(t apikey.tenants, name text, tag text)
+CREATE FUNCTION apikey_internal.add_environment(t apikey.tenants, name text, tag text)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
 	IF name IS NULL OR tag IS NULL THEN
 		RAISE EXCEPTION 'environment name and tag must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF name !~ '^[a-z0-9][a-z0-9_-]{0,31}$' THEN
-		RAISE EXCEPTION 'invalid environment name %', apikey._shown(name)
+		RAISE EXCEPTION 'invalid environment name %', apikey_internal.shown(name)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'An environment name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter or digit.';
 	END IF;
 	IF tag !~ '^[a-z0-9]{1,8}$' THEN
-		RAISE EXCEPTION 'invalid environment tag %', apikey._shown(tag)
+		RAISE EXCEPTION 'invalid environment tag %', apikey_internal.shown(tag)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A tag is 1 to 8 lowercase letters or digits; it appears in the key text (ak_<tag>_...).';
 	END IF;
-	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.name = _add_environment.name) THEN
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.name = add_environment.name) THEN
 		RAISE EXCEPTION 'environment "%" of tenant "%" already exists', name, t.slug
 			USING ERRCODE = 'duplicate_object';
 	END IF;
-	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.tag = _add_environment.tag) THEN
+	IF EXISTS (SELECT FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id AND e.tag = add_environment.tag) THEN
 		RAISE EXCEPTION 'tenant "%" already has an environment tagged "%"', t.slug, tag
 			USING ERRCODE = 'duplicate_object';
 	END IF;
 	INSERT INTO apikey.environments (tenant_id, name, tag) VALUES (t.tenant_id, name, tag);
-	PERFORM apikey._new_public_key(t.tenant_id, name, tag);
-	PERFORM apikey._audit('environment_created', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.new_public_key(t.tenant_id, name, tag);
+	PERFORM apikey_internal.audit('environment_created', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('environment', name, 'tag', tag));
 END
 $$;
-COMMENT ON FUNCTION apikey._add_environment(apikey.tenants, text, text) IS
+COMMENT ON FUNCTION apikey_internal.add_environment(apikey.tenants, text, text) IS
 	'internal: add an environment and its public key';
 
 CREATE FUNCTION apikey.create_tenant(slug text, name text DEFAULT NULL,
@@ -296,17 +297,17 @@ DECLARE
 	env_name text;
 	env_tag text;
 BEGIN
-	PERFORM apikey._authorize_admin();
+	PERFORM apikey_internal.authorize_admin();
 	IF slug IS NULL THEN
 		RAISE EXCEPTION 'slug must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	IF slug !~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' THEN
-		RAISE EXCEPTION 'invalid tenant slug %', apikey._shown(slug)
+		RAISE EXCEPTION 'invalid tenant slug %', apikey_internal.shown(slug)
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = 'A slug is 1 to 63 lowercase letters, digits or "-", starting and ending with a letter or digit.';
 	END IF;
-	name := apikey._checked_label('tenant name', name, 200, false);
-	PERFORM apikey._check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	name := apikey_internal.checked_label('tenant name', name, 200, false);
+	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
 	IF environments IS NULL OR cardinality(environments) > 16 OR array_ndims(environments) > 1 THEN
 		RAISE EXCEPTION 'environments must be a one-dimensional array of at most 16 names'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -316,9 +317,9 @@ BEGIN
 	END IF;
 
 	INSERT INTO apikey.tenants AS x (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, created_by)
-	VALUES (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, apikey._caller()::text)
+	VALUES (slug, name, key_prefix, default_key_lifetime, max_key_lifetime, apikey_internal.caller()::text)
 	RETURNING * INTO t;
-	PERFORM apikey._audit('tenant_created', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit('tenant_created', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('name', name, 'key_prefix', key_prefix,
 		                   'default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
 		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime)));
@@ -330,7 +331,7 @@ BEGIN
 		                WHEN env_name = 'production' THEN 'live'
 		                WHEN env_name = 'preview' THEN 'test'
 		                ELSE env_name END;
-		PERFORM apikey._add_environment(t, env_name, env_tag);
+		PERFORM apikey_internal.add_environment(t, env_name, env_tag);
 	END LOOP;
 	RETURN t.tenant_id;
 END
@@ -345,9 +346,9 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
-	PERFORM apikey._add_environment(t, name, tag);
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.add_environment(t, name, tag);
 END
 $$;
 COMMENT ON FUNCTION apikey.create_environment(text, text, text) IS
@@ -361,15 +362,15 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
-	PERFORM apikey._check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
 	UPDATE apikey.tenants AS x
 	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
 	       max_key_lifetime = set_key_policy.max_key_lifetime,
 	       key_prefix = set_key_policy.key_prefix
 	 WHERE x.tenant_id = t.tenant_id;
-	PERFORM apikey._audit('policy_changed', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit('policy_changed', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
 		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime),
 		                   'key_prefix', key_prefix));
@@ -383,9 +384,9 @@ CREATE FUNCTION apikey.public_key(tenant text, environment text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	e apikey.environments := apikey._environment(apikey._authorize_tenant(tenant), environment);
+	e apikey.environments := apikey_internal.environment(apikey_internal.authorize_tenant(tenant), environment);
 BEGIN
-	PERFORM apikey._authorize(tenant, e.name, NULL, NULL);
+	PERFORM apikey_internal.authorize(tenant, e.name, NULL, NULL);
 	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
 	         WHERE p.tenant_id = e.tenant_id AND p.environment = e.name);
 END
@@ -398,13 +399,13 @@ CREATE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
-	e apikey.environments := apikey._environment(t, environment);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	e apikey.environments := apikey_internal.environment(t, environment);
 	result text;
 BEGIN
-	PERFORM apikey._authorize(t.slug, e.name, NULL, NULL);
-	result := apikey._new_public_key(e.tenant_id, e.name, e.tag);
-	PERFORM apikey._audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.authorize(t.slug, e.name, NULL, NULL);
+	result := apikey_internal.new_public_key(e.tenant_id, e.name, e.tag);
+	PERFORM apikey_internal.audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('environment', e.name));
 	RETURN result;
 END

@@ -32,6 +32,15 @@ BEGIN
 END
 $$;
 
+-- The functions the extension's own functions call, which no one else
+-- should: in a schema of their own, so that \df apikey.* lists what users
+-- call.  Created here, so it fails if the schema exists already (no one
+-- else's objects can be in it); the extension owner's, and no one else may
+-- use it (privileges.sql): triggers and SECURITY DEFINER functions call them.
+CREATE SCHEMA apikey_internal;
+COMMENT ON SCHEMA apikey_internal IS
+	'internal functions of extension apikey: called by its own functions and triggers, not by users';
+
 -- apikey.key_id: the public, non-secret handle of a key (64 bits).
 -- Text form: 11 base62 characters, also the first 11 characters of the key
 -- text's body.

@@ -21,36 +21,36 @@ SELECT pg_catalog.pg_extension_config_dump('apikey.usage_hourly', '');
 
 -- Rate limits -------------------------------------------------------------
 
-CREATE FUNCTION apikey._check_rate_limit(name text, max_requests integer, per interval)
+CREATE FUNCTION apikey_internal.check_rate_limit(name text, max_requests integer, per interval)
 	RETURNS void AS 'MODULE_PATHNAME', 'check_rate_limit' LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._check_rate_limit(text, integer, interval) IS
+COMMENT ON FUNCTION apikey_internal.check_rate_limit(text, integer, interval) IS
 	'internal: raise unless name, max_requests and per make a rate limit this server can count (it needs shared_preload_libraries = apikey)';
 
 -- The limits with the one named name set to max_requests per per, or
 -- removed (max_requests NULL); sorted by name, NULL when none is left.
-CREATE FUNCTION apikey._with_rate_limit(limits apikey.rate_limit[], name text,
+CREATE FUNCTION apikey_internal.with_rate_limit(limits apikey.rate_limit[], name text,
 		max_requests integer, per interval)
 	RETURNS apikey.rate_limit[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
 	  FROM (SELECT x.name, x.max_requests, x.per FROM pg_catalog.unnest(limits) AS x
-	         WHERE x.name OPERATOR(pg_catalog.<>) _with_rate_limit.name
+	         WHERE x.name OPERATOR(pg_catalog.<>) with_rate_limit.name
 	        UNION ALL
-	        SELECT _with_rate_limit.name, _with_rate_limit.max_requests, _with_rate_limit.per
-	         WHERE _with_rate_limit.max_requests IS NOT NULL) AS l
+	        SELECT with_rate_limit.name, with_rate_limit.max_requests, with_rate_limit.per
+	         WHERE with_rate_limit.max_requests IS NOT NULL) AS l
 $$;
-COMMENT ON FUNCTION apikey._with_rate_limit(apikey.rate_limit[], text, integer, interval) IS
+COMMENT ON FUNCTION apikey_internal.with_rate_limit(apikey.rate_limit[], text, integer, interval) IS
 	'internal: the limits with one set (or removed when max_requests is NULL), sorted by name';
 
 -- The limit named name of limits, as audit details show it (NULL: none).
-CREATE FUNCTION apikey._rate_limit_details(limits apikey.rate_limit[], name text)
+CREATE FUNCTION apikey_internal.rate_limit_details(limits apikey.rate_limit[], name text)
 	RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT pg_catalog.jsonb_build_object('max_requests', x.max_requests, 'per', x.per)
 	  FROM pg_catalog.unnest(limits) AS x
-	 WHERE x.name OPERATOR(pg_catalog.=) _rate_limit_details.name
+	 WHERE x.name OPERATOR(pg_catalog.=) rate_limit_details.name
 $$;
-COMMENT ON FUNCTION apikey._rate_limit_details(apikey.rate_limit[], text) IS
+COMMENT ON FUNCTION apikey_internal.rate_limit_details(apikey.rate_limit[], text) IS
 	'internal: one limit of a list, as audit details show it';
 
 CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_requests integer, per interval)
@@ -58,22 +58,22 @@ CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_reque
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	limits apikey.rate_limit[];
 BEGIN
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	limits := apikey._with_rate_limit(k.rate_limits, name, max_requests, per);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, max_requests, per);
 	IF cardinality(limits) > 8 THEN
 		RAISE EXCEPTION 'key % already has 8 rate limits', k.key_id
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
-	PERFORM apikey._vendor_rate_limit(k, name, false);    -- vendor.sql
+	PERFORM apikey_internal.vendor_rate_limit(k, name, false);    -- vendor.sql
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name,
-		                   'from', apikey._rate_limit_details(k.rate_limits, name),
-		                   'to', apikey._rate_limit_details(limits, name)));
+		                   'from', apikey_internal.rate_limit_details(k.rate_limits, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name)));
 END
 $$;
 COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval) IS
@@ -84,18 +84,18 @@ CREATE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
-	old jsonb := apikey._rate_limit_details(k.rate_limits, name);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
+	old jsonb := apikey_internal.rate_limit_details(k.rate_limits, name);
 	limits apikey.rate_limit[];
 BEGIN
 	IF old IS NULL THEN
-		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey._shown(name)
+		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._vendor_rate_limit(k, name, true);    -- vendor.sql
-	limits := apikey._with_rate_limit(k.rate_limits, name, NULL, NULL);
+	PERFORM apikey_internal.vendor_rate_limit(k, name, true);    -- vendor.sql
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, NULL, NULL);
 	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('name', name, 'from', old));
 END
 $$;
@@ -108,7 +108,7 @@ COMMENT ON FUNCTION apikey.remove_rate_limit(apikey.key_id, text) IS
 -- key carries a copy (keys.tenant_rate_limits), so verification reads one
 -- row; the tenant row is locked so that keys created meanwhile (which read
 -- the tenant's limits, see below) get the new ones.
-CREATE FUNCTION apikey._set_tenant_rate_limits(t apikey.tenants, name text,
+CREATE FUNCTION apikey_internal.set_tenant_rate_limits(t apikey.tenants, name text,
 		max_requests integer, per interval, action text)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
@@ -117,9 +117,9 @@ DECLARE
 	limits apikey.rate_limit[];
 	changed bigint;
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
 	SELECT x.rate_limits INTO old FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
-	limits := apikey._with_rate_limit(old, name, max_requests, per);
+	limits := apikey_internal.with_rate_limit(old, name, max_requests, per);
 	IF cardinality(limits) > 8 THEN
 		RAISE EXCEPTION 'tenant "%" already has 8 rate limits', t.slug
 			USING ERRCODE = 'program_limit_exceeded',
@@ -129,14 +129,14 @@ BEGIN
 	UPDATE apikey.keys AS k SET tenant_rate_limits = limits
 	 WHERE k.tenant_id = t.tenant_id AND k.tenant_rate_limits IS DISTINCT FROM limits;
 	GET DIAGNOSTICS changed = ROW_COUNT;
-	PERFORM apikey._audit(action, t.tenant_id, t.slug, NULL,
+	PERFORM apikey_internal.audit(action, t.tenant_id, t.slug, NULL,
 		jsonb_build_object('name', name,
-		                   'from', apikey._rate_limit_details(old, name),
-		                   'to', apikey._rate_limit_details(limits, name),
+		                   'from', apikey_internal.rate_limit_details(old, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name),
 		                   'keys', changed));
 END
 $$;
-COMMENT ON FUNCTION apikey._set_tenant_rate_limits(apikey.tenants, text, integer, interval, text) IS
+COMMENT ON FUNCTION apikey_internal.set_tenant_rate_limits(apikey.tenants, text, integer, interval, text) IS
 	'internal: set or remove (max_requests NULL) a tenant''s limit, on the tenant and on each of its keys';
 
 CREATE FUNCTION apikey.set_tenant_rate_limit(tenant text, name text, max_requests integer, per interval)
@@ -146,10 +146,10 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	PERFORM apikey._set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
 END
 $$;
 COMMENT ON FUNCTION apikey.set_tenant_rate_limit(text, text, integer, interval) IS
@@ -162,13 +162,13 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
-	IF apikey._rate_limit_details(t.rate_limits, name) IS NULL THEN
-		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey._shown(name)
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
+	IF apikey_internal.rate_limit_details(t.rate_limits, name) IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	PERFORM apikey._set_tenant_rate_limits(t, name, NULL, NULL, 'tenant_rate_limit_removed');
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, NULL, NULL, 'tenant_rate_limit_removed');
 END
 $$;
 COMMENT ON FUNCTION apikey.remove_tenant_rate_limit(text, text) IS
@@ -177,7 +177,7 @@ COMMENT ON FUNCTION apikey.remove_tenant_rate_limit(text, text) IS
 -- A new key carries its tenant's limits, however it is inserted.  The key
 -- share lock waits for a change of the tenant's limits in progress (which
 -- locks the tenant row for update), so no key misses one.
-CREATE FUNCTION apikey._key_tenant_rate_limits() RETURNS trigger
+CREATE FUNCTION apikey_internal.key_tenant_rate_limits() RETURNS trigger
 	LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -188,10 +188,10 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION apikey._key_tenant_rate_limits() IS
+COMMENT ON FUNCTION apikey_internal.key_tenant_rate_limits() IS
 	'internal: trigger that gives a new key its tenant''s rate limits';
 CREATE TRIGGER keys_tenant_rate_limits BEFORE INSERT ON apikey.keys
-	FOR EACH ROW EXECUTE FUNCTION apikey._key_tenant_rate_limits();
+	FOR EACH ROW EXECUTE FUNCTION apikey_internal.key_tenant_rate_limits();
 
 CREATE FUNCTION apikey.rate_limit_status(OUT preloaded boolean, OUT capacity integer,
 		OUT in_use bigint, OUT refused_full bigint)
@@ -199,11 +199,11 @@ CREATE FUNCTION apikey.rate_limit_status(OUT preloaded boolean, OUT capacity int
 COMMENT ON FUNCTION apikey.rate_limit_status() IS
 	'rate-limit buckets of this server: whether they exist (shared_preload_libraries), how many there can be, how many are held, and how many requests were refused because none was free';
 
-CREATE FUNCTION apikey._rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
+CREATE FUNCTION apikey_internal.rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,
 		OUT refused bigint, OUT last_refused timestamptz)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'rate_limit_tenants' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._rate_limit_tenants() IS
+COMMENT ON FUNCTION apikey_internal.rate_limit_tenants() IS
 	'internal: rate-limit buckets held and requests refused for want of one, per tenant id of this database';
 
 CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
@@ -212,10 +212,10 @@ CREATE FUNCTION apikey.rate_limit_tenants(OUT tenant text, OUT buckets bigint,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	PERFORM apikey._authorize_admin();
+	PERFORM apikey_internal.authorize_admin();
 	RETURN QUERY
 		SELECT coalesce(t.slug, '#' OPERATOR(pg_catalog.||) r.tenant_id::text), r.buckets, r.refused, r.last_refused
-		  FROM apikey._rate_limit_tenants() AS r
+		  FROM apikey_internal.rate_limit_tenants() AS r
 		  LEFT JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
 		 ORDER BY r.refused DESC, r.buckets DESC, 1;
 END
@@ -256,22 +256,22 @@ CREATE TABLE apikey.owner_rate_limits (
 COMMENT ON TABLE apikey.owner_rate_limits IS
 	'rate limits shared by all the keys of one owner of a tenant (copied to each key: keys.owner_rate_limits)';
 
-CREATE FUNCTION apikey._owner_rate_limits(tenant_id bigint, owner text)
+CREATE FUNCTION apikey_internal.owner_rate_limits(tenant_id bigint, owner text)
 	RETURNS apikey.rate_limit[] LANGUAGE sql STABLE
 AS $$
 	SELECT pg_catalog.array_agg(ROW(l.name, l.max_requests, l.per)::apikey.rate_limit ORDER BY l.name)
 	  FROM apikey.owner_rate_limits AS l
-	 WHERE l.tenant_id OPERATOR(pg_catalog.=) _owner_rate_limits.tenant_id
-	   AND l.owner OPERATOR(pg_catalog.=) _owner_rate_limits.owner
+	 WHERE l.tenant_id OPERATOR(pg_catalog.=) owner_rate_limits.tenant_id
+	   AND l.owner OPERATOR(pg_catalog.=) owner_rate_limits.owner
 $$;
-COMMENT ON FUNCTION apikey._owner_rate_limits(bigint, text) IS
+COMMENT ON FUNCTION apikey_internal.owner_rate_limits(bigint, text) IS
 	'internal: the limits of an owner of a tenant, sorted by name (NULL: none)';
 
 -- Set (max_requests given) or remove one limit of an owner, on the table
 -- and on each of the owner's keys.  The caller was authorized for the
 -- tenant; a tenant administrator acts only when its key covers every key
 -- of the owner (as revoke_owner_keys), and lifts no administrator's limit.
-CREATE FUNCTION apikey._set_owner_rate_limit(t apikey.tenants, owner text, name text,
+CREATE FUNCTION apikey_internal.set_owner_rate_limit(t apikey.tenants, owner text, name text,
 		max_requests integer, per interval)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
@@ -283,16 +283,16 @@ DECLARE
 	covered integer := 0;
 	changed bigint;
 BEGIN
-	PERFORM apikey._require('tenant', t.tenant_id IS NOT NULL);
-	PERFORM apikey._authorize(t.slug, NULL, NULL, NULL);
+	PERFORM apikey_internal.require('tenant', t.tenant_id IS NOT NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, NULL, NULL);
 	PERFORM FROM apikey.tenants AS x WHERE x.tenant_id = t.tenant_id FOR UPDATE;
 	FOR k IN SELECT * FROM apikey.keys AS x
-	          WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	          WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
 	          ORDER BY x.key_id
 	            FOR UPDATE
 	LOOP
 		BEGIN
-			PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+			PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
 			covered := covered + 1;
 		EXCEPTION WHEN insufficient_privilege THEN
 			beyond := beyond + 1;
@@ -305,36 +305,36 @@ BEGIN
 			      HINT = 'A full administrator, or a tenant administrator whose key covers every key of the owner, sets the owner''s limits.';
 	END IF;
 	SELECT * INTO old FROM apikey.owner_rate_limits AS x
-	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
-	   AND x.name = _set_owner_rate_limit.name;
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
+	   AND x.name = set_owner_rate_limit.name;
 	IF max_requests IS NULL AND old.name IS NULL THEN
-		RAISE EXCEPTION 'owner % of tenant "%" has no rate limit %', apikey._shown(owner), t.slug, apikey._shown(name)
+		RAISE EXCEPTION 'owner % of tenant "%" has no rate limit %', apikey_internal.shown(owner), t.slug, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
 	END IF;
-	IF old.by_vendor AND apikey._by_tenant() THEN
-		PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s" of this owner', name), NULL);
+	IF old.by_vendor AND apikey_internal.by_tenant() THEN
+		PERFORM apikey_internal.deny_vendor_control(pg_catalog.format('the rate limit "%s" of this owner', name), NULL);
 	END IF;
 	IF max_requests IS NULL THEN
 		DELETE FROM apikey.owner_rate_limits AS x
-		 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
-		   AND x.name = _set_owner_rate_limit.name;
+		 WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
+		   AND x.name = set_owner_rate_limit.name;
 	ELSE
 		INSERT INTO apikey.owner_rate_limits AS x (tenant_id, owner, name, max_requests, per, by_vendor)
-		VALUES (t.tenant_id, owner, name, max_requests, per, NOT apikey._by_tenant())
+		VALUES (t.tenant_id, owner, name, max_requests, per, NOT apikey_internal.by_tenant())
 		ON CONFLICT ON CONSTRAINT owner_rate_limits_pkey DO UPDATE
 		   SET max_requests = excluded.max_requests, per = excluded.per, by_vendor = excluded.by_vendor;
 	END IF;
-	limits := apikey._owner_rate_limits(t.tenant_id, owner);
+	limits := apikey_internal.owner_rate_limits(t.tenant_id, owner);
 	IF cardinality(limits) > 8 THEN
-		RAISE EXCEPTION 'owner % of tenant "%" already has 8 rate limits', apikey._shown(owner), t.slug
+		RAISE EXCEPTION 'owner % of tenant "%" already has 8 rate limits', apikey_internal.shown(owner), t.slug
 			USING ERRCODE = 'program_limit_exceeded',
 			      HINT = 'Replace one (same name) or remove one first.';
 	END IF;
 	UPDATE apikey.keys AS x SET owner_rate_limits = limits
-	 WHERE x.tenant_id = t.tenant_id AND x.owner = _set_owner_rate_limit.owner
+	 WHERE x.tenant_id = t.tenant_id AND x.owner = set_owner_rate_limit.owner
 	   AND x.owner_rate_limits IS DISTINCT FROM limits;
 	GET DIAGNOSTICS changed = ROW_COUNT;
-	PERFORM apikey._audit(CASE WHEN max_requests IS NULL THEN 'owner_rate_limit_removed'
+	PERFORM apikey_internal.audit(CASE WHEN max_requests IS NULL THEN 'owner_rate_limit_removed'
 	                           ELSE 'owner_rate_limit_set' END,
 		t.tenant_id, t.slug, NULL,
 		jsonb_build_object('owner', owner, 'name', name,
@@ -345,7 +345,7 @@ BEGIN
 		                   'keys', changed));
 END
 $$;
-COMMENT ON FUNCTION apikey._set_owner_rate_limit(apikey.tenants, text, text, integer, interval) IS
+COMMENT ON FUNCTION apikey_internal.set_owner_rate_limit(apikey.tenants, text, text, integer, interval) IS
 	'internal: set or remove (max_requests NULL) a limit of an owner, on the table and on each of the owner''s keys';
 
 CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
@@ -354,11 +354,11 @@ CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 BEGIN
-	owner := apikey._checked_label('owner', owner, 200, true);
-	PERFORM apikey._check_rate_limit(name, max_requests, per);
-	PERFORM apikey._set_owner_rate_limit(t, owner, name, max_requests, per);
+	owner := apikey_internal.checked_label('owner', owner, 200, true);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, max_requests, per);
 END
 $$;
 COMMENT ON FUNCTION apikey.set_owner_rate_limit(text, text, text, integer, interval) IS
@@ -369,10 +369,10 @@ CREATE FUNCTION apikey.remove_owner_rate_limit(tenant text, owner text, name tex
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
 BEGIN
-	PERFORM apikey._require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
-	PERFORM apikey._set_owner_rate_limit(t, owner, name, NULL, NULL);
+	PERFORM apikey_internal.require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
+	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION apikey.remove_owner_rate_limit(text, text, text) IS
@@ -383,7 +383,7 @@ COMMENT ON FUNCTION apikey.remove_owner_rate_limit(text, text, text) IS
 -- limits in progress (which locks the tenant row for update).  A row
 -- inserted with limits of its own (pg_dump's data, restored before the
 -- owners' limits) keeps them unless the owner has limits.
-CREATE FUNCTION apikey._key_owner_rate_limits() RETURNS trigger
+CREATE FUNCTION apikey_internal.key_owner_rate_limits() RETURNS trigger
 	LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -393,7 +393,7 @@ BEGIN
 		PERFORM FROM apikey.tenants AS t
 		  WHERE t.tenant_id OPERATOR(pg_catalog.=) NEW.tenant_id
 		    FOR KEY SHARE;
-		limits := apikey._owner_rate_limits(NEW.tenant_id, NEW.owner);
+		limits := apikey_internal.owner_rate_limits(NEW.tenant_id, NEW.owner);
 	END IF;
 	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' OR limits IS NOT NULL THEN
 		NEW.owner_rate_limits := limits;
@@ -401,19 +401,19 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION apikey._key_owner_rate_limits() IS
+COMMENT ON FUNCTION apikey_internal.key_owner_rate_limits() IS
 	'internal: trigger that gives a key its owner''s rate limits';
 CREATE TRIGGER keys_owner_rate_limits BEFORE INSERT ON apikey.keys
-	FOR EACH ROW WHEN (NEW.owner IS NOT NULL) EXECUTE FUNCTION apikey._key_owner_rate_limits();
+	FOR EACH ROW WHEN (NEW.owner IS NOT NULL) EXECUTE FUNCTION apikey_internal.key_owner_rate_limits();
 CREATE TRIGGER keys_owner_changed BEFORE UPDATE OF owner ON apikey.keys
 	FOR EACH ROW WHEN (NEW.owner IS DISTINCT FROM OLD.owner)
-	EXECUTE FUNCTION apikey._key_owner_rate_limits();
+	EXECUTE FUNCTION apikey_internal.key_owner_rate_limits();
 
 -- Credits -------------------------------------------------------------------
 
-CREATE FUNCTION apikey._next_refill(anchor timestamptz, every interval, after timestamptz)
+CREATE FUNCTION apikey_internal.next_refill(anchor timestamptz, every interval, after timestamptz)
 	RETURNS timestamptz AS 'MODULE_PATHNAME', 'next_refill' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
+COMMENT ON FUNCTION apikey_internal.next_refill(timestamptz, interval, timestamptz) IS
 	'internal: the first anchor + n * every (n >= 1) after "after", in UTC with calendar months';
 
 -- Called by verification (credits.c) for a key with credits, in the
@@ -424,7 +424,7 @@ COMMENT ON FUNCTION apikey._next_refill(timestamptz, interval, timestamptz) IS
 -- charges of a key wait for each other (and the UPDATE re-checks the row
 -- the previous charge left); a check (cost 0) takes no lock and writes
 -- nothing, so it works in a read-only transaction.
-CREATE FUNCTION apikey._charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
+CREATE FUNCTION apikey_internal.charge_credits(key_id apikey.key_id, cost integer, at timestamptz)
 	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
@@ -440,22 +440,22 @@ BEGIN
 	-- the common case in one statement: enough credits, no refill due
 	IF cost > 0 THEN
 		UPDATE apikey.credits AS x SET remaining = x.remaining - cost
-		 WHERE x.key_id = _charge_credits.key_id AND x.remaining >= cost
+		 WHERE x.key_id = charge_credits.key_id AND x.remaining >= cost
 		   AND (x.next_refill_at IS NULL OR x.next_refill_at > at)
 		RETURNING x.remaining INTO left_over;
 		IF FOUND THEN
 			RETURN left_over;
 		END IF;
-		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id FOR UPDATE;
+		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = charge_credits.key_id FOR UPDATE;
 	ELSE
-		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = _charge_credits.key_id;
+		SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = charge_credits.key_id;
 	END IF;
 	IF NOT FOUND THEN
 		RETURN NULL;
 	END IF;
 	IF c.next_refill_at <= at THEN
 		c.remaining := c.refill_amount;
-		c.next_refill_at := apikey._next_refill(c.refill_anchor, c.refill_every, at);
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
 		refilled := true;
 	END IF;
 	IF c.remaining < greatest(cost, 1) THEN
@@ -466,12 +466,12 @@ BEGIN
 		   SET remaining = c.remaining - cost,
 		       refilled_at = CASE WHEN refilled THEN at ELSE x.refilled_at END,
 		       next_refill_at = c.next_refill_at
-		 WHERE x.key_id = _charge_credits.key_id;
+		 WHERE x.key_id = charge_credits.key_id;
 	END IF;
 	RETURN c.remaining - cost;
 END
 $$;
-COMMENT ON FUNCTION apikey._charge_credits(apikey.key_id, integer, timestamptz) IS
+COMMENT ON FUNCTION apikey_internal.charge_credits(apikey.key_id, integer, timestamptz) IS
 	'internal: charge a key''s credits in the current transaction (verification calls it); what is left, or -1 minus what there is when too few';
 
 CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
@@ -480,7 +480,7 @@ CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	old apikey.credits;
 	next_refill timestamptz;
 BEGIN
@@ -498,10 +498,10 @@ BEGIN
 			      HINT = 'E.g. refill_amount => 1000, refill_every => ''1 month''.';
 	END IF;
 	IF refill_every IS NOT NULL THEN
-		PERFORM apikey._check_lifetime('refill_every', refill_every);
-		next_refill := apikey._next_refill(now(), refill_every, now());
+		PERFORM apikey_internal.check_lifetime('refill_every', refill_every);
+		next_refill := apikey_internal.next_refill(now(), refill_every, now());
 	END IF;
-	PERFORM apikey._vendor_credits(k, remaining, NULL);    -- vendor.sql
+	PERFORM apikey_internal.vendor_credits(k, remaining, NULL);    -- vendor.sql
 	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
 	IF remaining IS NULL THEN
 		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
@@ -518,7 +518,7 @@ BEGIN
 	IF k.has_credits IS DISTINCT FROM (remaining IS NOT NULL) THEN
 		UPDATE apikey.keys AS x SET has_credits = (remaining IS NOT NULL) WHERE x.key_id = k.key_id;
 	END IF;
-	PERFORM apikey._audit('credits_set', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('credits_set', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object(
 			'from', CASE WHEN old.key_id IS NOT NULL THEN jsonb_build_object(
 				'remaining', old.remaining, 'refill_amount', old.refill_amount, 'refill_every', old.refill_every) END,
@@ -534,14 +534,14 @@ CREATE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id);
 	c apikey.credits;
 	at timestamptz := statement_timestamp();
 BEGIN
 	IF amount IS NULL THEN
 		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	PERFORM apikey._vendor_credits(k, NULL, amount);    -- vendor.sql
+	PERFORM apikey_internal.vendor_credits(k, NULL, amount);    -- vendor.sql
 	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id
@@ -551,7 +551,7 @@ BEGIN
 	IF c.next_refill_at <= at THEN
 		c.remaining := c.refill_amount;
 		c.refilled_at := at;
-		c.next_refill_at := apikey._next_refill(c.refill_anchor, c.refill_every, at);
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
 	END IF;
 	IF c.remaining + amount < 0 THEN
 		RAISE EXCEPTION 'key % has % credits: cannot take % away', k.key_id, c.remaining, -amount
@@ -560,7 +560,7 @@ BEGIN
 	UPDATE apikey.credits AS x
 	   SET remaining = c.remaining + amount, refilled_at = c.refilled_at, next_refill_at = c.next_refill_at
 	 WHERE x.key_id = k.key_id;
-	PERFORM apikey._audit('credits_added', k.tenant_id, k.tenant, k.key_id,
+	PERFORM apikey_internal.audit('credits_added', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('amount', amount, 'remaining', c.remaining + amount));
 	RETURN c.remaining + amount;
 END
@@ -574,6 +574,27 @@ CREATE FUNCTION apikey.usage_flush() RETURNS void
 	AS 'MODULE_PATHNAME', 'usage_flush' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION apikey.usage_flush() IS
 	'write the pending last uses and usage counts of this server now, and return once they are written';
+
+-- Rate limits as a person reads them, for the listings: "burst 20/1 s,
+-- hourly 1000/1 h", each period in the largest unit it is a whole number
+-- of (d, h, min, s, ms), whatever the session's IntervalStyle.  NULL when
+-- there are none.  PUBLIC may execute it: key_list and tenant_list call it,
+-- and a view's readers need EXECUTE on the functions it calls.
+CREATE FUNCTION apikey_internal.rate_limit_summary(limits apikey.rate_limit[]) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s %s/%s', l.name, l.max_requests,
+	           CASE WHEN m.ms % 86400000 = 0 THEN (m.ms / 86400000)::bigint || ' d'
+	                WHEN m.ms % 3600000 = 0 THEN (m.ms / 3600000)::bigint || ' h'
+	                WHEN m.ms % 60000 = 0 THEN (m.ms / 60000)::bigint || ' min'
+	                WHEN m.ms % 1000 = 0 THEN (m.ms / 1000)::bigint || ' s'
+	                ELSE pg_catalog.trim_scale(m.ms) || ' ms' END), ', ' ORDER BY l.n)
+	  FROM pg_catalog.unnest(limits) WITH ORDINALITY AS l(name, max_requests, per, n),
+	       LATERAL (SELECT EXTRACT(epoch FROM l.per) * 1000) AS m(ms)
+$$;
+COMMENT ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) IS
+	'internal: rate limits as text for the listings, e.g. "burst 20/1 s, hourly 1000/1 h"';
 
 -- Listings, visible as key_list is: every tenant to a full administrator,
 -- the own tenant to a transaction authenticated with an apikey:admin key,
@@ -590,13 +611,36 @@ SELECT t.slug AS tenant,
        t.max_key_lifetime,
        t.rate_limits,
        t.created_at,
-       t.created_by
+       t.created_by,
+       apikey_internal.rate_limit_summary(t.rate_limits) AS rate_limit_summary
   FROM apikey.tenants AS t
  WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
             ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.tenant_list IS
 	'tenants for humans: environments, key policy, rate limits shared by their keys';
+COMMENT ON COLUMN apikey.tenant_list.tenant IS
+	'the tenant''s slug, as the functions take it';
+COMMENT ON COLUMN apikey.tenant_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';
+COMMENT ON COLUMN apikey.tenant_list.name IS
+	'the tenant''s display name';
+COMMENT ON COLUMN apikey.tenant_list.environments IS
+	'the names of the tenant''s environments';
+COMMENT ON COLUMN apikey.tenant_list.key_prefix IS
+	'the prefix of the text of the tenant''s keys (ak by default)';
+COMMENT ON COLUMN apikey.tenant_list.default_key_lifetime IS
+	'the lifetime of a key created without an expiry (NULL: none)';
+COMMENT ON COLUMN apikey.tenant_list.max_key_lifetime IS
+	'the longest lifetime a key may have (NULL: no limit)';
+COMMENT ON COLUMN apikey.tenant_list.rate_limits IS
+	'the tenant''s rate limits (name, max_requests, per), a budget shared by its keys; rate_limit_summary shows them as text';
+COMMENT ON COLUMN apikey.tenant_list.created_at IS
+	'when the tenant was created';
+COMMENT ON COLUMN apikey.tenant_list.created_by IS
+	'the role that created it';
+COMMENT ON COLUMN apikey.tenant_list.rate_limit_summary IS
+	'the tenant''s rate limits as text, e.g. "api 5000/1 min" (NULL: none)';
 
 CREATE VIEW apikey.usage_stats WITH (security_barrier) AS
 SELECT t.slug AS tenant,
@@ -612,3 +656,15 @@ SELECT t.slug AS tenant,
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.usage_stats IS
 	'verifications per key, hour (UTC) and status, as written by the background writer (apikey.usage_flush() writes what is pending)';
+COMMENT ON COLUMN apikey.usage_stats.tenant IS
+	'the slug of the key''s tenant';
+COMMENT ON COLUMN apikey.usage_stats.key_id IS
+	'the key verified';
+COMMENT ON COLUMN apikey.usage_stats.hour IS
+	'the hour (UTC) of the verifications';
+COMMENT ON COLUMN apikey.usage_stats.status IS
+	'their outcome: valid, or why not (not_found there means a wrong secret for this key id)';
+COMMENT ON COLUMN apikey.usage_stats.verifications IS
+	'how many verifications of the key had that outcome in that hour';
+COMMENT ON COLUMN apikey.usage_stats.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';

@@ -17,7 +17,8 @@
 --                vendor's for that tenant: a tenant administrator may not
 --                set, change or remove them on any key, and edits the rest.
 --
--- Which side a caller is on is decided in one place, _by_tenant.
+-- Which side a caller is on is decided in one place,
+-- apikey_internal.by_tenant.
 
 CREATE TABLE apikey.key_vendor_controls (
 	key_id      apikey.key_id PRIMARY KEY,             -- deleted with the key (delete_key)
@@ -41,25 +42,25 @@ COMMENT ON TABLE apikey.vendor_meta_fields IS
 -- (a full administrator)?  Called after the management function's own
 -- authorization, which admits no one else.  Anything that lets a caller
 -- act within one tenant must answer true here.
-CREATE FUNCTION apikey._by_tenant() RETURNS boolean
+CREATE FUNCTION apikey_internal.by_tenant() RETURNS boolean
 	LANGUAGE sql STABLE
 AS $$
 	SELECT apikey.current_tenant_id() IS NOT NULL
 $$;
-COMMENT ON FUNCTION apikey._by_tenant() IS
+COMMENT ON FUNCTION apikey_internal.by_tenant() IS
 	'internal: is the caller a tenant''s own administrator (not the vendor)? The one rule of which controls a caller may lift';
 
 -- The vendor's controls of a key (a row of defaults when it has none).
-CREATE FUNCTION apikey._vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
+CREATE FUNCTION apikey_internal.vendor_controls(key_id apikey.key_id) RETURNS apikey.key_vendor_controls
 	LANGUAGE sql STABLE
 AS $$
 	SELECT v FROM (SELECT $1 AS key_id) AS k
 	  LEFT JOIN apikey.key_vendor_controls AS v ON v.key_id OPERATOR(pg_catalog.=) k.key_id
 $$;
-COMMENT ON FUNCTION apikey._vendor_controls(apikey.key_id) IS
+COMMENT ON FUNCTION apikey_internal.vendor_controls(apikey.key_id) IS
 	'internal: the rate limits, credits and allowlist an administrator set on a key (NULL: none)';
 
-CREATE FUNCTION apikey._deny_vendor_control(what text, key_id apikey.key_id)
+CREATE FUNCTION apikey_internal.deny_vendor_control(what text, key_id apikey.key_id)
 	RETURNS void LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -69,19 +70,19 @@ BEGIN
 		      HINT = 'A tenant administrator may add restrictions of its own; only an administrator lifts this one.';
 END
 $$;
-COMMENT ON FUNCTION apikey._deny_vendor_control(text, apikey.key_id) IS
+COMMENT ON FUNCTION apikey_internal.deny_vendor_control(text, apikey.key_id) IS
 	'internal: raise permission denied for a vendor control a tenant administrator tried to lift';
 
 -- A key's rate limit named name is being set or removed (max_requests NULL).
-CREATE FUNCTION apikey._vendor_rate_limit(k apikey.keys, name text, removed boolean)
+CREATE FUNCTION apikey_internal.vendor_rate_limit(k apikey.keys, name text, removed boolean)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-	v apikey.key_vendor_controls := apikey._vendor_controls(k.key_id);
+	v apikey.key_vendor_controls := apikey_internal.vendor_controls(k.key_id);
 BEGIN
-	IF apikey._by_tenant() THEN
+	IF apikey_internal.by_tenant() THEN
 		IF name OPERATOR(pg_catalog.=) ANY (v.rate_limits) THEN
-			PERFORM apikey._deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
+			PERFORM apikey_internal.deny_vendor_control(pg_catalog.format('the rate limit "%s"', name), k.key_id);
 		END IF;
 		RETURN;
 	END IF;
@@ -92,18 +93,18 @@ BEGIN
 	                     OPERATOR(pg_catalog.||) CASE WHEN removed THEN '{}' ELSE ARRAY[name] END;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_rate_limit(apikey.keys, text, boolean) IS
+COMMENT ON FUNCTION apikey_internal.vendor_rate_limit(apikey.keys, text, boolean) IS
 	'internal: an administrator''s rate limit is recorded as the vendor''s; a tenant administrator may not change or remove one';
 
 -- A key's credits are being set (remaining NULL: removed) or added to.
-CREATE FUNCTION apikey._vendor_credits(k apikey.keys, remaining bigint, added bigint)
+CREATE FUNCTION apikey_internal.vendor_credits(k apikey.keys, remaining bigint, added bigint)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	IF apikey._by_tenant() THEN
-		IF (apikey._vendor_controls(k.key_id)).credits
+	IF apikey_internal.by_tenant() THEN
+		IF (apikey_internal.vendor_controls(k.key_id)).credits
 		   AND (added IS NULL OR added OPERATOR(pg_catalog.>) 0) THEN
-			PERFORM apikey._deny_vendor_control('the credits', k.key_id);
+			PERFORM apikey_internal.deny_vendor_control('the credits', k.key_id);
 		END IF;
 		RETURN;
 	END IF;
@@ -114,21 +115,21 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_credits(apikey.keys, bigint, bigint) IS
+COMMENT ON FUNCTION apikey_internal.vendor_credits(apikey.keys, bigint, bigint) IS
 	'internal: an administrator''s credits are recorded as the vendor''s; a tenant administrator may not replace, remove or add to them';
 
 -- A key's allowlist is being set (for a new key, k.key_id is its id).
-CREATE FUNCTION apikey._vendor_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
+CREATE FUNCTION apikey_internal.vendor_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-	imposed cidr[] := (apikey._vendor_controls(key_id)).allowed_ips;
+	imposed cidr[] := (apikey_internal.vendor_controls(key_id)).allowed_ips;
 BEGIN
-	IF apikey._by_tenant() THEN
+	IF apikey_internal.by_tenant() THEN
 		IF imposed IS NOT NULL AND (allowed_ips IS NULL OR EXISTS (
 		       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
 		        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed))) THEN
-			PERFORM apikey._deny_vendor_control('the allowlist', key_id);
+			PERFORM apikey_internal.deny_vendor_control('the allowlist', key_id);
 		END IF;
 		RETURN;
 	END IF;
@@ -137,14 +138,14 @@ BEGIN
 	ON CONFLICT ON CONSTRAINT key_vendor_controls_pkey DO UPDATE SET allowed_ips = excluded.allowed_ips;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_allowed_ips(apikey.key_id, cidr[]) IS
+COMMENT ON FUNCTION apikey_internal.vendor_allowed_ips(apikey.key_id, cidr[]) IS
 	'internal: an administrator''s allowlist is recorded as the vendor''s; a tenant administrator may only narrow it';
 
 -- The allowlist a new key must stay within: a tenant administrator whose
 -- key carries the vendor's allowlist creates (and imports) keys usable
 -- from those networks only (the vendor's for them too), or it could give
 -- itself a key usable from anywhere.  NULL: none.
-CREATE FUNCTION apikey._imposed_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
+CREATE FUNCTION apikey_internal.imposed_allowed_ips(allowed_ips cidr[]) RETURNS cidr[]
 	LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -153,46 +154,46 @@ BEGIN
 	IF apikey.current_key_id() IS NULL THEN
 		RETURN NULL;
 	END IF;
-	imposed := (apikey._vendor_controls(apikey.current_key_id())).allowed_ips;
+	imposed := (apikey_internal.vendor_controls(apikey.current_key_id())).allowed_ips;
 	IF imposed IS NOT NULL AND allowed_ips IS NOT NULL AND EXISTS (
 	       SELECT FROM pg_catalog.unnest(allowed_ips) AS n
 	        WHERE NOT n OPERATOR(pg_catalog.<<=) ANY (imposed)) THEN
-		PERFORM apikey._deny_vendor_control('the allowlist of the authenticated key', NULL);
+		PERFORM apikey_internal.deny_vendor_control('the allowlist of the authenticated key', NULL);
 	END IF;
 	RETURN imposed;
 END
 $$;
-COMMENT ON FUNCTION apikey._imposed_allowed_ips(cidr[]) IS
+COMMENT ON FUNCTION apikey_internal.imposed_allowed_ips(cidr[]) IS
 	'internal: the vendor''s allowlist of the authenticated tenant administrator''s key, which its new keys stay within (NULL: none)';
 
 -- A key's meta is being set (old NULL: a new key).  A tenant administrator
 -- may not touch the tenant's vendor fields; an administrator's writes make
 -- the fields it sets, changes or removes the vendor's.
-CREATE FUNCTION apikey._vendor_meta(tenant_id bigint, key_id apikey.key_id, old jsonb, new jsonb)
+CREATE FUNCTION apikey_internal.vendor_meta(tenant_id bigint, key_id apikey.key_id, old jsonb, new jsonb)
 	RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	field text;
 BEGIN
-	IF apikey._by_tenant() THEN
+	IF apikey_internal.by_tenant() THEN
 		SELECT f.field INTO field FROM apikey.vendor_meta_fields AS f
-		 WHERE f.tenant_id OPERATOR(pg_catalog.=) _vendor_meta.tenant_id
+		 WHERE f.tenant_id OPERATOR(pg_catalog.=) vendor_meta.tenant_id
 		   AND (old OPERATOR(pg_catalog.->) f.field) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f.field)
 		 ORDER BY f.field LIMIT 1;
 		IF FOUND THEN
-			PERFORM apikey._deny_vendor_control(pg_catalog.format('the meta field "%s"', field), key_id);
+			PERFORM apikey_internal.deny_vendor_control(pg_catalog.format('the meta field "%s"', field), key_id);
 		END IF;
 		RETURN;
 	END IF;
 	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
-	SELECT _vendor_meta.tenant_id, f
+	SELECT vendor_meta.tenant_id, f
 	  FROM (SELECT pg_catalog.jsonb_object_keys(COALESCE(new, '{}'))
 	        UNION SELECT pg_catalog.jsonb_object_keys(COALESCE(old, '{}'))) AS x(f)
 	 WHERE (old OPERATOR(pg_catalog.->) f) IS DISTINCT FROM (new OPERATOR(pg_catalog.->) f)
 	ON CONFLICT DO NOTHING;
 END
 $$;
-COMMENT ON FUNCTION apikey._vendor_meta(bigint, apikey.key_id, jsonb, jsonb) IS
+COMMENT ON FUNCTION apikey_internal.vendor_meta(bigint, apikey.key_id, jsonb, jsonb) IS
 	'internal: tenant administrators may not touch the vendor''s meta fields; fields an administrator writes become the vendor''s';
 
 CREATE FUNCTION apikey.set_vendor_meta_fields(tenant text, fields text[])
@@ -203,8 +204,8 @@ DECLARE
 	t apikey.tenants;
 	old text[];
 BEGIN
-	PERFORM apikey._authorize_admin();
-	t := apikey._authorize_tenant(tenant);
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant);
 	IF fields IS NULL OR array_ndims(fields) > 1 OR array_position(fields, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'fields must be a one-dimensional array of field names without NULL'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -213,8 +214,8 @@ BEGIN
 	  FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
 	DELETE FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
 	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
-	SELECT DISTINCT t.tenant_id, apikey._checked_label('field', x, 200, true) FROM unnest(fields) AS x;
-	PERFORM apikey._audit('vendor_meta_fields_set', t.tenant_id, t.slug, NULL,
+	SELECT DISTINCT t.tenant_id, apikey_internal.checked_label('field', x, 200, true) FROM unnest(fields) AS x;
+	PERFORM apikey_internal.audit('vendor_meta_fields_set', t.tenant_id, t.slug, NULL,
 		jsonb_build_object('from', coalesce(old, '{}'),
 		                   'to', ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(fields) AS x ORDER BY 1)));
 END
@@ -236,3 +237,9 @@ SELECT t.slug AS tenant,
                  AND apikey.has_scope('apikey:admin') END;
 COMMENT ON VIEW apikey.vendor_meta_field_list IS
 	'meta fields only administrators set, per tenant: visible as key_list is';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant IS
+	'the slug of the tenant';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.field IS
+	'a top-level field of the keys'' meta that only full administrators set';
+COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant_id IS
+	'the tenant''s bigint id, as current_tenant_id() returns it';

@@ -75,20 +75,20 @@ COMMENT ON FUNCTION apikey.is_admin() IS
 
 -- Internal (executable by the owner only, called from the SECURITY DEFINER
 -- entry points): the calling role and the rule of management rights.
-CREATE FUNCTION apikey._caller() RETURNS regrole
+CREATE FUNCTION apikey_internal.caller() RETURNS regrole
 	AS 'MODULE_PATHNAME', 'caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._caller() IS
+COMMENT ON FUNCTION apikey_internal.caller() IS
 	'internal: the calling role, unaffected by SECURITY DEFINER';
 
-CREATE FUNCTION apikey._authorized_tenant(slug text) RETURNS text
+CREATE FUNCTION apikey_internal.authorized_tenant(slug text) RETURNS text
 	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._authorized_tenant(text) IS
+COMMENT ON FUNCTION apikey_internal.authorized_tenant(text) IS
 	'internal: the slug, if the caller may manage that tenant''s keys at all; raises 42501 otherwise';
 
-CREATE FUNCTION apikey._authorize(tenant text, environment text, scopes text[], resources text[])
+CREATE FUNCTION apikey_internal.authorize(tenant text, environment text, scopes text[], resources text[])
 	RETURNS void
 	AS 'MODULE_PATHNAME', 'authorize' LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey._authorize(text, text, text[], text[]) IS
+COMMENT ON FUNCTION apikey_internal.authorize(text, text, text[], text[]) IS
 	'internal: the rule of every management function (tenant, environment, scopes and resources covered by a tenant administrator''s key); raises 42501 otherwise';
 
 -- last_used_at (usage.c)

@@ -256,8 +256,8 @@ INSERT INTO hostile.fns (fn, argtypes, baseline) VALUES
 	('apikey._valid_scope', '{text}', ARRAY[$$'orders:read'$$]),
 	('apikey._valid_scopes', '{text[]}', ARRAY[$$'{orders:read}'::text[]$$]),
 	('apikey._valid_resource', '{text}', ARRAY[$$'collection:42'$$]),
-	('apikey._generate_key', '{text,text,key_id}', ARRAY[$$'ak'$$, $$'live'$$, 'NULL::apikey.key_id']),
-	('apikey._generate_public_key', '{text}', ARRAY[$$'live'$$]);
+	('apikey_internal.generate_key', '{text,text,key_id}', ARRAY[$$'ak'$$, $$'live'$$, 'NULL::apikey.key_id']),
+	('apikey_internal.generate_public_key', '{text}', ARRAY[$$'live'$$]);
 INSERT INTO hostile.fns (fn, argtypes, baseline, shape) VALUES
 	('apikey.key_id_out', '{key_id}', ARRAY[$$hostile.id('active')$$], 'SELECT (%s)::text'),
 	('key_list', '{}', '{}', 'SELECT count(*) FROM apikey.key_list'),
@@ -268,19 +268,21 @@ INSERT INTO hostile.fns (fn, argtypes, baseline, shape) VALUES
 	 'SELECT count(*) FROM apikey.keys WHERE key_id = %1$s');
 
 -- Functions of the list above that no longer exist are dropped; every other
--- function of the schema (a new one, an internal one) is covered generically:
--- its argument types from the catalog, a plain baseline value per type.
+-- function of the schemas apikey and apikey_internal (a new one, an internal
+-- one) is covered generically: its argument types from the catalog, a plain
+-- baseline value per type.
 DELETE FROM hostile.fns AS f
- WHERE f.fn LIKE 'apikey.%'
-   AND NOT EXISTS (SELECT FROM pg_proc p WHERE p.pronamespace = 'apikey'::regnamespace
-                                         AND 'apikey.' || p.proname = f.fn);
+ WHERE (f.fn LIKE 'apikey.%' OR f.fn LIKE 'apikey\_internal.%')
+   AND NOT EXISTS (SELECT FROM pg_proc p
+                    WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace)
+                      AND p.pronamespace::regnamespace::text || '.' || p.proname = f.fn);
 CREATE FUNCTION hostile.type_name(t oid) RETURNS text LANGUAGE sql STABLE AS $$
 	SELECT CASE WHEN t = 'apikey.key_id'::regtype THEN 'key_id'
 	            WHEN t = 'timestamptz'::regtype THEN 'timestamptz'
 	            ELSE format_type(t, NULL) END
 $$;
 INSERT INTO hostile.fns (fn, argtypes, baseline)
-SELECT 'apikey.' || p.proname,
+SELECT p.pronamespace::regnamespace::text || '.' || p.proname,
        ARRAY(SELECT hostile.type_name(a) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS x(a, n) ORDER BY n),
        ARRAY(SELECT CASE hostile.type_name(a)
                         WHEN 'text' THEN $$'acme'$$
@@ -295,7 +297,7 @@ SELECT 'apikey.' || p.proname,
                         ELSE format('NULL::%s', format_type(a, NULL)) END
                FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS x(a, n) ORDER BY n)
   FROM pg_proc p
- WHERE p.pronamespace = 'apikey'::regnamespace AND p.prokind = 'f'
+ WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace) AND p.prokind = 'f'
    AND p.proname NOT LIKE 'key\_id\_%'
    AND NOT p.proargtypes::oid[] && ARRAY['internal'::regtype, 'cstring'::regtype]::oid[]
    AND p.prorettype NOT IN ('trigger'::regtype, 'internal'::regtype, 'cstring'::regtype)
@@ -318,7 +320,7 @@ CREATE TABLE hostile.calls (id serial PRIMARY KEY, fn text, arg int, label text,
 
 CREATE FUNCTION hostile.render(f hostile.fns, args text[]) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
-	IF f.fn LIKE 'apikey.%' THEN
+	IF f.fn LIKE 'apikey.%' OR f.fn LIKE 'apikey\_internal.%' THEN
 		RETURN format(f.shape, format('%s(%s)', f.fn, array_to_string(args, ', ')));
 	END IF;
 	RETURN format(f.shape, VARIADIC args);

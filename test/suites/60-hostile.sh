@@ -24,7 +24,7 @@ cp "$REPO/test/hostile/setup.sql" "$work/"
 cluster_psql -q -f "$work/setup.sql" >"$work/setup.out" || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 start_time=$(cluster_psql -Atc 'SELECT pg_postmaster_start_time()')
 ncalls=$(cluster_psql -Atc 'SELECT count(*) FROM hostile.calls')
-cluster_psql -Atc "SELECT format('functions called: %s (%s internal)', count(*), count(*) FILTER (WHERE fn LIKE 'apikey.\\_%'))
+cluster_psql -Atc "SELECT format('functions called: %s (%s internal)', count(*), count(*) FILTER (WHERE fn LIKE 'apikey\\_internal.%'))
 	FROM hostile.fns"
 cluster_psql -Atc "SELECT string_agg(fn, ' ' ORDER BY fn) FROM hostile.fns" | fold -s -w 100 | sed 's/^/    /'
 

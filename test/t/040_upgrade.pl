@@ -9,7 +9,8 @@
 # with the same definitions (a catalog fingerprint: functions, tables and
 # columns in order, constraints, indexes, views, types, operators, operator
 # classes, sequences, privileges, initial privileges, comments, config-dump
-# registrations), and the same behaviour on the keys created before the
+# registrations; the schemas apikey and apikey_internal, their owners,
+# privileges and comments), and the same behaviour on the keys created before the
 # update.  (pg_dump --schema-only would not do: it dumps an extension as
 # CREATE EXTENSION, never its members.)
 #
@@ -117,6 +118,11 @@ WITH ext AS (SELECT oid, extnamespace FROM pg_extension WHERE extname = 'apikey'
 members AS (
 	SELECT d.classid, d.objid FROM pg_depend AS d, ext
 	 WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'),
+-- the extension's schema, and those it created (apikey_internal)
+schemas AS (
+	SELECT extnamespace AS oid FROM ext
+	UNION
+	SELECT objid FROM members WHERE classid = 'pg_namespace'::regclass),
 rels AS (
 	SELECT objid AS oid FROM members WHERE classid = 'pg_class'::regclass
 	UNION
@@ -132,10 +138,10 @@ facts(line) AS (
 	UNION ALL
 	SELECT 'schema ' || n.nspname || ' owner=' || pg_get_userbyid(n.nspowner) || ' acl=' || coalesce(n.nspacl::text, '-')
 	       || ' comment=' || coalesce(obj_description(n.oid, 'pg_namespace'), '-')
-	  FROM pg_namespace AS n, ext WHERE n.oid = ext.extnamespace
+	  FROM schemas JOIN pg_namespace AS n USING (oid)
 	UNION ALL
-	SELECT 'default acl ' || d.defaclobjtype::text || ' ' || d.defaclacl::text
-	  FROM pg_default_acl AS d, ext WHERE d.defaclnamespace = ext.extnamespace
+	SELECT 'default acl ' || n.nspname || ' ' || d.defaclobjtype::text || ' ' || d.defaclacl::text
+	  FROM schemas JOIN pg_namespace AS n USING (oid) JOIN pg_default_acl AS d ON d.defaclnamespace = n.oid
 	UNION ALL
 	SELECT 'function ' || p.oid::regprocedure || ' owner=' || pg_get_userbyid(p.proowner)
 	       || ' acl=' || coalesce(p.proacl::text, '-') || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '-')
@@ -241,10 +247,11 @@ $node->safe_psql('control', q{
 	COMMENT ON COLUMN apikey.keys.name IS 'changed';
 	ALTER TABLE apikey.keys ADD COLUMN extra integer;
 	GRANT SELECT ON apikey.keys TO PUBLIC;
+	GRANT USAGE ON SCHEMA apikey_internal TO PUBLIC;
 });
 my %fresh_lines = map { $_ => 1 } split /\n/, $fresh_fp;
 my @changed = grep { !$fresh_lines{$_} } split /\n/, $node->safe_psql('control', $fingerprint);
-is(scalar(@changed), 4, 'the fingerprint notices a changed cost, comment, column and privilege');
+is(scalar(@changed), 5, 'the fingerprint notices a changed cost, comment, column, privilege and internal schema privilege');
 
 for my $from (@full)
 {

@@ -47,6 +47,22 @@ SELECT n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS o
 DROP EXTENSION apikey;
 DROP SCHEMA apikey;
 
+-- the internal schema apikey_internal exists already (anyone's, even the
+-- installer's and empty): not installed, nothing can have been planted
+CREATE SCHEMA apikey_internal AUTHORIZATION regress_squatter;
+SET client_min_messages = warning;
+CREATE EXTENSION apikey;
+SET client_min_messages = error;
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'apikey';
+DROP SCHEMA apikey_internal;
+SELECT count(*) AS schema_apikey_left FROM pg_namespace WHERE nspname = 'apikey';
+
+-- apikey_internal is created with the extension and dropped with it
+CREATE EXTENSION apikey;
+DROP EXTENSION apikey;
+SELECT nspname AS left_after_drop_extension FROM pg_namespace WHERE nspname LIKE 'apikey%' ORDER BY 1;
+DROP SCHEMA apikey;
+
 -- no schema: CREATE EXTENSION creates its own
 CREATE EXTENSION apikey;
 SELECT extname, extnamespace::regnamespace AS schema FROM pg_extension WHERE extname = 'apikey';

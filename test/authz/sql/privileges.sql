@@ -22,9 +22,10 @@ SELECT count(*) AS grants_to_roles
   FROM (SELECT relacl AS acl, relowner AS owner FROM pg_class
          WHERE relnamespace = 'apikey'::regnamespace
         UNION ALL
-        SELECT proacl, proowner FROM pg_proc WHERE pronamespace = 'apikey'::regnamespace
+        SELECT proacl, proowner FROM pg_proc
+         WHERE pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace)
         UNION ALL
-        SELECT nspacl, nspowner FROM pg_namespace WHERE nspname = 'apikey') AS o,
+        SELECT nspacl, nspowner FROM pg_namespace WHERE nspname IN ('apikey', 'apikey_internal')) AS o,
        aclexplode(o.acl) AS a
  WHERE a.grantee NOT IN (0, o.owner);
 SELECT count(*) AS roles_depending_on_extension
@@ -38,28 +39,70 @@ SELECT count(*) AS roles_depending_on_extension
 -- apikey, where an object planted by someone else would be found first.
 SELECT p.oid::regprocedure AS security_definer_without_search_path
   FROM pg_proc p
- WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef
+ WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace) AND p.prosecdef
    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c
                     WHERE c = 'search_path=pg_catalog, pg_temp');
 SELECT p.oid::regprocedure AS search_path_through_another_schema, c
   FROM pg_proc p, unnest(p.proconfig) AS c
- WHERE p.pronamespace = 'apikey'::regnamespace
+ WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace)
    AND c LIKE 'search_path=%' AND c <> 'search_path=pg_catalog, pg_temp';
-SELECT p.proname, p.proconfig
+SELECT p.pronamespace::regnamespace AS schema, p.proname, p.proconfig
   FROM pg_proc p
- WHERE p.pronamespace = 'apikey'::regnamespace AND p.prosecdef
- ORDER BY p.proname;
+ WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace) AND p.prosecdef
+ ORDER BY 1, 2;
 -- the SQL and PL/pgSQL functions without a SET search_path: internal
 -- helpers, none SECURITY DEFINER and none executable by anyone but the
 -- owner, so they run only inside the SECURITY DEFINER entry points, which
 -- fix the search_path for them
-SELECT p.proname, l.lanname, p.prosecdef,
+SELECT p.pronamespace::regnamespace AS schema, p.proname, l.lanname, p.prosecdef,
        NOT EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner)
          AND p.proacl IS NOT NULL AS owner_only
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
- WHERE p.pronamespace = 'apikey'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
-   AND p.proconfig IS NULL
- ORDER BY p.proname;
+ WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace)
+   AND l.lanname IN ('sql', 'plpgsql') AND p.proconfig IS NULL
+ ORDER BY 1, 2;
+
+-- The schemas.  apikey holds what users call; apikey_internal the
+-- functions only the extension's own functions and triggers call, out of
+-- sight of \df apikey.*: no function of apikey is named like an internal
+-- one (_name).
+SELECT p.oid::regprocedure AS underscore_function_in_apikey
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname LIKE '\_%';
+-- Both are the extension owner's, and apikey_internal a member of the
+-- extension (apikey, the control file's schema, is made by CREATE EXTENSION
+-- and outlives it).  Only the owner may create objects in them, and PUBLIC
+-- may not even look up a name in apikey_internal: triggers are called by
+-- their OID, the SECURITY DEFINER functions that call the rest run as the
+-- owner, and the C code finds them without a lookup that checks USAGE.
+SELECT n.nspname,
+       EXISTS (SELECT FROM pg_depend d
+                WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e'
+                  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'apikey')) AS member,
+       n.nspowner = (SELECT extowner FROM pg_extension WHERE extname = 'apikey') AS owned_by_extension_owner,
+       obj_description(n.oid, 'pg_namespace') IS NOT NULL AS commented
+  FROM pg_namespace n WHERE n.nspname IN ('apikey', 'apikey_internal') ORDER BY 1;
+SELECT n.nspname, CASE a.grantee WHEN 0 THEN 'PUBLIC' WHEN n.nspowner THEN 'owner' ELSE a.grantee::regrole::text END AS grantee,
+       a.privilege_type, a.is_grantable
+  FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+ WHERE n.nspname IN ('apikey', 'apikey_internal')
+ ORDER BY 1, 2, 3;
+SELECT n.nspname AS schema_public_may_create_in
+  FROM pg_namespace n
+ WHERE n.nspname IN ('apikey', 'apikey_internal') AND has_schema_privilege('public', n.oid, 'CREATE');
+-- Internal functions PUBLIC may execute: none but those listed here, each
+-- with the reason it needs to be.
+CREATE TEMP TABLE public_internal_functions (fn regprocedure PRIMARY KEY, reason text NOT NULL);
+INSERT INTO public_internal_functions VALUES
+	('apikey_internal.rate_limit_summary(apikey.rate_limit[])',
+	 'key_list and tenant_list call it: a view''s readers need EXECUTE on the functions it calls');
+SELECT p.oid::regprocedure AS internal_function_public_may_execute
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey_internal'::regnamespace
+   AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+   AND p.oid NOT IN (SELECT fn FROM public_internal_functions)
+ ORDER BY 1;
 
 -- What PUBLIC may use: the type, looks_like_key, the identity functions and
 -- is_admin (each answers about the caller only).
@@ -79,6 +122,11 @@ SELECT key_id AS acme_id, api_key AS acme_key
   FROM apikey.create_key('acme', 'production', 'acme app', scopes => '{orders:read}') \gset
 SELECT key_id AS globex_id, api_key AS globex_key
   FROM apikey.create_key('globex', 'production', 'globex app', scopes => '{orders:read}') \gset
+-- a key with credits: its verification charges them through an internal
+-- function, whatever role verifies
+SELECT key_id AS metered_id, api_key AS metered_key
+  FROM apikey.create_key('acme', 'production', 'metered app', scopes => '{orders:read}') \gset
+SELECT apikey.set_credits(:'metered_id', 5);
 
 CREATE ROLE regress_plain;
 CREATE ROLE regress_app;
@@ -112,10 +160,11 @@ SELECT c.name, pg_temp.try(c.sql) AS plain_role
 	('set_key_policy', $$SELECT apikey.set_key_policy('acme', NULL, NULL)$$),
 	('grant_verifier', $$SELECT apikey.grant_verifier('regress_plain')$$),
 	('grant_admin', $$SELECT apikey.grant_admin('regress_plain')$$),
-	('_audit', $$SELECT apikey._audit('created', 1, 'acme', NULL)$$),
-	('_authorize_tenant', $$SELECT apikey._authorize_tenant('acme')$$),
-	('_generate_key', $$SELECT apikey._generate_key('ak', 'live')$$),
-	('create in schema apikey', $$CREATE FUNCTION apikey.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
+	('internal audit', $$SELECT apikey_internal.audit('created', 1, 'acme', NULL)$$),
+	('internal authorize_tenant', $$SELECT apikey_internal.authorize_tenant('acme')$$),
+	('internal generate_key', $$SELECT apikey_internal.generate_key('ak', 'live')$$),
+	('create in schema apikey', $$CREATE FUNCTION apikey.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$),
+	('create in schema apikey_internal', $$CREATE FUNCTION apikey_internal.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
   ) AS c(name, sql);
 SELECT apikey.is_admin() AS is_admin;
 RESET ROLE;
@@ -126,6 +175,7 @@ SET ROLE regress_app;
 SELECT valid, status, tenant FROM apikey.verify(:'acme_key');
 SELECT status FROM apikey.verify(:'acme_key', scope => 'orders:write');
 SELECT status FROM apikey.verify('ak_live_notakey');
+SELECT valid, status, remaining FROM apikey.verify(:'metered_key');
 BEGIN;
 SELECT status, tenant FROM apikey.authenticate(:'acme_key', 'orders:read');
 SELECT apikey.current_tenant() AS tenant, apikey.current_key_id() = :'acme_id' AS key_id,
@@ -163,15 +213,22 @@ SELECT apikey.is_admin() AS is_admin;
 GRANT EXECUTE ON FUNCTION apikey.create_tenant(text, text, text[], text, interval, interval) TO regress_app;
 SELECT apikey.is_admin() AS is_admin;
 RESET ROLE;
--- Internal functions (named _*) are executable by no one but their owner,
--- after grant_verifier and grant_admin as before: the listings and every
--- right come through the public functions.
+-- Internal functions (schema apikey_internal) are executable by no one but
+-- their owner, and the schema usable by no one else, after grant_verifier
+-- and grant_admin as before: the listings and every right come through the
+-- public functions.
 SELECT apikey.grant_admin('regress_admin');
-SELECT p.oid::regprocedure::text AS internal_function, a.grantee::regrole AS executable_by
-  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
- WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname LIKE '\_%'
-   AND a.grantee <> p.proowner
- ORDER BY 1, 2;
+SELECT p.oid::regprocedure::text AS internal_function,
+       coalesce((SELECT string_agg(g, ', ' ORDER BY g)
+                   FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a,
+                        CAST(CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS text) AS g
+                  WHERE a.grantee <> p.proowner), 'owner only') AS executable_by
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey_internal'::regnamespace
+ ORDER BY 1;
+SELECT r AS role, has_schema_privilege(r, 'apikey_internal', 'USAGE') AS internal_usage,
+       has_schema_privilege(r, 'apikey_internal', 'CREATE') AS internal_create
+  FROM unnest('{regress_plain,regress_app,regress_admin}'::text[]) AS r;
 -- usage_tracking() tells server-wide counts: administrators only
 SELECT has_function_privilege('regress_app', 'apikey.usage_tracking()', 'EXECUTE') AS verifier_usage_tracking,
        has_function_privilege('regress_admin', 'apikey.usage_tracking()', 'EXECUTE') AS admin_usage_tracking;
@@ -355,3 +412,15 @@ SELECT pg_describe_object(d.classid, d.objid, 0) AS uncommented
    AND NOT EXISTS (SELECT FROM pg_depend i
                     WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i')
  ORDER BY 1;
+-- Nor a column of a view of the schema (\d+ apikey.key_list says what each
+-- column holds): a new column needs its COMMENT.
+SELECT c.relname AS view, a.attname AS uncommented_column
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+ WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('v', 'm')
+   AND a.attnum > 0 AND NOT a.attisdropped
+   AND col_description(c.oid, a.attnum) IS NULL
+ ORDER BY 1, 2;
+SELECT count(*) AS view_columns, count(col_description(c.oid, a.attnum)) AS commented
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+ WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('v', 'm')
+   AND a.attnum > 0 AND NOT a.attisdropped;
