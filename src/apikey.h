@@ -13,6 +13,7 @@
 
 extern void verify_init(void);
 extern void identity_init(void);
+extern void delegation_init(void);
 extern void usage_init(void);
 extern void authz_init(void);
 extern void events_init(void);
@@ -48,6 +49,9 @@ extern void key_text_guard_end(void);
 extern void usage_record(uint64 key_id, int64 tenant_id, int status, TimestampTz when);
 /* usage.c: the owner of extension apikey in this database (SPI connected) */
 extern Oid	apikey_extension_owner(void);
+
+/* Is a scope of the namespace apikey one of the known rights (authz.c)? */
+extern bool apikey_right_known(const char *scope, size_t len);
 
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);

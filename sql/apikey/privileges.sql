@@ -118,6 +118,11 @@ GRANT EXECUTE ON FUNCTION
 	apikey.is_admin(),
 	apikey.current_owner(), apikey.current_key_meta(), apikey.current_resources()
 	TO PUBLIC;
+-- The listings' rule (authz.c), evaluated as the role reading them: each
+-- answers only about the caller's own transaction.
+GRANT EXECUTE ON FUNCTION
+	apikey._acting_tenant_id(), apikey._sees(bigint, text, text), apikey._sees_tenant(bigint)
+	TO PUBLIC;
 
 -- Said where it is seen: CREATE EXTENSION runs its script with
 -- client_min_messages raised to WARNING, so a NOTICE would be swallowed.

@@ -199,7 +199,7 @@ CREATE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey._authorize_key(key_id, 'apikey:keys:edit');
 	new_scopes text[] := apikey._normalized_scopes(scopes);
 	effective text[] := apikey._effective_scopes(k.tenant_id, new_scopes, k.key_roles);
 BEGIN
@@ -218,7 +218,7 @@ CREATE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey._authorize_key(key_id, 'apikey:keys:edit');
 	roles text[] := apikey._checked_key_roles(k.tenant_id, k.tenant, key_roles);
 	effective text[] := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
 BEGIN
@@ -237,7 +237,7 @@ CREATE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey._authorize_key(key_id, 'apikey:keys:edit');
 	new_resources text[] := apikey._checked_resources(resources);
 BEGIN
 	PERFORM apikey._authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
@@ -257,9 +257,10 @@ CREATE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey._authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	owner := apikey._checked_label('owner', owner, 200, owner IS NOT NULL);
+	PERFORM apikey._authorize_owner(owner);    -- with apikey:keys:own, keys are not given away
 	UPDATE apikey.keys AS x SET owner = set_key_owner.owner WHERE x.key_id = k.key_id;
 	PERFORM apikey._audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.owner, 'to', owner));
@@ -273,7 +274,7 @@ CREATE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey._authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	meta := apikey._checked_meta(meta);
 	PERFORM apikey._vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
@@ -290,7 +291,7 @@ CREATE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cid
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey._authorize_key(key_id);
+	k apikey.keys := apikey._authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	allowed_ips := apikey._checked_allowed_ips(allowed_ips);
 	PERFORM apikey._vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
@@ -313,7 +314,7 @@ CREATE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DE
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey._authorize_tenant(tenant, 'apikey:keys:revoke');
 	k apikey.keys;
 	revoked integer := 0;
 	beyond integer := 0;
@@ -321,6 +322,7 @@ BEGIN
 	IF owner IS NULL THEN
 		RAISE EXCEPTION 'owner must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM apikey._authorize_owner(owner);
 	reason := apikey._checked_label('reason', reason, 1000, false);
 	FOR k IN SELECT * FROM apikey.keys AS x
 	          WHERE x.tenant_id = t.tenant_id AND x.owner = revoke_owner_keys.owner
@@ -368,7 +370,7 @@ CREATE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey._authorize_tenant(tenant, 'apikey:tenant');
 	role_scopes text[];
 BEGIN
 	name := apikey._checked_role_name(name);
@@ -419,7 +421,7 @@ CREATE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[]
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey._authorize_tenant(tenant, 'apikey:tenant');
 	role apikey.key_roles := apikey._lock_key_role(t, name);
 	role_scopes text[] := apikey._normalized_scopes(scopes);
 	k apikey.keys;
@@ -439,6 +441,7 @@ BEGIN
 	LOOP
 		effective := apikey._effective_scopes(k.tenant_id, k.scopes, k.key_roles);
 		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+		PERFORM apikey._authorize_owner(k.owner);
 		IF effective IS DISTINCT FROM k.effective_scopes THEN
 			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
 			changed := changed + 1;
@@ -457,7 +460,7 @@ CREATE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFA
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey._authorize_tenant(tenant);
+	t apikey.tenants := apikey._authorize_tenant(tenant, 'apikey:tenant');
 	role apikey.key_roles := apikey._lock_key_role(t, name);
 	k apikey.keys;
 	roles text[];
@@ -485,6 +488,7 @@ BEGIN
 		roles := array_remove(k.key_roles, role.name);
 		effective := apikey._effective_scopes(k.tenant_id, k.scopes, roles);
 		PERFORM apikey._authorize(k.tenant, k.environment, effective, k.resources);
+		PERFORM apikey._authorize_owner(k.owner);
 		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
 		 WHERE x.key_id = k.key_id;
 		PERFORM apikey._audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
@@ -502,7 +506,7 @@ COMMENT ON FUNCTION apikey.drop_key_role(text, text, boolean) IS
 
 -- The tenants' key roles, visible as key_list is: every tenant to a full
 -- administrator, its own tenant's to a transaction authenticated with an
--- apikey:admin key, nothing to anyone else.
+-- apikey:keys:read key or member, nothing to anyone else.
 CREATE VIEW apikey.key_role_list WITH (security_barrier) AS
 SELECT t.slug AS tenant,
        r.name,
@@ -515,8 +519,7 @@ SELECT t.slug AS tenant,
        r.tenant_id
   FROM apikey.key_roles AS r
   JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE r.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey._acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey._sees_tenant(r.tenant_id) END;
 COMMENT ON VIEW apikey.key_role_list IS
 	'key roles of the tenants: name, scopes, how many keys have it';

@@ -113,7 +113,7 @@ SELECT c.name, pg_temp.try(c.sql) AS plain_role
 	('grant_verifier', $$SELECT apikey.grant_verifier('regress_plain')$$),
 	('grant_admin', $$SELECT apikey.grant_admin('regress_plain')$$),
 	('_audit', $$SELECT apikey._audit('created', 1, 'acme', NULL)$$),
-	('_authorize_tenant', $$SELECT apikey._authorize_tenant('acme')$$),
+	('_authorize_tenant', $$SELECT apikey._authorize_tenant('acme', 'apikey:admin')$$),
 	('_generate_key', $$SELECT apikey._generate_key('ak', 'live')$$),
 	('create in schema apikey', $$CREATE FUNCTION apikey.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
   ) AS c(name, sql);
@@ -165,7 +165,10 @@ SELECT apikey.is_admin() AS is_admin;
 RESET ROLE;
 -- Internal functions (named _*) are executable by no one but their owner,
 -- after grant_verifier and grant_admin as before: the listings and every
--- right come through the public functions.
+-- right come through the public functions.  Except the listings' rule
+-- (authz.c), which the views call as the role reading them: every role may
+-- execute _acting_tenant_id, _sees and _sees_tenant, which answer only
+-- about the caller's own transaction (as is_admin does).
 SELECT apikey.grant_admin('regress_admin');
 SELECT p.oid::regprocedure::text AS internal_function, a.grantee::regrole AS executable_by
   FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
@@ -187,6 +190,35 @@ SELECT c.relname, has_table_privilege('regress_app', c.oid, 'SELECT') AS sel,
   FROM pg_class c
  WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('r', 'v', 'S')
  ORDER BY c.relname;
+
+-- grant_delegate: the application's dashboard role, which acts for tenant
+-- members (act_for) and by itself manages nothing: the management
+-- functions act_for confines and the listings, nothing an administrator
+-- or a verifier has besides (no verify, authenticate, set_actor, tenants).
+CREATE ROLE regress_dashboard;
+SELECT apikey.grant_delegate('regress_dashboard');
+SELECT p.oid::regprocedure::text AS delegate_may_execute
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace
+   AND has_function_privilege('regress_dashboard', p.oid, 'EXECUTE')
+   AND NOT has_function_privilege('regress_plain', p.oid, 'EXECUTE')
+ ORDER BY 1;
+SELECT c.relname AS delegate_may_read
+  FROM pg_class c
+ WHERE c.relnamespace = 'apikey'::regnamespace
+   AND has_table_privilege('regress_dashboard', c.oid, 'SELECT')
+ ORDER BY 1;
+SELECT count(*) AS delegate_may_write
+  FROM pg_class c
+ WHERE c.relnamespace = 'apikey'::regnamespace
+   AND has_table_privilege('regress_dashboard', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE');
+SET ROLE regress_dashboard;
+SELECT apikey.is_admin() AS is_admin, (SELECT count(*) FROM apikey.key_list) AS keys_seen,
+       pg_temp.try($$SELECT apikey.create_key('acme', 'production', 'x')$$) AS create_key;
+RESET ROLE;
+SELECT pg_temp.try($$SELECT apikey.grant_delegate('regress_nobody')$$) AS unknown_role;
+DROP OWNED BY regress_dashboard;
+DROP ROLE regress_dashboard;
 
 -- grant_admin: manages every tenant (psql administration).
 SET ROLE regress_admin;
