@@ -110,6 +110,13 @@ BEGIN;
 SELECT status FROM apikey.authenticate((SELECT api_key FROM mem_keys WHERE label = 'alice'));
 SELECT pg_temp.try($$SELECT apikey.act_for('mem-acme', 'carol@acme.example')$$) AS after_authenticate;
 ROLLBACK;
+BEGIN;
+SELECT apikey.act_for('mem-acme', 'carol@acme.example');
+SELECT pg_temp.try(format('SELECT apikey.authenticate(%L)', (SELECT api_key FROM mem_keys WHERE label = 'alice'))) AS authenticate_after;
+ROLLBACK;
+-- outside a transaction block it ends with its statement, and says so
+SELECT apikey.act_for('mem-acme', 'carol@acme.example');
+SELECT apikey._acting_tenant_id() AS acting_after_statement;
 
 -- Bad arguments.
 SET ROLE mem_dashboard;
