@@ -173,6 +173,23 @@ SELECT name, owner, created_by FROM apikey.key_list WHERE key_id = :'bobs_new';
 SELECT pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', owner => 'alice')$$) AS for_alice;
 ROLLBACK;
 
+-- The same restriction on a tenant administrator's key: its owner's keys.
+RESET ROLE;
+SELECT api_key AS bobs_admin_key FROM apikey.create_key('mem-acme', 'production', 'bob''s admin key',
+       scopes => '{apikey:admin,apikey:keys:own,orders:*}', owner => 'bob') \gset
+SET ROLE mem_app;
+SET client_min_messages = error;
+BEGIN;
+SELECT status FROM apikey.authenticate(:'bobs_admin_key');
+SELECT name, owner FROM apikey.key_list ORDER BY name;
+SELECT pg_temp.try(format('SELECT apikey.revoke_key(%L)', :'alice_id')) AS alices_key,
+       pg_temp.try(format('SELECT apikey.rename_key(%L, %L)', :'bob_id', 'bob''s, renamed')) AS own_key;
+SELECT key_id AS bobs_third FROM apikey.create_key('mem-acme', 'production', 'bob''s third') \gset
+SELECT name, owner FROM apikey.key_list WHERE key_id = :'bobs_third';
+ROLLBACK;
+RESET client_min_messages;
+SET ROLE mem_dashboard;
+
 -- One test per right, for members: the action of each right with that
 -- right alone, then with every other right (not apikey:admin) but that one.
 RESET ROLE;
