@@ -156,6 +156,10 @@ SELECT pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', sco
        pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', scopes => '{billing:read}')$$) AS other_scope,
        pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', key_roles => '{billing}')$$) AS other_role,
        pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', scopes => '{apikey:admin}')$$) AS admin_scope;
+-- rights are scopes like others: given only when held
+SELECT pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', scopes => '{apikey:keys:read}')$$) AS held_right,
+       pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', scopes => '{apikey:keys:delete}')$$) AS other_right,
+       pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', scopes => '{apikey:keys:own}')$$) AS restriction;
 SELECT pg_temp.try(format('SELECT apikey.set_key_scopes(%L, %L)', :'alice_id', '{orders:write}')) AS widen_to_held,
        pg_temp.try(format('SELECT apikey.set_key_scopes(%L, %L)', :'alice_id', '{billing:read}')) AS widen_beyond;
 ROLLBACK;
@@ -164,6 +168,8 @@ ROLLBACK;
 BEGIN;
 SELECT apikey.act_for('mem-acme', 'bob', '{apikey:admin,apikey:keys:own,orders:*}');
 SELECT name, owner FROM apikey.key_list ORDER BY name;
+-- apikey:admin holds every right, to give too
+SELECT pg_temp.try($$SELECT apikey.create_key('mem-acme', 'production', 'x', scopes => '{apikey:keys:read,apikey:tenant}')$$) AS rights_of_admin;
 SELECT pg_temp.try(format('SELECT apikey.revoke_key(%L)', :'alice_id')) AS alices_key,
        pg_temp.try(format('SELECT apikey.rename_key(%L, %L)', :'bob_id', 'bob''s, renamed')) AS own_key,
        pg_temp.try(format('SELECT apikey.set_key_owner(%L, %L)', :'bob_id', 'alice')) AS give_away,

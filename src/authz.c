@@ -293,7 +293,27 @@ resources_covered(const Principal *p, ArrayType *resources)
 	return true;
 }
 
-/* The first scope of scopes that the principal does not cover, or NULL. */
+/*
+ * Does the principal hold this scope, to give it to a key?  Its scopes
+ * cover it; a right (a word of the namespace apikey) is also held with
+ * apikey:admin, which is every right, and apikey:keys:own, a restriction,
+ * may be given by anyone.
+ */
+static bool
+holds_scope(const Principal *p, text *scope)
+{
+	const char *s = VARDATA_ANY(scope);
+	size_t		len = VARSIZE_ANY_EXHDR(scope);
+
+	if (scopes_cover(p->scopes, s, len))
+		return true;
+	if (len < 7 || memcmp(s, "apikey:", 7) != 0)
+		return false;
+	return (len == sizeof(own_scope) - 1 && memcmp(s, own_scope, len) == 0) ||
+		scopes_cover(p->scopes, admin_scope, sizeof(admin_scope) - 1);
+}
+
+/* The first scope of scopes that the principal does not hold, or NULL. */
 static text *
 scope_not_covered(const Principal *p, ArrayType *scopes)
 {
@@ -309,7 +329,7 @@ scope_not_covered(const Principal *p, ArrayType *scopes)
 		if (nulls[i])
 			continue;
 		s = DatumGetTextPP(elems[i]);
-		if (!scopes_cover(p->scopes, VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s)))
+		if (!holds_scope(p, s))
 			return s;
 	}
 	return NULL;
