@@ -2212,10 +2212,10 @@ BEGIN
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN
-		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %; none was revoked',
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what this transaction manages: % of %; none was revoked',
 			beyond, beyond + revoked
 			USING ERRCODE = 'insufficient_privilege',
-			      HINT = 'A full administrator, or a tenant administrator whose key covers them all, can revoke them in one call.';
+			      HINT = 'A full administrator, or a tenant administrator or member covering them all, can revoke them in one call.';
 	END IF;
 	RETURN revoked;
 END

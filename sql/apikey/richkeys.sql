@@ -306,8 +306,8 @@ COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
 -- A person leaves: every key of theirs in the tenant that is not revoked
 -- yet (expired ones too, so that a new expiry cannot bring them back) is
 -- revoked in this one statement.  All or none: when the caller may not
--- act on every one of them (a tenant administrator whose key does not
--- cover them all), nothing is revoked and the error says how many it
+-- act on every one of them (a tenant administrator or member that does
+-- not cover them all), nothing is revoked and the error says how many it
 -- could not.
 CREATE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -343,10 +343,10 @@ BEGIN
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN
-		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %; none was revoked',
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what this transaction manages: % of %; none was revoked',
 			beyond, beyond + revoked
 			USING ERRCODE = 'insufficient_privilege',
-			      HINT = 'A full administrator, or a tenant administrator whose key covers them all, can revoke them in one call.';
+			      HINT = 'A full administrator, or a tenant administrator or member covering them all, can revoke them in one call.';
 	END IF;
 	RETURN revoked;
 END
