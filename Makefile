@@ -5,13 +5,13 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = apikey
 OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
 	src/scopes.o src/validate.o src/verify.o src/identity.o src/usage.o src/keycache.o src/keychange.o \
-	src/actor.o src/imported.o src/killswitch.o src/leak.o src/events.o src/ratelimit.o src/credits.o \
+	src/actor.o src/delegation.o src/imported.o src/killswitch.o src/leak.o src/events.o src/ratelimit.o src/credits.o \
 	src/subscriber.o src/replica.o
 
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \
 	sql/apikey/keys.sql \
-	sql/apikey/usage.sql sql/apikey/richkeys.sql sql/apikey/vendor.sql sql/apikey/incidents.sql sql/apikey/replication.sql \
+	sql/apikey/usage.sql sql/apikey/richkeys.sql sql/apikey/vendor.sql sql/apikey/members.sql sql/apikey/incidents.sql sql/apikey/replication.sql \
 	sql/apikey/views.sql sql/apikey/privileges.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 # Released versions' frozen install scripts and the upgrade scripts between them

@@ -2867,6 +2867,1295 @@ BEGIN
 END
 $$;
 
+
+-- Tenant members (issue 23, items 1 and 2)
+-- Tenant members (issue 23): the application's dashboard role acts for
+-- one member of one tenant per transaction (grant_delegate, act_for), and
+-- rights finer than apikey:admin, the same words for members and for the
+-- scopes of tenant administrators' keys (authz.c, delegation.c).  Every
+-- management function names the right it needs; the listings show a
+-- caller on a tenant's side the rows of its environments (and, with
+-- apikey:keys:own, of its own keys).
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorized_tenant(slug text, "right" text) RETURNS text
+	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.authorized_tenant(text, text) IS
+	'internal: the slug, if the caller may use the right (apikey:keys:create, ...) on that tenant; raises 42501 otherwise';
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize(tenant text, environment text, scopes text[], resources text[])
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'authorize' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.authorize(text, text, text[], text[]) IS
+	'internal: the rule of every management function (tenant, environment, scopes and resources covered by a tenant administrator''s key or a member''s rights); raises 42501 otherwise';
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_owner(owner text) RETURNS void
+	AS 'MODULE_PATHNAME', 'authorize_owner' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.authorize_owner(text) IS
+	'internal: with apikey:keys:own, raises 42501 unless owner is the caller (the member, or the key''s owner)';
+
+CREATE OR REPLACE FUNCTION apikey_internal.owned_by() RETURNS text
+	AS 'MODULE_PATHNAME', 'owned_by_caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.owned_by() IS
+	'internal: the owner a caller restricted to its own keys (apikey:keys:own) gives new keys, or NULL';
+
+CREATE OR REPLACE FUNCTION apikey_internal.acting_tenant_id() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'acting_tenant_id' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.acting_tenant_id() IS
+	'internal: the tenant of a caller on a tenant''s side (an authenticated key, or act_for), else NULL';
+
+CREATE OR REPLACE FUNCTION apikey_internal.acting_tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'acting_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.acting_tenant() IS
+	'internal: the slug of the tenant of a caller on a tenant''s side, else NULL';
+
+CREATE OR REPLACE FUNCTION apikey_internal.sees(tenant_id bigint, environment text, owner text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'sees' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.sees(bigint, text, text) IS
+	'internal: may a caller on a tenant''s side read a listing''s row of a key of this tenant, environment and owner (apikey:keys:read)?';
+
+CREATE OR REPLACE FUNCTION apikey_internal.sees_tenant(tenant_id bigint) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'sees_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.sees_tenant(bigint) IS
+	'internal: may a caller on a tenant''s side read a listing''s row of this tenant about no key (apikey:keys:read)?';
+
+REVOKE EXECUTE ON FUNCTION apikey_internal.authorized_tenant(text, text), apikey_internal.authorize_owner(text),
+	apikey_internal.owned_by(), apikey_internal.acting_tenant(),
+	apikey_internal.acting_tenant_id(), apikey_internal.sees(bigint, text, text), apikey_internal.sees_tenant(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	apikey_internal.acting_tenant_id(), apikey_internal.sees(bigint, text, text), apikey_internal.sees_tenant(bigint)
+	TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF apikey_internal.acting_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
+		PERFORM apikey_internal.deny('permission denied: only an apikey administrator may do this');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_internal.authorize_admin() IS
+	'internal: raise unless the caller is a full administrator (not acting as a key or for a member)';
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_tenant(slug text, "right" text) RETURNS apikey.tenants
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	slug := apikey_internal.authorized_tenant(slug, "right");
+	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = authorize_tenant.slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(slug) USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN t;
+END
+$$;
+COMMENT ON FUNCTION apikey_internal.authorize_tenant(text, text) IS
+	'internal: the tenant, if the caller may use the right (apikey:tenant, ...) on it; raises 42501 otherwise';
+
+CREATE OR REPLACE FUNCTION apikey.create_environment(tenant text, name text, tag text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	PERFORM apikey_internal.add_environment(t, name, tag);
+END
+$$;
+COMMENT ON FUNCTION apikey.create_environment(text, text, text) IS
+	'add an environment (e.g. staging, tag stg) to a tenant, with its public key';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_policy(tenant text, default_key_lifetime interval,
+		max_key_lifetime interval, key_prefix text DEFAULT 'ak')
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	UPDATE apikey.tenants AS x
+	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
+	       max_key_lifetime = set_key_policy.max_key_lifetime,
+	       key_prefix = set_key_policy.key_prefix
+	 WHERE x.tenant_id = t.tenant_id;
+	PERFORM apikey_internal.audit('policy_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('default_key_lifetime_seconds', extract(epoch FROM default_key_lifetime),
+		                   'max_key_lifetime_seconds', extract(epoch FROM max_key_lifetime),
+		                   'key_prefix', key_prefix));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_policy(text, interval, interval, text) IS
+	'set a tenant''s default and maximum key lifetime (NULL: none) and key prefix, for keys created or rolled from now on';
+
+CREATE OR REPLACE FUNCTION apikey.public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e apikey.environments := apikey_internal.environment(apikey_internal.authorize_tenant(tenant, 'apikey:keys:read'), environment);
+BEGIN
+	PERFORM apikey_internal.authorize(tenant, e.name, NULL, NULL);
+	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
+	         WHERE p.tenant_id = e.tenant_id AND p.environment = e.name);
+END
+$$;
+COMMENT ON FUNCTION apikey.public_key(text, text) IS
+	'the public key of a tenant environment (pk_<tag>_...): safe to expose, identifies the tenant, grants nothing';
+
+CREATE OR REPLACE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	e apikey.environments := apikey_internal.environment(t, environment);
+	result text;
+BEGIN
+	PERFORM apikey_internal.authorize(t.slug, e.name, NULL, NULL);
+	result := apikey_internal.new_public_key(e.tenant_id, e.name, e.tag);
+	PERFORM apikey_internal.audit('public_key_regenerated', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('environment', e.name));
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION apikey.regenerate_public_key(text, text) IS
+	'replace the public key of a tenant environment; the old one stops identifying';
+
+CREATE OR REPLACE FUNCTION apikey_internal.authorize_key(key_id apikey.key_id, "right" text) RETURNS apikey.keys
+	LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	k apikey.keys;
+	acting bigint := apikey_internal.acting_tenant_id();
+BEGIN
+	PERFORM apikey_internal.authorized_tenant(coalesce(apikey_internal.acting_tenant(), ''), "right");
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO k FROM apikey.keys AS x
+	 WHERE x.key_id = authorize_key.key_id
+	   AND (acting IS NULL OR x.tenant_id = acting)
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+	PERFORM apikey_internal.authorize_owner(k.owner);
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION apikey_internal.authorize_key(apikey.key_id, text) IS
+	'internal: the key row, locked, if the caller may use the right on it; 42704 when there is none it may see, 42501 when it may not act on it';
+
+CREATE OR REPLACE FUNCTION apikey.create_key(tenant text, environment text, name text,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
+		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant_slug text := apikey_internal.authorized_tenant(tenant, 'apikey:keys:create');
+	key_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	roles text[];
+	effective text[] := key_scopes;
+	extra jsonb;    -- what 0.3.0 added, for the audit event
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
+	t record;
+	g record;
+BEGIN
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	resource := apikey_internal.checked_resource(resource);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.key_prefix, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	-- with apikey:keys:own, the caller's own key
+	owner := coalesce(owner, apikey_internal.owned_by());
+	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
+	   AND cardinality(key_roles) = 0 THEN
+		-- a plain key
+		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+	ELSE
+		-- resource is one more element of resources
+		resources := apikey_internal.checked_resources(CASE WHEN resource IS NULL THEN resources
+		                                            ELSE coalesce(resources, '{}') || resource END);
+		owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey_internal.checked_meta(meta);
+		IF meta IS NOT NULL THEN
+			PERFORM apikey_internal.vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+		END IF;
+		allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
+		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
+			roles := apikey_internal.checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey_internal.effective_scopes(t.tenant_id, key_scopes, roles);
+		END IF;
+		-- meta kept whole in the event, its nulls too
+		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
+		                           'resources', resources, 'allowed_ips', allowed_ips))
+		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
+	END IF;
+	PERFORM apikey_internal.authorize(tenant_slug, environment, effective, resources);
+	PERFORM apikey_internal.authorize_owner(owner);
+	IF apikey.current_key_id() IS NOT NULL THEN
+		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
+		imposed := apikey_internal.imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
+			allowed_ips := imposed;
+			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
+		END IF;
+	END IF;
+	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
+		expires_at := apikey_internal.expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
+	END IF;
+	LOOP
+		g := apikey_internal.generate_key(t.key_prefix, t.tag);
+		WITH k AS (
+			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+			                         name, description, scopes, effective_scopes, resources,
+			                         owner, meta, key_roles, allowed_ips,
+			                         expires_at, created_by)
+			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
+			        name, description, key_scopes, effective, resources,
+			        owner, meta, coalesce(roles, '{}'), allowed_ips,
+			        expires_at, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
+			ON CONFLICT DO NOTHING
+			RETURNING 1)
+		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
+		SELECT apikey_internal.caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
+		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
+		       apikey_internal.actor()
+		  FROM k;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	ELSIF allowed_ips IS NOT NULL THEN
+		PERFORM apikey_internal.vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+	END IF;
+	key_id := g.key_id;
+	api_key := g.api_key;
+	hint := g.hint;
+END
+$$;
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
+	'create a named key; api_key is the full key text, shown this once and never stored';
+
+CREATE OR REPLACE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+BEGIN
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	UPDATE apikey.keys AS x SET name = rename_key.name WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('renamed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.name, 'to', name));
+END
+$$;
+COMMENT ON FUNCTION apikey.rename_key(apikey.key_id, text) IS 'rename a key (its label)';
+
+CREATE OR REPLACE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+BEGIN
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	UPDATE apikey.keys AS x SET description = describe_key.description WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('described', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.description, 'to', description));
+END
+$$;
+COMMENT ON FUNCTION apikey.describe_key(apikey.key_id, text) IS 'set or clear (NULL) a key''s description';
+
+CREATE OR REPLACE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL,
+		terminate boolean DEFAULT false)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:revoke');
+BEGIN
+	reason := apikey_internal.checked_label('reason', reason, 1000, false);
+	IF terminate IS NULL THEN
+		RAISE EXCEPTION 'terminate must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'key % is already revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF terminate THEN
+		PERFORM apikey_internal.terminate_at_commit(k.key_id, true);   -- the kill switch (incidents.sql)
+	END IF;
+	PERFORM apikey_internal.revocation_commit();
+	UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('revoked', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('reason', reason)
+		|| CASE WHEN terminate THEN '{"terminate": true}'::jsonb ELSE '{}' END);
+END
+$$;
+COMMENT ON FUNCTION apikey.revoke_key(apikey.key_id, text, boolean) IS
+	'disable a key from the next verification on; reversible with reactivate_key. terminate => true also stops, at commit, the transactions authenticated by the key on this server (needs shared_preload_libraries)';
+
+CREATE OR REPLACE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:revoke');
+BEGIN
+	IF k.revoked_at IS NULL THEN
+		RAISE EXCEPTION 'key % is not revoked', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	UPDATE apikey.keys AS x SET revoked_at = NULL, revoked_reason = NULL WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('reactivated', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('revoked_at', k.revoked_at, 'reason', k.revoked_reason));
+END
+$$;
+COMMENT ON FUNCTION apikey.reactivate_key(apikey.key_id) IS 'enable a revoked key again';
+
+CREATE OR REPLACE FUNCTION apikey.delete_key(key_id apikey.key_id)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:delete');
+BEGIN
+	PERFORM apikey_internal.revocation_commit();
+	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
+	DELETE FROM apikey.key_usage AS u WHERE u.key_id = k.key_id;
+	DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	DELETE FROM apikey.imported_keys AS i WHERE i.key_id = k.key_id;
+	DELETE FROM apikey.key_vendor_controls AS v WHERE v.key_id = k.key_id;
+	PERFORM apikey_internal.audit('deleted', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('environment', k.environment, 'name', k.name, 'hint', k.hint));
+END
+$$;
+COMMENT ON FUNCTION apikey.delete_key(apikey.key_id) IS
+	'delete a key permanently (irreversible); the audit trail keeps its history';
+
+CREATE OR REPLACE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0')
+	RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:roll');
+	t apikey.tenants;
+	e apikey.environments;
+	g record;
+	grace_end timestamptz;
+BEGIN
+	IF grace IS NULL OR grace < '0' OR grace > '30 days' THEN
+		RAISE EXCEPTION 'grace must be between 0 and 30 days' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'key % is revoked', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Reactivate it first, or create a new key.';
+	END IF;
+	IF k.expires_at <= now() THEN
+		RAISE EXCEPTION 'key % has expired', k.key_id USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Extend it with set_key_expiry first, or create a new key.';
+	END IF;
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	e := apikey_internal.environment(t, k.environment);
+	IF grace > '0' THEN
+		grace_end := now() + grace;
+	END IF;
+	g := apikey_internal.generate_key(t.key_prefix, e.tag, k.key_id);
+	PERFORM apikey_internal.revocation_commit();   -- the old secret's end
+	UPDATE apikey.keys AS x
+	   SET key_hash = g.key_hash, hint = g.hint, rolled_at = now(),
+	       previous_hash = CASE WHEN grace_end IS NOT NULL THEN k.key_hash END,
+	       previous_hash_expires_at = grace_end, imported = false
+	 WHERE x.key_id = k.key_id;
+	-- an imported text is found through apikey.imported_keys while it works
+	DELETE FROM apikey.imported_keys AS i
+	 WHERE i.key_id = k.key_id AND (grace_end IS NULL OR NOT k.imported);
+	PERFORM apikey_internal.audit('rolled', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('grace_seconds', extract(epoch FROM grace), 'previous_secret_expires_at', grace_end,
+		                   'previous_hint', k.hint, 'hint', g.hint));
+	RETURN g.api_key;
+END
+$$;
+COMMENT ON FUNCTION apikey.roll_key(apikey.key_id, interval) IS
+	'new secret for the same key (id, name, scopes, environment kept); the previous secret keeps working for the grace period (at most 30 days); returns the new key text, shown once';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamptz)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	t apikey.tenants;
+BEGIN
+	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', t.slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE apikey.keys AS x SET expires_at = set_key_expiry.expires_at WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('expiry_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.expires_at, 'to', expires_at));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_expiry(apikey.key_id, timestamptz) IS
+	'set when a key expires (NULL: never, unless the tenant''s policy requires expiry; a past time expires it now)';
+
+CREATE OR REPLACE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	limits apikey.rate_limit[];
+BEGIN
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, max_requests, per);
+	IF cardinality(limits) > 8 THEN
+		RAISE EXCEPTION 'key % already has 8 rate limits', k.key_id
+			USING ERRCODE = 'program_limit_exceeded',
+			      HINT = 'Replace one (same name) or remove one first.';
+	END IF;
+	PERFORM apikey_internal.vendor_rate_limit(k, name, false);    -- vendor.sql
+	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('rate_limit_set', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('name', name,
+		                   'from', apikey_internal.rate_limit_details(k.rate_limits, name),
+		                   'to', apikey_internal.rate_limit_details(limits, name)));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_rate_limit(apikey.key_id, text, integer, interval) IS
+	'add or replace a named rate limit of a key: at most max_requests units per interval (per server; needs shared_preload_libraries = apikey)';
+
+CREATE OR REPLACE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	old jsonb := apikey_internal.rate_limit_details(k.rate_limits, name);
+	limits apikey.rate_limit[];
+BEGIN
+	IF old IS NULL THEN
+		RAISE EXCEPTION 'key % has no rate limit %', k.key_id, apikey_internal.shown(name)
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.vendor_rate_limit(k, name, true);    -- vendor.sql
+	limits := apikey_internal.with_rate_limit(k.rate_limits, name, NULL, NULL);
+	UPDATE apikey.keys AS x SET rate_limits = limits WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('rate_limit_removed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('name', name, 'from', old));
+END
+$$;
+COMMENT ON FUNCTION apikey.remove_rate_limit(apikey.key_id, text) IS
+	'remove a named rate limit of a key';
+
+CREATE OR REPLACE FUNCTION apikey.set_tenant_rate_limit(tenant text, name text, max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:admin');
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
+END
+$$;
+COMMENT ON FUNCTION apikey.set_tenant_rate_limit(text, text, integer, interval) IS
+	'add or replace a named rate limit shared by all of a tenant''s keys: at most max_requests units per interval together (full administrators only)';
+
+CREATE OR REPLACE FUNCTION apikey.remove_tenant_rate_limit(tenant text, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:admin');
+	IF apikey_internal.rate_limit_details(t.rate_limits, name) IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey_internal.shown(name)
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.set_tenant_rate_limits(t, name, NULL, NULL, 'tenant_rate_limit_removed');
+END
+$$;
+COMMENT ON FUNCTION apikey.remove_tenant_rate_limit(text, text) IS
+	'remove a named rate limit of a tenant (full administrators only)';
+
+CREATE OR REPLACE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
+		refill_amount bigint DEFAULT NULL, refill_every interval DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	old apikey.credits;
+	next_refill timestamptz;
+BEGIN
+	IF remaining IS NULL AND (refill_amount IS NOT NULL OR refill_every IS NOT NULL) THEN
+		RAISE EXCEPTION 'a key without credits (remaining NULL: unlimited) has no refill'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF remaining < 0 OR refill_amount < 0 THEN
+		RAISE EXCEPTION 'remaining and refill_amount must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF (refill_amount IS NULL) <> (refill_every IS NULL) THEN
+		RAISE EXCEPTION 'refill_amount and refill_every go together'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'E.g. refill_amount => 1000, refill_every => ''1 month''.';
+	END IF;
+	IF refill_every IS NOT NULL THEN
+		PERFORM apikey_internal.check_lifetime('refill_every', refill_every);
+		next_refill := apikey_internal.next_refill(now(), refill_every, now());
+	END IF;
+	PERFORM apikey_internal.vendor_credits(k, remaining, NULL);    -- vendor.sql
+	SELECT * INTO old FROM apikey.credits AS c WHERE c.key_id = k.key_id FOR UPDATE;
+	IF remaining IS NULL THEN
+		DELETE FROM apikey.credits AS c WHERE c.key_id = k.key_id;
+	ELSE
+		INSERT INTO apikey.credits AS c (key_id, remaining, refill_amount, refill_every,
+		                                 refilled_at, refill_anchor, next_refill_at)
+		VALUES (k.key_id, remaining, refill_amount, refill_every, now(),
+		        CASE WHEN refill_every IS NOT NULL THEN now() END, next_refill)
+		ON CONFLICT ON CONSTRAINT credits_pkey DO UPDATE
+		   SET remaining = excluded.remaining, refill_amount = excluded.refill_amount,
+		       refill_every = excluded.refill_every, refilled_at = excluded.refilled_at,
+		       refill_anchor = excluded.refill_anchor, next_refill_at = excluded.next_refill_at;
+	END IF;
+	IF k.has_credits IS DISTINCT FROM (remaining IS NOT NULL) THEN
+		UPDATE apikey.keys AS x SET has_credits = (remaining IS NOT NULL) WHERE x.key_id = k.key_id;
+	END IF;
+	PERFORM apikey_internal.audit('credits_set', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object(
+			'from', CASE WHEN old.key_id IS NOT NULL THEN jsonb_build_object(
+				'remaining', old.remaining, 'refill_amount', old.refill_amount, 'refill_every', old.refill_every) END,
+			'to', CASE WHEN remaining IS NOT NULL THEN jsonb_build_object(
+				'remaining', remaining, 'refill_amount', refill_amount, 'refill_every', refill_every) END));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_credits(apikey.key_id, bigint, bigint, interval) IS
+	'make a key usage-limited: remaining credits (NULL: unlimited, the default), refilled to refill_amount every refill_every';
+
+CREATE OR REPLACE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
+	RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	c apikey.credits;
+	at timestamptz := statement_timestamp();
+BEGIN
+	IF amount IS NULL THEN
+		RAISE EXCEPTION 'amount must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM apikey_internal.vendor_credits(k, NULL, amount);    -- vendor.sql
+	SELECT * INTO c FROM apikey.credits AS x WHERE x.key_id = k.key_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key % has no credits (it is unlimited)', k.key_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Give it credits with apikey.set_credits.';
+	END IF;
+	IF c.next_refill_at <= at THEN
+		c.remaining := c.refill_amount;
+		c.refilled_at := at;
+		c.next_refill_at := apikey_internal.next_refill(c.refill_anchor, c.refill_every, at);
+	END IF;
+	IF c.remaining + amount < 0 THEN
+		RAISE EXCEPTION 'key % has % credits: cannot take % away', k.key_id, c.remaining, -amount
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	UPDATE apikey.credits AS x
+	   SET remaining = c.remaining + amount, refilled_at = c.refilled_at, next_refill_at = c.next_refill_at
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('credits_added', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('amount', amount, 'remaining', c.remaining + amount));
+	RETURN c.remaining + amount;
+END
+$$;
+COMMENT ON FUNCTION apikey.add_credits(apikey.key_id, bigint) IS
+	'add credits to a usage-limited key (a negative amount takes some away); returns the credits left';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	new_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	effective text[] := apikey_internal.effective_scopes(k.tenant_id, new_scopes, k.key_roles);
+BEGIN
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+	UPDATE apikey.keys AS x SET scopes = new_scopes, effective_scopes = effective
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('scopes_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.scopes, 'to', new_scopes));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_scopes(apikey.key_id, text[]) IS
+	'replace a key''s own scopes (its roles'' scopes still apply), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	roles text[] := apikey_internal.checked_key_roles(k.tenant_id, k.tenant, key_roles);
+	effective text[] := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
+BEGIN
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+	UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
+	 WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.key_roles, 'to', roles));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_roles(apikey.key_id, text[]) IS
+	'replace a key''s roles (''{}'': none), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+	new_resources text[] := apikey_internal.checked_resources(resources);
+BEGIN
+	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
+	UPDATE apikey.keys AS x SET resources = new_resources WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('resources_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.resources, 'to', new_resources));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_resources(apikey.key_id, text[]) IS
+	'restrict a key to these resources ("type:id" or "type:*"; NULL: unrestricted), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+BEGIN
+	owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+	PERFORM apikey_internal.authorize_owner(owner);    -- with apikey:keys:own, keys are not given away
+	UPDATE apikey.keys AS x SET owner = set_key_owner.owner WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.owner, 'to', owner));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_owner(apikey.key_id, text) IS
+	'set or clear (NULL) whose key it is: the application''s id of a person or account';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+BEGIN
+	meta := apikey_internal.checked_meta(meta);
+	PERFORM apikey_internal.vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
+	UPDATE apikey.keys AS x SET meta = set_key_meta.meta WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('meta_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.meta, 'to', meta));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_meta(apikey.key_id, jsonb) IS
+	'set or clear (NULL) the JSON object (at most 4 kB) that verification returns with the key';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cidr[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
+BEGIN
+	allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
+	PERFORM apikey_internal.vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
+	UPDATE apikey.keys AS x SET allowed_ips = set_key_allowed_ips.allowed_ips WHERE x.key_id = k.key_id;
+	PERFORM apikey_internal.audit('allowed_ips_changed', k.tenant_id, k.tenant, k.key_id,
+		jsonb_build_object('from', k.allowed_ips, 'to', allowed_ips));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
+	'networks a key may be used from (NULL: anywhere), from the next verification on';
+
+CREATE OR REPLACE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:keys:revoke');
+	k apikey.keys;
+	revoked integer := 0;
+	beyond integer := 0;
+BEGIN
+	IF owner IS NULL THEN
+		RAISE EXCEPTION 'owner must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM apikey_internal.authorize_owner(owner);
+	reason := apikey_internal.checked_label('reason', reason, 1000, false);
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND x.owner = revoke_owner_keys.owner
+	            AND x.revoked_at IS NULL
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		BEGIN
+			PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+		EXCEPTION WHEN insufficient_privilege THEN
+			beyond := beyond + 1;
+			CONTINUE;
+		END;
+		UPDATE apikey.keys AS x SET revoked_at = now(), revoked_reason = reason WHERE x.key_id = k.key_id;
+		PERFORM apikey_internal.audit('revoked', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('reason', reason, 'owner', owner));
+		PERFORM apikey_internal.revocation_commit();
+		revoked := revoked + 1;
+	END LOOP;
+	IF beyond > 0 THEN
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what this transaction manages: % of %; none was revoked',
+			beyond, beyond + revoked
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'A full administrator, or a tenant administrator or member covering them all, can revoke them in one call.';
+	END IF;
+	RETURN revoked;
+END
+$$;
+COMMENT ON FUNCTION apikey.revoke_owner_keys(text, text, text) IS
+	'revoke every key of an owner in a tenant at once (all or none); returns how many were revoked';
+
+CREATE OR REPLACE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	role_scopes text[];
+BEGIN
+	name := apikey_internal.checked_role_name(name);
+	role_scopes := apikey_internal.normalized_scopes(scopes);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role_scopes, NULL);
+	INSERT INTO apikey.key_roles (tenant_id, name, scopes, created_by)
+	VALUES (t.tenant_id, name, role_scopes, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'key role "%" of tenant "%" already exists', name, t.slug
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	PERFORM apikey_internal.audit('key_role_created', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', name, 'scopes', role_scopes));
+END
+$$;
+COMMENT ON FUNCTION apikey.create_key_role(text, text, text[]) IS
+	'create a key role: a named set of scopes that keys of the tenant may be given (create_key key_roles, set_key_roles)';
+
+CREATE OR REPLACE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[])
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
+	role_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	k apikey.keys;
+	effective text[];
+	changed integer := 0;
+BEGIN
+	PERFORM apikey_internal.authorize(t.slug, NULL, role.scopes, NULL);
+	PERFORM apikey_internal.authorize(t.slug, NULL, role_scopes, NULL);
+	UPDATE apikey.key_roles AS r SET scopes = role_scopes
+	 WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
+	-- locked again: keys given the role while this waited for the role's
+	-- lock, and the latest version of each (a concurrent edit of its scopes)
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles)
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, k.key_roles);
+		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+		PERFORM apikey_internal.authorize_owner(k.owner);
+		IF effective IS DISTINCT FROM k.effective_scopes THEN
+			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
+			changed := changed + 1;
+		END IF;
+	END LOOP;
+	PERFORM apikey_internal.audit('key_role_changed', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', role.name, 'from', role.scopes, 'to', role_scopes, 'keys_changed', changed));
+	RETURN changed;
+END
+$$;
+COMMENT ON FUNCTION apikey.set_key_role_scopes(text, text, text[]) IS
+	'replace a key role''s scopes; every key with the role holds the new ones from the next verification on; returns how many keys'' scopes changed';
+
+CREATE OR REPLACE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFAULT false)
+	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
+	k apikey.keys;
+	roles text[];
+	effective text[];
+	detached integer := 0;
+BEGIN
+	IF detach IS NULL THEN
+		RAISE EXCEPTION 'detach must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM apikey_internal.authorize(t.slug, NULL, role.scopes, NULL);
+	-- locked again: keys given the role while this waited for the role's
+	-- lock, and the latest version of each (a concurrent edit of its scopes)
+	FOR k IN SELECT * FROM apikey.keys AS x
+	          WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles)
+	          ORDER BY x.key_id
+	            FOR UPDATE
+	LOOP
+		IF NOT detach THEN
+			RAISE EXCEPTION 'key role "%" of tenant "%" is in use', role.name, t.slug
+				USING ERRCODE = 'object_in_use',
+				      DETAIL = format('Keys that have it: %s.', (SELECT count(*) FROM apikey.keys AS x
+				                      WHERE x.tenant_id = t.tenant_id AND role.name = ANY (x.key_roles))),
+				      HINT = 'drop_key_role(tenant, name, detach => true) removes it from those keys (and its scopes with it), then drops it.';
+		END IF;
+		roles := array_remove(k.key_roles, role.name);
+		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
+		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+		PERFORM apikey_internal.authorize_owner(k.owner);
+		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
+		 WHERE x.key_id = k.key_id;
+		PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
+			jsonb_build_object('from', k.key_roles, 'to', roles));
+		detached := detached + 1;
+	END LOOP;
+	DELETE FROM apikey.key_roles AS r WHERE r.tenant_id = t.tenant_id AND r.name = role.name;
+	PERFORM apikey_internal.audit('key_role_dropped', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('role', role.name, 'scopes', role.scopes, 'keys_detached', detached));
+	RETURN detached;
+END
+$$;
+COMMENT ON FUNCTION apikey.drop_key_role(text, text, boolean) IS
+	'drop a key role; refused while keys have it unless detach, which removes it (and its scopes) from them first; returns how many keys it was removed from';
+
+CREATE OR REPLACE FUNCTION apikey_internal.by_tenant() RETURNS boolean
+	LANGUAGE sql STABLE
+AS $$
+	SELECT apikey_internal.acting_tenant_id() IS NOT NULL
+$$;
+COMMENT ON FUNCTION apikey_internal.by_tenant() IS
+	'internal: is the caller a tenant''s own administrator (not the vendor)? The one rule of which controls a caller may lift';
+
+CREATE OR REPLACE FUNCTION apikey.set_vendor_meta_fields(tenant text, fields text[])
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+	old text[];
+BEGIN
+	PERFORM apikey_internal.authorize_admin();
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:admin');
+	IF fields IS NULL OR array_ndims(fields) > 1 OR array_position(fields, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'fields must be a one-dimensional array of field names without NULL'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT array_agg(f.field ORDER BY f.field) INTO old
+	  FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
+	DELETE FROM apikey.vendor_meta_fields AS f WHERE f.tenant_id = t.tenant_id;
+	INSERT INTO apikey.vendor_meta_fields (tenant_id, field)
+	SELECT DISTINCT t.tenant_id, apikey_internal.checked_label('field', x, 200, true) FROM unnest(fields) AS x;
+	PERFORM apikey_internal.audit('vendor_meta_fields_set', t.tenant_id, t.slug, NULL,
+		jsonb_build_object('from', coalesce(old, '{}'),
+		                   'to', ARRAY(SELECT DISTINCT x COLLATE "C" FROM unnest(fields) AS x ORDER BY 1)));
+END
+$$;
+COMMENT ON FUNCTION apikey.set_vendor_meta_fields(text, text[]) IS
+	'name the top-level meta fields of a tenant''s keys that only administrators set (replaces the list; fields an administrator writes are added to it); full administrators only';
+
+CREATE OR REPLACE FUNCTION apikey_internal.act_for(tenant_id bigint, tenant text, actor text, rights text[],
+		environments text[])
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'act_for' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION apikey_internal.act_for(bigint, text, text, text[], text[]) IS
+	'internal: act for a member until the transaction ends (act_for checks the arguments first)';
+
+CREATE OR REPLACE FUNCTION apikey.act_for(tenant text, actor text, rights text[] DEFAULT '{apikey:admin}',
+		environments text[] DEFAULT NULL)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants;
+	checked text[];
+	envs text[];
+	missing text;
+BEGIN
+	IF tenant IS NULL OR actor IS NULL OR rights IS NULL THEN
+		RAISE EXCEPTION 'tenant, actor and rights must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	actor := apikey_internal.checked_label('actor', actor, 200, true);
+	-- the rights, and the scopes the member may give keys: unknown apikey: words are 22023
+	checked := apikey_internal.normalized_scopes(rights);
+	IF environments IS NOT NULL THEN
+		IF array_ndims(environments) > 1 OR array_position(environments, NULL) IS NOT NULL THEN
+			RAISE EXCEPTION 'environments must be a one-dimensional array of names without NULL'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		envs := ARRAY(SELECT DISTINCT e FROM unnest(environments) AS e ORDER BY 1);
+	END IF;
+	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = act_for.tenant;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant) USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT e INTO missing FROM unnest(envs) AS e
+	 WHERE NOT EXISTS (SELECT FROM apikey.environments AS x
+	                    WHERE x.tenant_id = t.tenant_id AND x.name = e)
+	 ORDER BY 1 LIMIT 1;
+	IF missing IS NOT NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(missing), t.slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.act_for(t.tenant_id, t.slug, actor, checked, envs);
+END
+$$;
+COMMENT ON FUNCTION apikey.act_for(text, text, text[], text[]) IS
+	'for the rest of this transaction, manage and list keys only as this member of this tenant may: its rights (apikey:keys:read, ... and the scopes it may give keys), its environments (NULL: all), recorded as actor; once per transaction';
+
+CREATE OR REPLACE FUNCTION apikey.grant_delegate(role name) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regrole;
+BEGIN
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.oid::regrole INTO r FROM pg_catalog.pg_roles AS x WHERE x.rolname = role;
+	IF r IS NULL THEN
+		RAISE EXCEPTION 'role "%" does not exist', role USING ERRCODE = 'undefined_object';
+	END IF;
+	EXECUTE format('GRANT USAGE ON SCHEMA apikey TO %s', r);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION
+		apikey.act_for(text, text, text[], text[]),
+		apikey.create_key(text, text, text, text, text[], interval, text, text, jsonb, text[], text[], cidr[]),
+		apikey.rename_key(apikey.key_id, text),
+		apikey.describe_key(apikey.key_id, text),
+		apikey.revoke_key(apikey.key_id, text, boolean),
+		apikey.reactivate_key(apikey.key_id),
+		apikey.delete_key(apikey.key_id),
+		apikey.roll_key(apikey.key_id, interval),
+		apikey.set_key_expiry(apikey.key_id, timestamptz),
+		apikey.public_key(text, text),
+		apikey.regenerate_public_key(text, text),
+		apikey.set_key_scopes(apikey.key_id, text[]), apikey.set_key_roles(apikey.key_id, text[]),
+		apikey.set_key_resources(apikey.key_id, text[]), apikey.set_key_owner(apikey.key_id, text),
+		apikey.set_key_meta(apikey.key_id, jsonb), apikey.set_key_allowed_ips(apikey.key_id, cidr[]),
+		apikey.revoke_owner_keys(text, text, text),
+		apikey.create_key_role(text, text, text[]), apikey.set_key_role_scopes(text, text, text[]),
+		apikey.drop_key_role(text, text, boolean),
+		apikey.create_environment(text, text, text),
+		apikey.set_key_policy(text, interval, interval, text),
+		apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text),
+		apikey.expiring_keys(interval),
+		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
+		apikey.remove_rate_limit(apikey.key_id, text),
+		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
+		apikey.add_credits(apikey.key_id, bigint)
+		TO %s', r);
+	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list,
+		apikey.tenant_list, apikey.usage_stats, apikey.vendor_meta_field_list TO %s', r);
+END
+$$;
+COMMENT ON FUNCTION apikey.grant_delegate(name) IS
+	'let a role (the application''s dashboard) act for tenant members with act_for; by itself it may manage nothing';
+
+CREATE OR REPLACE FUNCTION apikey.import_key(tenant text, environment text, name text,
+		api_key text DEFAULT NULL, key_hash bytea DEFAULT NULL,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_at timestamptz DEFAULT NULL, owner text DEFAULT NULL,
+		hint text DEFAULT NULL)
+	RETURNS apikey.key_id LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant_slug text;
+	key_scopes text[];
+	t record;
+	g record;
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
+BEGIN
+	PERFORM apikey_internal.hide_statement();    -- it may hold the key text
+	tenant_slug := apikey_internal.authorized_tenant(tenant, 'apikey:keys:create');
+	key_scopes := apikey_internal.normalized_scopes(scopes);
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	owner := apikey_internal.checked_label('owner', coalesce(owner, apikey_internal.owned_by()), 200, false);
+	PERFORM apikey_internal.authorize_owner(owner);
+	hint := apikey_internal.checked_label('hint', hint, 16, false);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = import_key.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	PERFORM apikey_internal.authorize(tenant_slug, environment, key_scopes, NULL);
+	imposed := apikey_internal.imposed_allowed_ips(NULL);    -- vendor.sql
+	-- the tenant's policy, as for a key created now
+	IF expires_at IS NULL AND t.default_key_lifetime IS NOT NULL THEN
+		expires_at := now() + t.default_key_lifetime;
+	END IF;
+	IF t.max_key_lifetime IS NOT NULL AND (expires_at IS NULL OR expires_at > now() + t.max_key_lifetime) THEN
+		RAISE EXCEPTION 'keys of tenant "%" must expire within % from now', tenant_slug, t.max_key_lifetime
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	LOOP
+		g := apikey_internal.import_key_text(api_key, key_hash);
+		INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+		                         name, description, scopes, effective_scopes, expires_at,
+		                         created_by, owner, imported, allowed_ips)
+		VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.hash, coalesce(hint, g.hint),
+		        name, description, key_scopes, key_scopes, expires_at,
+		        apikey_internal.caller()::text, owner, true, imposed)
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	END IF;
+	-- unique within the tenant; another tenant's import of the same text is
+	-- neither an error nor a hint here (see apikey.import_conflicts)
+	INSERT INTO apikey.imported_keys (key_hash, key_id, tenant_id) VALUES (g.hash, g.key_id, t.tenant_id)
+	ON CONFLICT DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'a key with this text was imported before' USING ERRCODE = 'unique_violation',
+			HINT = 'Each imported key text (or hash) is imported once per tenant.';
+	END IF;
+	PERFORM apikey_internal.audit('imported', t.tenant_id, tenant_slug, g.key_id,
+		jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                   'expires_at', expires_at, 'owner', owner,
+		                   'by', CASE WHEN api_key IS NOT NULL THEN 'text' ELSE 'hash' END)
+		|| CASE WHEN imposed IS NOT NULL THEN jsonb_build_object('allowed_ips', imposed) ELSE '{}' END);
+	RETURN g.key_id;
+END
+$$;
+COMMENT ON FUNCTION apikey.import_key(text, text, text, text, bytea, text, text[], timestamptz, text, text) IS
+	'import a key of another system by its text or by the SHA-256 of its text; verify and authenticate then accept that text; returns the new key id';
+
+REVOKE EXECUTE ON FUNCTION apikey_internal.authorize_tenant(text, text), apikey_internal.authorize_key(apikey.key_id, text),
+	apikey_internal.act_for(bigint, text, text, text[], text[]), apikey.act_for(text, text, text[], text[]),
+	apikey.grant_delegate(name) FROM PUBLIC;
+DROP FUNCTION apikey_internal.authorize_key(apikey.key_id), apikey_internal.authorize_tenant(text),
+	apikey_internal.authorized_tenant(text);
+
+
+CREATE OR REPLACE VIEW apikey.audit_log WITH (security_barrier) AS
+SELECT a.event_id,
+       a.at,
+       a.action,
+       a.tenant,
+       a.key_id,
+       a.actor_role,
+       a.actor_key_id,
+       a.details,
+       a.tenant_id,
+       a.actor
+  FROM apikey.audit AS a
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            WHEN a.key_id IS NULL THEN apikey_internal.sees_tenant(a.tenant_id)
+            -- a key's events as the key is seen; a deleted key's by what
+            -- its events recorded (created and deleted say its environment)
+            WHEN EXISTS (SELECT FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) a.key_id)
+            THEN EXISTS (SELECT FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) a.key_id
+                            AND apikey_internal.sees(k.tenant_id, k.environment, k.owner))
+            ELSE apikey_internal.sees(a.tenant_id, a.details OPERATOR(pg_catalog.->>) 'environment',
+                              a.details OPERATOR(pg_catalog.->>) 'owner') END;
+
+
+CREATE OR REPLACE VIEW apikey.usage_stats WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       u.key_id,
+       u.hour,
+       u.status,
+       u.verifications,
+       u.tenant_id
+  FROM apikey.usage_hourly AS u
+  JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) u.tenant_id
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees(u.tenant_id,
+                              (SELECT k.environment FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) u.key_id),
+                              (SELECT k.owner FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) u.key_id)) END;
+
+CREATE OR REPLACE VIEW apikey.key_role_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       r.name,
+       r.scopes,
+       (SELECT pg_catalog.count(*) FROM apikey.keys AS k
+         WHERE k.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
+           AND r.name OPERATOR(pg_catalog.=) ANY (k.key_roles)) AS keys,
+       r.created_at,
+       r.created_by,
+       r.tenant_id
+  FROM apikey.key_roles AS r
+  JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees_tenant(r.tenant_id) END;
+
+CREATE OR REPLACE VIEW apikey.vendor_meta_field_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       f.field,
+       t.tenant_id
+  FROM apikey.vendor_meta_fields AS f
+  JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) f.tenant_id
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees_tenant(t.tenant_id) END;
+
+CREATE OR REPLACE VIEW apikey.import_conflicts WITH (security_barrier) AS
+SELECT k.tenant,
+       i.key_id,
+       k.name,
+       k.created_at,
+       k.created_by,
+       o.tenant AS other_tenant,
+       j.key_id AS other_key_id
+  FROM apikey.imported_keys AS i
+  JOIN apikey.imported_keys AS j
+    ON j.key_hash OPERATOR(pg_catalog.=) i.key_hash AND j.tenant_id OPERATOR(pg_catalog.<>) i.tenant_id
+  JOIN apikey.keys AS k ON k.key_id OPERATOR(pg_catalog.=) i.key_id
+  JOIN apikey.keys AS o ON o.key_id OPERATOR(pg_catalog.=) j.key_id
+ WHERE apikey_internal.acting_tenant_id() IS NULL AND (SELECT apikey.is_admin());
+
+-- The final text of what several changes above defined (one source of truth: sql/apikey/*.sql)
+CREATE OR REPLACE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
+		max_requests integer, per interval)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:keys:edit');
+BEGIN
+	owner := apikey_internal.checked_label('owner', owner, 200, true);
+	PERFORM apikey_internal.authorize_owner(owner);
+	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
+	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, max_requests, per);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION apikey.remove_owner_rate_limit(tenant text, owner text, name text)
+	RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:keys:edit');
+BEGIN
+	PERFORM apikey_internal.require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
+	PERFORM apikey_internal.authorize_owner(owner);
+	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, NULL, NULL);
+END
+$$;
+
+CREATE OR REPLACE VIEW apikey.tenant_list WITH (security_barrier) AS
+SELECT t.slug AS tenant,
+       t.tenant_id,
+       t.name,
+       (SELECT pg_catalog.array_agg(e.name ORDER BY e.name) FROM apikey.environments AS e
+         WHERE e.tenant_id OPERATOR(pg_catalog.=) t.tenant_id) AS environments,
+       t.key_prefix,
+       t.default_key_lifetime,
+       t.max_key_lifetime,
+       t.rate_limits,
+       t.created_at,
+       t.created_by,
+       apikey_internal.rate_limit_summary(t.rate_limits) AS rate_limit_summary
+  FROM apikey.tenants AS t
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees_tenant(t.tenant_id) END;
+
+CREATE OR REPLACE VIEW apikey.key_list WITH (security_barrier) AS
+SELECT k.key_id,
+       k.tenant,
+       k.environment,
+       k.name,
+       k.description,
+       k.hint,
+       k.scopes,
+       CASE WHEN pg_catalog.cardinality(k.resources) OPERATOR(pg_catalog.=) 1 THEN k.resources[1] END AS resource,
+       CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN k.expires_at <= pg_catalog.now() THEN 'expired'
+            ELSE 'active' END AS status,
+       k.created_at,
+       k.created_by,
+       k.expires_at,
+       k.revoked_at,
+       k.revoked_reason,
+       k.rolled_at,
+       CASE WHEN k.previous_hash_expires_at > pg_catalog.now()
+            THEN k.previous_hash_expires_at END AS previous_secret_expires_at,
+       u.last_used_at,
+       k.tenant_id,
+       k.owner,
+       k.meta,
+       k.key_roles,
+       k.effective_scopes,
+       k.resources,
+       k.allowed_ips,
+       k.rate_limits,
+       k.tenant_rate_limits,
+       CASE WHEN c.next_refill_at <= pg_catalog.now() THEN c.refill_amount
+            ELSE c.remaining END AS remaining,
+       c.refill_amount,
+       c.refill_every,
+       k.imported,
+       k.owner_rate_limits,
+       apikey_internal.rate_limit_summary(k.rate_limits) AS rate_limit_summary,
+       apikey_internal.rate_limit_summary(k.tenant_rate_limits) AS tenant_rate_limit_summary,
+       apikey_internal.rate_limit_summary(k.owner_rate_limits) AS owner_rate_limit_summary
+  FROM apikey.keys AS k
+  LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
+  LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees(k.tenant_id, k.environment, k.owner) END;
+
+
 -- No function resolves an unqualified name through the schema apikey: the
 -- fixed search_path is pg_catalog and pg_temp only (every body names the
 -- extension's objects with their schema).  Kept last, so that it applies to

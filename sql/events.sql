@@ -40,7 +40,8 @@ SELECT pg_temp.try($$SELECT * FROM apikey.expiring_keys(NULL)$$) AS null_interva
 SELECT pg_temp.try($$SELECT * FROM apikey.expiring_keys('-1 day')$$) AS negative;
 
 -- visible as key_list is: a verifier role sees nothing until it
--- authenticates a tenant administrator's key, then its own tenant only
+-- authenticates a tenant administrator's key, then its own tenant's keys of
+-- that key's environment only
 CREATE ROLE expiry_app;
 SELECT apikey.grant_verifier('expiry_app');
 SELECT api_key AS admin_key FROM apikey.create_key('expiry-a', 'production', 'admin',

@@ -8,7 +8,9 @@
  * it never reaches the next client of a transaction-pooled connection, and
  * rolling back to a savepoint restores the label in force before it.  It
  * labels and grants nothing: what a change may do is decided by the calling
- * role and the authenticated key, whatever the label says.
+ * role and the authenticated key, whatever the label says.  A transaction
+ * acting for a member (act_for) is labelled with the member, which
+ * set_actor may not change.
  */
 #include "postgres.h"
 
@@ -17,6 +19,7 @@
 #include "utils/memutils.h"
 
 #include "pg_compat.h"
+#include "delegation.h"
 #include "validate.h"
 
 /* The longest label, in characters (that of a key name). */
@@ -108,6 +111,11 @@ set_actor(PG_FUNCTION_ARGS)
 	text	   *label = NULL;
 	Actor	   *a;
 
+	if (delegation_current() != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this transaction acts for a member, who is its actor"),
+				 errdetail("act_for names the actor; it cannot be changed until the transaction ends.")));
 	if (!PG_ARGISNULL(0))
 	{
 		/* a name: at most MAX_ACTOR characters, no control characters, not blank */
@@ -145,13 +153,23 @@ set_actor(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* apikey_internal.actor() -> the label set_actor gave, or NULL */
+/*
+ * apikey_internal.actor() -> the member this transaction acts for (act_for), else the
+ * label set_actor gave it, or NULL
+ */
 PG_FUNCTION_INFO_V1(current_actor);
 Datum
 current_actor(PG_FUNCTION_ARGS)
 {
+	const Delegation *d = delegation_current();
 	text	   *copy;
 
+	if (d != NULL)
+	{
+		copy = palloc(VARSIZE(d->actor));
+		memcpy(copy, d->actor, VARSIZE(d->actor));
+		PG_RETURN_TEXT_P(copy);
+	}
 	if (actor == NULL || actor->label == NULL)
 		PG_RETURN_NULL();
 	copy = palloc(VARSIZE(actor->label));

@@ -110,6 +110,7 @@ _PG_init(void)
 	ratelimit_init();
 	verify_init();
 	identity_init();
+	delegation_init();
 	authz_init();
 	credits_init();
 	imported_init();

@@ -13,6 +13,7 @@
 
 extern void verify_init(void);
 extern void identity_init(void);
+extern void delegation_init(void);
 extern void usage_init(void);
 extern void authz_init(void);
 extern void events_init(void);
@@ -54,6 +55,9 @@ extern Oid	apikey_extension_owner(void);
  * apikey.create_tenant, apikey.grant_admin)?  authz.c
  */
 extern bool caller_is_admin(void);
+
+/* Is a scope of the namespace apikey one of the known rights (authz.c)? */
+extern bool apikey_right_known(const char *scope, size_t len);
 
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);

@@ -16,6 +16,7 @@
 #include "utils/memutils.h"
 
 #include "apikey.h"
+#include "delegation.h"
 #include "identity.h"
 #include "keyid.h"
 #include "scopes.h"
@@ -172,6 +173,14 @@ authenticate(PG_FUNCTION_ARGS)
 	VerifyResult result;
 	static bool warned = false;
 
+	/* one principal per transaction: a member (act_for) or a key */
+	if (delegation_current() != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this transaction acts for a member"),
+				 errdetail("A transaction acts for a member or as a key, not both."),
+				 errhint("Authenticate in a transaction of its own."),
+				 errhidestmt(true), errhidecontext(true)));
 	/*
 	 * Without apikey.environment, a preview key would authenticate in
 	 * production: refuse when the operator asks for it, warn otherwise.

@@ -15,6 +15,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "apikey.h"
 #include "keytext.h"
 
 /* The most scopes one key may hold. */
@@ -170,6 +171,11 @@ normalized_scopes(PG_FUNCTION_ARGS)
 					 errmsg("invalid scope %s", shown(scope)),
 					 errdetail("A scope is \"*\" or segments of lowercase letters, digits, \"_\", \".\" or \"-\" separated by \":\", the last of which may be \"*\" (e.g. \"orders:read\", \"orders:*\"); at most %d characters.",
 							   AK_SCOPE_MAX)));
+		if (!apikey_right_known(VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown right %s", shown(scope)),
+					 errdetail("The scopes of the namespace apikey are the rights: apikey:admin, apikey:tenant, apikey:keys:read, apikey:keys:create, apikey:keys:edit, apikey:keys:revoke, apikey:keys:roll, apikey:keys:delete and apikey:keys:own (or apikey:* and apikey:keys:*).")));
 		elems[i] = PointerGetDatum(scope);
 	}
 	qsort(elems, n, sizeof(Datum), compare_text_ptrs);

@@ -64,11 +64,12 @@ DECLARE
 	imposed cidr[];    -- the vendor's allowlist the new key stays within
 BEGIN
 	PERFORM apikey_internal.hide_statement();    -- it may hold the key text
-	tenant_slug := apikey_internal.authorized_tenant(tenant);
+	tenant_slug := apikey_internal.authorized_tenant(tenant, 'apikey:keys:create');
 	key_scopes := apikey_internal.normalized_scopes(scopes);
 	name := apikey_internal.checked_label('key name', name, 200, true);
 	description := apikey_internal.checked_label('description', description, 1000, false);
-	owner := apikey_internal.checked_label('owner', owner, 200, false);
+	owner := apikey_internal.checked_label('owner', coalesce(owner, apikey_internal.owned_by()), 200, false);
+	PERFORM apikey_internal.authorize_owner(owner);
 	hint := apikey_internal.checked_label('hint', hint, 16, false);
 	IF environment IS NULL THEN
 		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -144,7 +145,7 @@ SELECT k.tenant,
     ON j.key_hash OPERATOR(pg_catalog.=) i.key_hash AND j.tenant_id OPERATOR(pg_catalog.<>) i.tenant_id
   JOIN apikey.keys AS k ON k.key_id OPERATOR(pg_catalog.=) i.key_id
   JOIN apikey.keys AS o ON o.key_id OPERATOR(pg_catalog.=) j.key_id
- WHERE apikey.current_tenant_id() IS NULL AND (SELECT apikey.is_admin());
+ WHERE apikey_internal.acting_tenant_id() IS NULL AND (SELECT apikey.is_admin());
 COMMENT ON VIEW apikey.import_conflicts IS
 	'imported keys whose text another tenant imported too: none of them verifies (full administrators only)';
 COMMENT ON COLUMN apikey.import_conflicts.tenant IS

@@ -93,35 +93,37 @@ CREATE TABLE apikey.credits (
 COMMENT ON TABLE apikey.credits IS
 	'credits left of usage-limited keys, refilled lazily to refill_amount every refill_every';
 
--- The key, locked, if the caller may manage it: every function that acts
--- on a key starts here.  The caller's right to manage keys at all is
--- checked before the lookup; a tenant administrator finds only its own
--- tenant's keys (another tenant's key is as absent as a key that never
--- existed), and then acts only on a key its own key covers
--- (apikey_internal.authorize).
-CREATE FUNCTION apikey_internal.authorize_key(key_id apikey.key_id) RETURNS apikey.keys
+-- The key, locked, if the caller may use the right (apikey:keys:edit, ...)
+-- on it: every function that acts on a key starts here.  The caller's
+-- right is checked before the lookup; a caller on a tenant's side (a
+-- tenant administrator's key, a member) finds only its own tenant's keys
+-- (another tenant's key is as absent as a key that never existed), and
+-- then acts only on a key it covers (apikey_internal.authorize, apikey_internal.authorize_owner).
+CREATE FUNCTION apikey_internal.authorize_key(key_id apikey.key_id, "right" text) RETURNS apikey.keys
 	LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	k apikey.keys;
+	acting bigint := apikey_internal.acting_tenant_id();
 BEGIN
-	PERFORM apikey_internal.authorized_tenant(coalesce(apikey.current_tenant(), ''));
+	PERFORM apikey_internal.authorized_tenant(coalesce(apikey_internal.acting_tenant(), ''), "right");
 	IF key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO k FROM apikey.keys AS x
 	 WHERE x.key_id = authorize_key.key_id
-	   AND (apikey.current_tenant_id() IS NULL OR x.tenant_id = apikey.current_tenant_id())
+	   AND (acting IS NULL OR x.tenant_id = acting)
 	   FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'key % does not exist', key_id USING ERRCODE = 'undefined_object';
 	END IF;
 	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, k.resources);
+	PERFORM apikey_internal.authorize_owner(k.owner);
 	RETURN k;
 END
 $$;
-COMMENT ON FUNCTION apikey_internal.authorize_key(apikey.key_id) IS
-	'internal: the key row, locked, if the caller may manage it; 42704 when there is none it may see, 42501 when it may not act on it';
+COMMENT ON FUNCTION apikey_internal.authorize_key(apikey.key_id, text) IS
+	'internal: the key row, locked, if the caller may use the right on it; 42704 when there is none it may see, 42501 when it may not act on it';
 
 -- Expiry of a key created now, from the requested lifetime and the
 -- tenant's policy.
@@ -157,7 +159,7 @@ CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	tenant_slug text := apikey_internal.authorized_tenant(tenant);
+	tenant_slug text := apikey_internal.authorized_tenant(tenant, 'apikey:keys:create');
 	key_scopes text[] := apikey_internal.normalized_scopes(scopes);
 	roles text[];
 	effective text[] := key_scopes;
@@ -184,6 +186,8 @@ BEGIN
 		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
 			USING ERRCODE = 'undefined_object';
 	END IF;
+	-- with apikey:keys:own, the caller's own key
+	owner := coalesce(owner, apikey_internal.owned_by());
 	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
 	   AND cardinality(key_roles) = 0 THEN
 		-- a plain key
@@ -208,6 +212,7 @@ BEGIN
 		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
 	END IF;
 	PERFORM apikey_internal.authorize(tenant_slug, environment, effective, resources);
+	PERFORM apikey_internal.authorize_owner(owner);
 	IF apikey.current_key_id() IS NOT NULL THEN
 		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
 		imposed := apikey_internal.imposed_allowed_ips(allowed_ips);    -- vendor.sql
@@ -259,7 +264,7 @@ CREATE FUNCTION apikey.rename_key(key_id apikey.key_id, name text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	name := apikey_internal.checked_label('key name', name, 200, true);
 	UPDATE apikey.keys AS x SET name = rename_key.name WHERE x.key_id = k.key_id;
@@ -274,7 +279,7 @@ CREATE FUNCTION apikey.describe_key(key_id apikey.key_id, description text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	description := apikey_internal.checked_label('description', description, 1000, false);
 	UPDATE apikey.keys AS x SET description = describe_key.description WHERE x.key_id = k.key_id;
@@ -304,7 +309,7 @@ CREATE FUNCTION apikey.revoke_key(key_id apikey.key_id, reason text DEFAULT NULL
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:revoke');
 BEGIN
 	reason := apikey_internal.checked_label('reason', reason, 1000, false);
 	IF terminate IS NULL THEN
@@ -332,7 +337,7 @@ CREATE FUNCTION apikey.reactivate_key(key_id apikey.key_id)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:revoke');
 BEGIN
 	IF k.revoked_at IS NULL THEN
 		RAISE EXCEPTION 'key % is not revoked', k.key_id
@@ -350,7 +355,7 @@ CREATE FUNCTION apikey.delete_key(key_id apikey.key_id)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:delete');
 BEGIN
 	PERFORM apikey_internal.revocation_commit();
 	DELETE FROM apikey.keys AS x WHERE x.key_id = k.key_id;
@@ -370,7 +375,7 @@ CREATE FUNCTION apikey.roll_key(key_id apikey.key_id, grace interval DEFAULT '0'
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:roll');
 	t apikey.tenants;
 	e apikey.environments;
 	g record;
@@ -416,7 +421,7 @@ CREATE FUNCTION apikey.set_key_expiry(key_id apikey.key_id, expires_at timestamp
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	t apikey.tenants;
 BEGIN
 	SELECT * INTO STRICT t FROM apikey.tenants AS x WHERE x.tenant_id = k.tenant_id;

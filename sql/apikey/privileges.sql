@@ -126,6 +126,11 @@ GRANT EXECUTE ON FUNCTION
 	apikey.is_admin(),
 	apikey.current_owner(), apikey.current_key_meta(), apikey.current_resources()
 	TO PUBLIC;
+-- The listings' rule (authz.c), evaluated as the role reading them: each
+-- answers only about the caller's own transaction.
+GRANT EXECUTE ON FUNCTION
+	apikey_internal.acting_tenant_id(), apikey_internal.sees(bigint, text, text), apikey_internal.sees_tenant(bigint)
+	TO PUBLIC;
 
 -- Said where it is seen: CREATE EXTENSION runs its script with
 -- client_min_messages raised to WARNING, so a NOTICE would be swallowed.

@@ -199,7 +199,7 @@ CREATE FUNCTION apikey.set_key_scopes(key_id apikey.key_id, scopes text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	new_scopes text[] := apikey_internal.normalized_scopes(scopes);
 	effective text[] := apikey_internal.effective_scopes(k.tenant_id, new_scopes, k.key_roles);
 BEGIN
@@ -218,7 +218,7 @@ CREATE FUNCTION apikey.set_key_roles(key_id apikey.key_id, key_roles text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	roles text[] := apikey_internal.checked_key_roles(k.tenant_id, k.tenant, key_roles);
 	effective text[] := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
 BEGIN
@@ -237,7 +237,7 @@ CREATE FUNCTION apikey.set_key_resources(key_id apikey.key_id, resources text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	new_resources text[] := apikey_internal.checked_resources(resources);
 BEGIN
 	PERFORM apikey_internal.authorize(k.tenant, k.environment, k.effective_scopes, new_resources);
@@ -258,9 +258,10 @@ CREATE FUNCTION apikey.set_key_owner(key_id apikey.key_id, owner text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+	PERFORM apikey_internal.authorize_owner(owner);    -- with apikey:keys:own, keys are not given away
 	UPDATE apikey.keys AS x SET owner = set_key_owner.owner WHERE x.key_id = k.key_id;
 	PERFORM apikey_internal.audit('owner_changed', k.tenant_id, k.tenant, k.key_id,
 		jsonb_build_object('from', k.owner, 'to', owner));
@@ -274,7 +275,7 @@ CREATE FUNCTION apikey.set_key_meta(key_id apikey.key_id, meta jsonb)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	meta := apikey_internal.checked_meta(meta);
 	PERFORM apikey_internal.vendor_meta(k.tenant_id, k.key_id, k.meta, meta);    -- vendor.sql
@@ -291,7 +292,7 @@ CREATE FUNCTION apikey.set_key_allowed_ips(key_id apikey.key_id, allowed_ips cid
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 BEGIN
 	allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
 	PERFORM apikey_internal.vendor_allowed_ips(k.key_id, allowed_ips);    -- vendor.sql
@@ -306,15 +307,15 @@ COMMENT ON FUNCTION apikey.set_key_allowed_ips(apikey.key_id, cidr[]) IS
 -- A person leaves: every key of theirs in the tenant that is not revoked
 -- yet (expired ones too, so that a new expiry cannot bring them back) is
 -- revoked in this one statement.  All or none: when the caller may not
--- act on every one of them (a tenant administrator whose key does not
--- cover them all), nothing is revoked and the error says how many it
+-- act on every one of them (a tenant administrator or member that does
+-- not cover them all), nothing is revoked and the error says how many it
 -- could not.
 CREATE FUNCTION apikey.revoke_owner_keys(tenant text, owner text, reason text DEFAULT NULL)
 	RETURNS integer LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:keys:revoke');
 	k apikey.keys;
 	revoked integer := 0;
 	beyond integer := 0;
@@ -322,6 +323,7 @@ BEGIN
 	IF owner IS NULL THEN
 		RAISE EXCEPTION 'owner must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	PERFORM apikey_internal.authorize_owner(owner);
 	reason := apikey_internal.checked_label('reason', reason, 1000, false);
 	FOR k IN SELECT * FROM apikey.keys AS x
 	          WHERE x.tenant_id = t.tenant_id AND x.owner = revoke_owner_keys.owner
@@ -342,10 +344,10 @@ BEGIN
 		revoked := revoked + 1;
 	END LOOP;
 	IF beyond > 0 THEN
-		RAISE EXCEPTION 'permission denied: keys of this owner beyond what the authenticated key manages: % of %; none was revoked',
+		RAISE EXCEPTION 'permission denied: keys of this owner beyond what this transaction manages: % of %; none was revoked',
 			beyond, beyond + revoked
 			USING ERRCODE = 'insufficient_privilege',
-			      HINT = 'A full administrator, or a tenant administrator whose key covers them all, can revoke them in one call.';
+			      HINT = 'A full administrator, or a tenant administrator or member covering them all, can revoke them in one call.';
 	END IF;
 	RETURN revoked;
 END
@@ -369,7 +371,7 @@ CREATE FUNCTION apikey.create_key_role(tenant text, name text, scopes text[])
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	role_scopes text[];
 BEGIN
 	name := apikey_internal.checked_role_name(name);
@@ -420,7 +422,7 @@ CREATE FUNCTION apikey.set_key_role_scopes(tenant text, name text, scopes text[]
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
 	role_scopes text[] := apikey_internal.normalized_scopes(scopes);
 	k apikey.keys;
@@ -440,6 +442,7 @@ BEGIN
 	LOOP
 		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, k.key_roles);
 		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+		PERFORM apikey_internal.authorize_owner(k.owner);
 		IF effective IS DISTINCT FROM k.effective_scopes THEN
 			UPDATE apikey.keys AS x SET effective_scopes = effective WHERE x.key_id = k.key_id;
 			changed := changed + 1;
@@ -458,7 +461,7 @@ CREATE FUNCTION apikey.drop_key_role(tenant text, name text, detach boolean DEFA
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	role apikey.key_roles := apikey_internal.lock_key_role(t, name);
 	k apikey.keys;
 	roles text[];
@@ -486,6 +489,7 @@ BEGIN
 		roles := array_remove(k.key_roles, role.name);
 		effective := apikey_internal.effective_scopes(k.tenant_id, k.scopes, roles);
 		PERFORM apikey_internal.authorize(k.tenant, k.environment, effective, k.resources);
+		PERFORM apikey_internal.authorize_owner(k.owner);
 		UPDATE apikey.keys AS x SET key_roles = roles, effective_scopes = effective
 		 WHERE x.key_id = k.key_id;
 		PERFORM apikey_internal.audit('roles_changed', k.tenant_id, k.tenant, k.key_id,
@@ -503,7 +507,7 @@ COMMENT ON FUNCTION apikey.drop_key_role(text, text, boolean) IS
 
 -- The tenants' key roles, visible as key_list is: every tenant to a full
 -- administrator, its own tenant's to a transaction authenticated with an
--- apikey:admin key, nothing to anyone else.
+-- apikey:keys:read key or member, nothing to anyone else.
 CREATE VIEW apikey.key_role_list WITH (security_barrier) AS
 SELECT t.slug AS tenant,
        r.name,
@@ -516,9 +520,8 @@ SELECT t.slug AS tenant,
        r.tenant_id
   FROM apikey.key_roles AS r
   JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) r.tenant_id
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE r.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees_tenant(r.tenant_id) END;
 COMMENT ON VIEW apikey.key_role_list IS
 	'key roles of the tenants: name, scopes, how many keys have it';
 COMMENT ON COLUMN apikey.key_role_list.tenant IS

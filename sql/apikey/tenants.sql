@@ -113,23 +113,23 @@ COMMENT ON FUNCTION apikey_internal.deny(text, text) IS 'internal: raise permiss
 CREATE FUNCTION apikey_internal.authorize_admin() RETURNS void LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-	IF apikey.current_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
+	IF apikey_internal.acting_tenant_id() IS NOT NULL OR NOT apikey.is_admin() THEN
 		PERFORM apikey_internal.deny('permission denied: only an apikey administrator may do this');
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION apikey_internal.authorize_admin() IS
-	'internal: raise unless the caller is a full administrator (not acting as a key)';
+	'internal: raise unless the caller is a full administrator (not acting as a key or for a member)';
 
--- The tenant with this slug, if the caller may manage its keys (see
+-- The tenant with this slug, if the caller may use the right on it (see
 -- apikey_internal.authorized_tenant); raises 42501 or 42704 otherwise.
-CREATE FUNCTION apikey_internal.authorize_tenant(slug text) RETURNS apikey.tenants
+CREATE FUNCTION apikey_internal.authorize_tenant(slug text, "right" text) RETURNS apikey.tenants
 	LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	slug := apikey_internal.authorized_tenant(slug);
+	slug := apikey_internal.authorized_tenant(slug, "right");
 	SELECT * INTO t FROM apikey.tenants AS x WHERE x.slug = authorize_tenant.slug;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(slug) USING ERRCODE = 'undefined_object';
@@ -137,8 +137,8 @@ BEGIN
 	RETURN t;
 END
 $$;
-COMMENT ON FUNCTION apikey_internal.authorize_tenant(text) IS
-	'internal: the tenant, if the caller may manage its keys; raises 42501 otherwise';
+COMMENT ON FUNCTION apikey_internal.authorize_tenant(text, text) IS
+	'internal: the tenant, if the caller may use the right (apikey:tenant, ...) on it; raises 42501 otherwise';
 
 CREATE FUNCTION apikey_internal.environment(t apikey.tenants, name text)
 	RETURNS apikey.environments LANGUAGE plpgsql STABLE
@@ -346,8 +346,7 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey_internal.authorize_admin();
-	t := apikey_internal.authorize_tenant(tenant);
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	PERFORM apikey_internal.add_environment(t, name, tag);
 END
 $$;
@@ -362,8 +361,7 @@ AS $$
 DECLARE
 	t apikey.tenants;
 BEGIN
-	PERFORM apikey_internal.authorize_admin();
-	t := apikey_internal.authorize_tenant(tenant);
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
 	UPDATE apikey.tenants AS x
 	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
@@ -384,7 +382,7 @@ CREATE FUNCTION apikey.public_key(tenant text, environment text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	e apikey.environments := apikey_internal.environment(apikey_internal.authorize_tenant(tenant), environment);
+	e apikey.environments := apikey_internal.environment(apikey_internal.authorize_tenant(tenant, 'apikey:keys:read'), environment);
 BEGIN
 	PERFORM apikey_internal.authorize(tenant, e.name, NULL, NULL);
 	RETURN (SELECT p.public_key FROM apikey.public_keys AS p
@@ -399,7 +397,7 @@ CREATE FUNCTION apikey.regenerate_public_key(tenant text, environment text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	e apikey.environments := apikey_internal.environment(t, environment);
 	result text;
 BEGIN

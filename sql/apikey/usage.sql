@@ -58,7 +58,7 @@ CREATE FUNCTION apikey.set_rate_limit(key_id apikey.key_id, name text, max_reque
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	limits apikey.rate_limit[];
 BEGIN
 	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
@@ -84,7 +84,7 @@ CREATE FUNCTION apikey.remove_rate_limit(key_id apikey.key_id, name text)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	old jsonb := apikey_internal.rate_limit_details(k.rate_limits, name);
 	limits apikey.rate_limit[];
 BEGIN
@@ -147,7 +147,7 @@ DECLARE
 	t apikey.tenants;
 BEGIN
 	PERFORM apikey_internal.authorize_admin();
-	t := apikey_internal.authorize_tenant(tenant);
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:admin');
 	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
 	PERFORM apikey_internal.set_tenant_rate_limits(t, name, max_requests, per, 'tenant_rate_limit_set');
 END
@@ -163,7 +163,7 @@ DECLARE
 	t apikey.tenants;
 BEGIN
 	PERFORM apikey_internal.authorize_admin();
-	t := apikey_internal.authorize_tenant(tenant);
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:admin');
 	IF apikey_internal.rate_limit_details(t.rate_limits, name) IS NULL THEN
 		RAISE EXCEPTION 'tenant "%" has no rate limit %', t.slug, apikey_internal.shown(name)
 			USING ERRCODE = 'undefined_object';
@@ -354,9 +354,10 @@ CREATE FUNCTION apikey.set_owner_rate_limit(tenant text, owner text, name text,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:keys:edit');
 BEGIN
 	owner := apikey_internal.checked_label('owner', owner, 200, true);
+	PERFORM apikey_internal.authorize_owner(owner);
 	PERFORM apikey_internal.check_rate_limit(name, max_requests, per);
 	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, max_requests, per);
 END
@@ -369,9 +370,10 @@ CREATE FUNCTION apikey.remove_owner_rate_limit(tenant text, owner text, name tex
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	t apikey.tenants := apikey_internal.authorize_tenant(tenant);
+	t apikey.tenants := apikey_internal.authorize_tenant(tenant, 'apikey:keys:edit');
 BEGIN
 	PERFORM apikey_internal.require('owner and name', owner IS NOT NULL AND name IS NOT NULL);
+	PERFORM apikey_internal.authorize_owner(owner);
 	PERFORM apikey_internal.set_owner_rate_limit(t, owner, name, NULL, NULL);
 END
 $$;
@@ -480,7 +482,7 @@ CREATE FUNCTION apikey.set_credits(key_id apikey.key_id, remaining bigint,
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	old apikey.credits;
 	next_refill timestamptz;
 BEGIN
@@ -534,7 +536,7 @@ CREATE FUNCTION apikey.add_credits(key_id apikey.key_id, amount bigint)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	k apikey.keys := apikey_internal.authorize_key(key_id);
+	k apikey.keys := apikey_internal.authorize_key(key_id, 'apikey:keys:edit');
 	c apikey.credits;
 	at timestamptz := statement_timestamp();
 BEGIN
@@ -597,8 +599,8 @@ COMMENT ON FUNCTION apikey_internal.rate_limit_summary(apikey.rate_limit[]) IS
 	'internal: rate limits as text for the listings, e.g. "burst 20/1 s, hourly 1000/1 h"';
 
 -- Listings, visible as key_list is: every tenant to a full administrator,
--- the own tenant to a transaction authenticated with an apikey:admin key,
--- nothing to anyone else.
+-- the own tenant to a caller on its side holding apikey:keys:read (an
+-- authenticated key or act_for), nothing to anyone else.
 
 CREATE VIEW apikey.tenant_list WITH (security_barrier) AS
 SELECT t.slug AS tenant,
@@ -614,9 +616,8 @@ SELECT t.slug AS tenant,
        t.created_by,
        apikey_internal.rate_limit_summary(t.rate_limits) AS rate_limit_summary
   FROM apikey.tenants AS t
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees_tenant(t.tenant_id) END;
 COMMENT ON VIEW apikey.tenant_list IS
 	'tenants for humans: environments, key policy, rate limits shared by their keys';
 COMMENT ON COLUMN apikey.tenant_list.tenant IS
@@ -651,9 +652,10 @@ SELECT t.slug AS tenant,
        u.tenant_id
   FROM apikey.usage_hourly AS u
   JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) u.tenant_id
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE u.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees(u.tenant_id,
+                              (SELECT k.environment FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) u.key_id),
+                              (SELECT k.owner FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) u.key_id)) END;
 COMMENT ON VIEW apikey.usage_stats IS
 	'verifications per key, hour (UTC) and status, as written by the background writer (apikey.usage_flush() writes what is pending)';
 COMMENT ON COLUMN apikey.usage_stats.tenant IS

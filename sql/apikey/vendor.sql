@@ -38,14 +38,14 @@ COMMENT ON TABLE apikey.vendor_meta_fields IS
 	'per tenant, the top-level meta fields that only administrators set (tenant administrators edit the others)';
 
 -- Is the caller on the tenant's side (a tenant administrator: its
--- transaction authenticated a key of the tenant) rather than the vendor's
--- (a full administrator)?  Called after the management function's own
+-- transaction authenticated a key of the tenant; or a member: act_for)
+-- rather than the vendor's (a full administrator)?  Called after the management function's own
 -- authorization, which admits no one else.  Anything that lets a caller
 -- act within one tenant must answer true here.
 CREATE FUNCTION apikey_internal.by_tenant() RETURNS boolean
 	LANGUAGE sql STABLE
 AS $$
-	SELECT apikey.current_tenant_id() IS NOT NULL
+	SELECT apikey_internal.acting_tenant_id() IS NOT NULL
 $$;
 COMMENT ON FUNCTION apikey_internal.by_tenant() IS
 	'internal: is the caller a tenant''s own administrator (not the vendor)? The one rule of which controls a caller may lift';
@@ -205,7 +205,7 @@ DECLARE
 	old text[];
 BEGIN
 	PERFORM apikey_internal.authorize_admin();
-	t := apikey_internal.authorize_tenant(tenant);
+	t := apikey_internal.authorize_tenant(tenant, 'apikey:admin');
 	IF fields IS NULL OR array_ndims(fields) > 1 OR array_position(fields, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'fields must be a one-dimensional array of field names without NULL'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -232,9 +232,8 @@ SELECT t.slug AS tenant,
        t.tenant_id
   FROM apikey.vendor_meta_fields AS f
   JOIN apikey.tenants AS t ON t.tenant_id OPERATOR(pg_catalog.=) f.tenant_id
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE t.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees_tenant(t.tenant_id) END;
 COMMENT ON VIEW apikey.vendor_meta_field_list IS
 	'meta fields only administrators set, per tenant: visible as key_list is';
 COMMENT ON COLUMN apikey.vendor_meta_field_list.tenant IS

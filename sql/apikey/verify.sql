@@ -80,16 +80,49 @@ CREATE FUNCTION apikey_internal.caller() RETURNS regrole
 COMMENT ON FUNCTION apikey_internal.caller() IS
 	'internal: the calling role, unaffected by SECURITY DEFINER';
 
-CREATE FUNCTION apikey_internal.authorized_tenant(slug text) RETURNS text
+CREATE FUNCTION apikey_internal.authorized_tenant(slug text, "right" text) RETURNS text
 	AS 'MODULE_PATHNAME', 'authorized_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION apikey_internal.authorized_tenant(text) IS
-	'internal: the slug, if the caller may manage that tenant''s keys at all; raises 42501 otherwise';
+COMMENT ON FUNCTION apikey_internal.authorized_tenant(text, text) IS
+	'internal: the slug, if the caller may use the right (apikey:keys:create, ...) on that tenant; raises 42501 otherwise';
 
 CREATE FUNCTION apikey_internal.authorize(tenant text, environment text, scopes text[], resources text[])
 	RETURNS void
 	AS 'MODULE_PATHNAME', 'authorize' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION apikey_internal.authorize(text, text, text[], text[]) IS
-	'internal: the rule of every management function (tenant, environment, scopes and resources covered by a tenant administrator''s key); raises 42501 otherwise';
+	'internal: the rule of every management function (tenant, environment, scopes and resources covered by a tenant administrator''s key or a member''s rights); raises 42501 otherwise';
+
+CREATE FUNCTION apikey_internal.authorize_owner(owner text) RETURNS void
+	AS 'MODULE_PATHNAME', 'authorize_owner' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.authorize_owner(text) IS
+	'internal: with apikey:keys:own, raises 42501 unless owner is the caller (the member, or the key''s owner)';
+
+CREATE FUNCTION apikey_internal.owned_by() RETURNS text
+	AS 'MODULE_PATHNAME', 'owned_by_caller' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.owned_by() IS
+	'internal: the owner a caller restricted to its own keys (apikey:keys:own) gives new keys, or NULL';
+
+-- Which side a caller is on, and what its listings show (authz.c):
+-- executable by every role, they answer only about the caller's own
+-- transaction.
+CREATE FUNCTION apikey_internal.acting_tenant_id() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'acting_tenant_id' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.acting_tenant_id() IS
+	'internal: the tenant of a caller on a tenant''s side (an authenticated key, or act_for), else NULL';
+
+CREATE FUNCTION apikey_internal.acting_tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'acting_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.acting_tenant() IS
+	'internal: the slug of the tenant of a caller on a tenant''s side, else NULL';
+
+CREATE FUNCTION apikey_internal.sees(tenant_id bigint, environment text, owner text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'sees' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.sees(bigint, text, text) IS
+	'internal: may a caller on a tenant''s side read a listing''s row of a key of this tenant, environment and owner (apikey:keys:read)?';
+
+CREATE FUNCTION apikey_internal.sees_tenant(tenant_id bigint) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'sees_tenant' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION apikey_internal.sees_tenant(bigint) IS
+	'internal: may a caller on a tenant''s side read a listing''s row of this tenant about no key (apikey:keys:read)?';
 
 -- last_used_at (usage.c)
 CREATE FUNCTION apikey.usage_tracking() RETURNS text

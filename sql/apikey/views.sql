@@ -1,6 +1,9 @@
--- Listings for humans.  Full administrators see every tenant; a transaction
--- authenticated with an apikey:admin key sees its own tenant; anyone else
--- sees nothing.  Never a hash, never a secret.
+-- Listings for humans.  Full administrators see every tenant; a caller on a
+-- tenant's side (a transaction authenticated with a key holding
+-- apikey:keys:read or apikey:admin, or acting for a member with that right)
+-- sees its own tenant's keys of its environments (with apikey:keys:own, the
+-- keys it owns), by the rule of authz.c (apikey_internal.sees); anyone else sees nothing.
+-- Never a hash, never a secret.
 
 CREATE VIEW apikey.key_list WITH (security_barrier) AS
 SELECT k.key_id,
@@ -44,9 +47,8 @@ SELECT k.key_id,
   FROM apikey.keys AS k
   LEFT JOIN apikey.key_usage AS u ON u.key_id OPERATOR(pg_catalog.=) k.key_id
   LEFT JOIN apikey.credits AS c ON c.key_id OPERATOR(pg_catalog.=) k.key_id
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE k.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            ELSE apikey_internal.sees(k.tenant_id, k.environment, k.owner) END;
 COMMENT ON VIEW apikey.key_list IS
 	'API keys for humans: name, hint, scopes, status (active, revoked, expired), dates; never a hash or a secret';
 COMMENT ON COLUMN apikey.key_list.key_id IS
@@ -130,9 +132,15 @@ SELECT a.event_id,
        a.tenant_id,
        a.actor
   FROM apikey.audit AS a
- WHERE CASE WHEN apikey.current_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
-            ELSE a.tenant_id OPERATOR(pg_catalog.=) apikey.current_tenant_id()
-                 AND apikey.has_scope('apikey:admin') END;
+ WHERE CASE WHEN apikey_internal.acting_tenant_id() IS NULL THEN (SELECT apikey.is_admin())
+            WHEN a.key_id IS NULL THEN apikey_internal.sees_tenant(a.tenant_id)
+            -- a key's events as the key is seen; a deleted key's by what
+            -- its events recorded (created and deleted say its environment)
+            WHEN EXISTS (SELECT FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) a.key_id)
+            THEN EXISTS (SELECT FROM apikey.keys AS k WHERE k.key_id OPERATOR(pg_catalog.=) a.key_id
+                            AND apikey_internal.sees(k.tenant_id, k.environment, k.owner))
+            ELSE apikey_internal.sees(a.tenant_id, a.details OPERATOR(pg_catalog.->>) 'environment',
+                              a.details OPERATOR(pg_catalog.->>) 'owner') END;
 COMMENT ON VIEW apikey.audit_log IS
 	'who did what to which tenant or key, and when; survives the deletion of keys';
 COMMENT ON COLUMN apikey.audit_log.event_id IS

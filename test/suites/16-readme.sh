@@ -23,6 +23,11 @@
 #  - "Adoption and incidents": the regular expression for key text, its
 #    checksum check and the gitleaks rule against generated keys of every
 #    prefix and tag length and near misses (check_key_regex.py).
+#  - "Tenant members" (doc/tenant-members.md): its setup and each seed's
+#    walk-through run as the dashboard role, their results checked, the
+#    refusals (no delete right: 42501; another tenant's key id: 42704)
+#    refused, act_for gone in the session's next transaction
+#    (test/readme/members.sh).
 #  - The demo (test/demo.sh): it completes (its queries after the first
 #    section run as a key administrator and as the application, not as a
 #    superuser, so it queries nothing an administrator could not), and its
@@ -194,6 +199,10 @@ PYEOF
 		--psql "$PGBIN/psql" \
 		>"$work/requests.checks" 2>&1
 	tally "$work/requests.checks" requests.py $?
+
+	echo "# Tenant members: the seeds' pages as the dashboard role (doc/tenant-members.md)"
+	bash "$REPO/test/readme/members.sh" "$work" >"$work/members.checks" 2>&1
+	tally "$work/members.checks" members.sh $?
 
 	echo "# Using it from an application: PostgREST"
 	# keys in every state, for the pre-request function

@@ -2,7 +2,9 @@
 # pgbouncer in transaction-pooling mode in front of a throwaway cluster with
 # the example RLS schema: many clients, alternating tenants, over two server
 # connections; no client may see another tenant's identity or rows, and a
-# transaction that does not authenticate sees none (test/pgbouncer/clients.py).
+# transaction that does not authenticate sees none (test/pgbouncer/clients.py);
+# and act_for of the dashboard role ends with its transaction, so the next
+# client of the server connection inherits nothing (test/pgbouncer/members.py).
 # timeout: 180
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -39,7 +41,11 @@ cp "$REPO/test/rls_example.sql" "$work/"
 run_as_pg psql -X -q -h "$work" -p "$pgport" -U postgres -d apikey -v example="$work/rls_example.sql" \
 	-f "$REPO/test/app_setup.sql" >"$work/setup.log" 2>&1 || fail "setup failed: $(cat "$work/setup.log")"
 
-echo '"app_api" ""' >"$work/userlist.txt"
+# the application's dashboard role, for act_for (test/pgbouncer/members.py)
+run_as_pg psql -X -q -h "$work" -p "$pgport" -U postgres -d apikey -c 'CREATE ROLE app_dashboard LOGIN' \
+	-c "SELECT apikey.grant_delegate('app_dashboard')" >>"$work/setup.log" 2>&1 ||
+	fail "the dashboard role: $(cat "$work/setup.log")"
+printf '%s\n' '"app_api" ""' '"app_dashboard" ""' >"$work/userlist.txt"
 sed -e "s|@PGPORT@|$pgport|" -e "s|@BOUNCERPORT@|$bport|" -e "s|@WORK@|$work|g" \
 	"$REPO/test/pgbouncer/pgbouncer.ini.in" >"$work/pgbouncer.ini"
 chown postgres: "$work"/* 2>/dev/null
@@ -63,9 +69,27 @@ out=$(run_as_pg timeout 140 "$PY" "$REPO/test/pgbouncer/clients.py" \
 	--bouncer "host=$work port=$bport user=app_api dbname=apikey" \
 	--clients 8 --transactions 100 --pool-size 2 --seconds 100 2>&1)
 rc=$?
+# act_for behind the same pool: it ends with its transaction
+mout=$(run_as_pg timeout 60 "$PY" "$REPO/test/pgbouncer/members.py" \
+	--direct "host=$work port=$pgport user=postgres dbname=apikey" \
+	--bouncer "host=$work port=$bport user=app_dashboard dbname=apikey" --pool-size 2 2>&1)
+mrc=$?
 cleanup
 echo "$out" | sed '$d'
+echo "$mout" | sed '$d'
+mlast=$(echo "$mout" | tail -n 1)
+if [[ "$mlast" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+	m_ok=${BASH_REMATCH[1]} m_bad=${BASH_REMATCH[2]}
+else
+	echo "members.py did not finish (exit $mrc): $mlast"
+	m_ok=0 m_bad=1
+fi
+[ $mrc -ne 0 ] && [ "$m_bad" -eq 0 ] && m_bad=1
 last=$(echo "$out" | tail -n 1)
+if [[ "$last" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+	last="$((BASH_REMATCH[1] + m_ok)) passed, $((BASH_REMATCH[2] + m_bad)) failed"
+	[ "$m_bad" -gt 0 ] && rc=1
+fi
 if [[ "$last" =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]]; then
 	if [ $rc -eq 0 ]; then rm -rf "$work"; else echo "logs in $work"; fi
 	echo "$last"

@@ -95,7 +95,13 @@ SELECT n.nspname AS schema_public_may_create_in
 CREATE TEMP TABLE public_internal_functions (fn regprocedure PRIMARY KEY, reason text NOT NULL);
 INSERT INTO public_internal_functions VALUES
 	('apikey_internal.rate_limit_summary(apikey.rate_limit[])',
-	 'key_list and tenant_list call it: a view''s readers need EXECUTE on the functions it calls');
+	 'key_list and tenant_list call it: a view''s readers need EXECUTE on the functions it calls'),
+	('apikey_internal.acting_tenant_id()',
+	 'the listings'' rule, called by the views as the reading role; answers only about the caller''s own transaction'),
+	('apikey_internal.sees(bigint, text, text)',
+	 'the listings'' rule, called by the views as the reading role; answers only about the caller''s own transaction'),
+	('apikey_internal.sees_tenant(bigint)',
+	 'the listings'' rule, called by the views as the reading role; answers only about the caller''s own transaction');
 SELECT p.oid::regprocedure AS internal_function_public_may_execute
   FROM pg_proc p
  WHERE p.pronamespace = 'apikey_internal'::regnamespace
@@ -161,7 +167,7 @@ SELECT c.name, pg_temp.try(c.sql) AS plain_role
 	('grant_verifier', $$SELECT apikey.grant_verifier('regress_plain')$$),
 	('grant_admin', $$SELECT apikey.grant_admin('regress_plain')$$),
 	('internal audit', $$SELECT apikey_internal.audit('created', 1, 'acme', NULL)$$),
-	('internal authorize_tenant', $$SELECT apikey_internal.authorize_tenant('acme')$$),
+	('internal authorize_tenant', $$SELECT apikey_internal.authorize_tenant('acme', 'apikey:admin')$$),
 	('internal generate_key', $$SELECT apikey_internal.generate_key('ak', 'live')$$),
 	('create in schema apikey', $$CREATE FUNCTION apikey.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$),
 	('create in schema apikey_internal', $$CREATE FUNCTION apikey_internal.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'$$)
@@ -216,7 +222,10 @@ RESET ROLE;
 -- Internal functions (schema apikey_internal) are executable by no one but
 -- their owner, and the schema usable by no one else, after grant_verifier
 -- and grant_admin as before: the listings and every right come through the
--- public functions.
+-- public functions.  Except the listings' rule (authz.c), which the views
+-- call as the role reading them: every role may execute
+-- apikey_internal.acting_tenant_id, sees and sees_tenant, which answer only
+-- about the caller's own transaction (as is_admin does).
 SELECT apikey.grant_admin('regress_admin');
 SELECT p.oid::regprocedure::text AS internal_function,
        coalesce((SELECT string_agg(g, ', ' ORDER BY g)
@@ -244,6 +253,35 @@ SELECT c.relname, has_table_privilege('regress_app', c.oid, 'SELECT') AS sel,
   FROM pg_class c
  WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind IN ('r', 'v', 'S')
  ORDER BY c.relname;
+
+-- grant_delegate: the application's dashboard role, which acts for tenant
+-- members (act_for) and by itself manages nothing: the management
+-- functions act_for confines and the listings, nothing an administrator
+-- or a verifier has besides (no verify, authenticate, set_actor, tenants).
+CREATE ROLE regress_dashboard;
+SELECT apikey.grant_delegate('regress_dashboard');
+SELECT p.oid::regprocedure::text AS delegate_may_execute
+  FROM pg_proc p
+ WHERE p.pronamespace = 'apikey'::regnamespace
+   AND has_function_privilege('regress_dashboard', p.oid, 'EXECUTE')
+   AND NOT has_function_privilege('regress_plain', p.oid, 'EXECUTE')
+ ORDER BY 1;
+SELECT c.relname AS delegate_may_read
+  FROM pg_class c
+ WHERE c.relnamespace = 'apikey'::regnamespace
+   AND has_table_privilege('regress_dashboard', c.oid, 'SELECT')
+ ORDER BY 1;
+SELECT count(*) AS delegate_may_write
+  FROM pg_class c
+ WHERE c.relnamespace = 'apikey'::regnamespace
+   AND has_table_privilege('regress_dashboard', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE');
+SET ROLE regress_dashboard;
+SELECT apikey.is_admin() AS is_admin, (SELECT count(*) FROM apikey.key_list) AS keys_seen,
+       pg_temp.try($$SELECT apikey.create_key('acme', 'production', 'x')$$) AS create_key;
+RESET ROLE;
+SELECT pg_temp.try($$SELECT apikey.grant_delegate('regress_nobody')$$) AS unknown_role;
+DROP OWNED BY regress_dashboard;
+DROP ROLE regress_dashboard;
 
 -- grant_admin: manages every tenant (psql administration).
 SET ROLE regress_admin;

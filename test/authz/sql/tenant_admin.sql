@@ -134,9 +134,11 @@ SELECT apikey.set_key_expiry(:'new_id', now() + interval '30 days');
 SELECT name, description, status, expires_at > now() + interval '29 days' AS expiry_moved,
        previous_secret_expires_at IS NOT NULL AS in_grace
   FROM apikey.key_list WHERE key_id = :'new_id';
--- it lists its own tenant's keys (every environment), no other tenant's
+-- it lists its own tenant's keys of its own environment (the rule of its
+-- management rights), no other tenant's, no other environment's
 SELECT count(*) FILTER (WHERE tenant <> 'ta-acme') AS other_tenants_keys,
-       count(*) FILTER (WHERE tenant = 'ta-acme' AND environment = 'preview') > 0 AS own_preview_keys
+       count(*) FILTER (WHERE tenant = 'ta-acme' AND environment = 'preview') AS own_preview_keys,
+       count(*) FILTER (WHERE tenant = 'ta-acme' AND environment = 'production') > 0 AS own_production_keys
   FROM apikey.key_list;
 SELECT count(*) FILTER (WHERE tenant <> 'ta-acme') AS other_tenants_events
   FROM apikey.audit_log;
