@@ -127,7 +127,7 @@ $standby->safe_psql('postgres', "ALTER SYSTEM RESET primary_conninfo");
 $standby->reload;
 $sa->query_safe('SELECT 1');
 $sb->query_safe('SELECT 1');
-my @events = wait_events(2, 10);
+my @events = sort { $a->{event_id} <=> $b->{event_id} } wait_events(2, 10);
 is(names(@events), audit("event_id > $mark"), 'once the standby confirms, both revocations are sent');
 $sa->quit;
 $sb->quit;
