@@ -354,6 +354,7 @@ CREATE TABLE apikey.event_relay (
 COMMENT ON TABLE apikey.event_relay IS
 	'the event relay''s state: keys that expired up to expiry_checked_to have their expired event';
 INSERT INTO apikey.event_relay DEFAULT VALUES;
+REVOKE ALL ON apikey.event_queue, apikey.event_relay FROM PUBLIC;
 CREATE INDEX keys_expiry ON apikey.keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
 CREATE INDEX audit_expiries ON apikey.audit (key_id) WHERE action = 'expired';
 COMMENT ON FUNCTION apikey._notify_event() IS

@@ -59,6 +59,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -232,22 +233,41 @@ relay_leave(int code, Datum arg)
 	my_entry = NULL;
 }
 
-/* The owner of the extension when this database has the relay's tables. */
-static Oid
-relay_owner(void)
+#define RELAY_BUSY (-2)
+
+/*
+ * Lock the tables the relay uses, without waiting: a relay never waits
+ * for a lock while it holds another (DROP EXTENSION takes them all, in its
+ * own order).  RELAY_BUSY when one is taken, -1 when this database lacks
+ * them, else 0.
+ */
+static int
+relay_lock_tables(bool expiry)
 {
+	static const char *const names[] = {"event_relay", "event_queue", "audit", "keys"};
+	LOCKMODE	modes[] = {RowShareLock, RowExclusiveLock,
+		expiry ? RowExclusiveLock : AccessShareLock, AccessShareLock};
 	Oid			nsp = get_namespace_oid("apikey", true);
 
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("event_queue", nsp)) ||
-		!OidIsValid(get_relname_relid("event_relay", nsp)))
-		return InvalidOid;
-	return apikey_extension_owner();
+	if (!OidIsValid(nsp))
+		return -1;
+	for (int i = 0; i < (int) lengthof(names); i++)
+	{
+		Oid			rel = get_relname_relid(names[i], nsp);
+
+		if (!OidIsValid(rel))
+			return -1;
+		if (!ConditionalLockRelationOid(rel, modes[i]))
+			return RELAY_BUSY;
+	}
+	return 0;
 }
 
 /*
  * One transaction of the relay, as the extension's owner: send queued
  * events (expiry false) or record expired keys (true).  Returns how many
- * rows it handled, -1 when the database has no relay tables.
+ * rows it handled, -1 when the database has no relay tables, RELAY_BUSY
+ * when another holds them (another relay, DROP EXTENSION).
  */
 static int64
 relay_transaction(bool expiry)
@@ -261,7 +281,10 @@ relay_transaction(bool expiry)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	owner = relay_owner();
+	n = relay_lock_tables(expiry);
+	owner = n == 0 ? apikey_extension_owner() : InvalidOid;
+	if (n == 0 && !OidIsValid(owner))
+		n = -1;
 	if (OidIsValid(owner))
 	{
 		Oid			save_userid;
@@ -272,11 +295,13 @@ relay_transaction(bool expiry)
 		SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		/* one relay at a time in a database */
-		ret = SPI_execute("SELECT r.expiry_checked_to FROM apikey.event_relay AS r FOR UPDATE",
+		ret = SPI_execute("SELECT r.expiry_checked_to FROM apikey.event_relay AS r FOR UPDATE SKIP LOCKED",
 						  false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not lock apikey.event_relay: %s", SPI_result_code_string(ret));
-		if (!expiry)
+		if (SPI_processed != 1)
+			n = RELAY_BUSY;
+		else if (!expiry)
 		{
 			Oid			argtypes[1] = {INT8OID};
 			Datum		args[1] = {Int64GetDatum(RELAY_BATCH)};
@@ -289,7 +314,7 @@ relay_transaction(bool expiry)
 				payloads = lappend(payloads, events_payload(SPI_tuptable->vals[r],
 															SPI_tuptable->tupdesc));
 		}
-		else if (SPI_processed == 1)
+		else
 		{
 			bool		isnull;
 			Datum		since = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -308,8 +333,6 @@ relay_transaction(bool expiry)
 					elog(ERROR, "could not update apikey.event_relay: %s", SPI_result_code_string(ret));
 			}
 		}
-		else
-			n = 0;
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 		if (payloads != NIL)
 			events_send(payloads);
@@ -320,7 +343,10 @@ relay_transaction(bool expiry)
 	return n;
 }
 
-/* Send every queued event; -1 when the database has no relay tables. */
+/*
+ * Send every queued event: how many, -1 when the database has no relay
+ * tables, RELAY_BUSY when they are held.
+ */
 static int64
 relay_queue(void)
 {
@@ -331,7 +357,7 @@ relay_queue(void)
 	{
 		n = relay_transaction(false);
 		if (n < 0)
-			return -1;
+			return n;
 		total += n;
 		CHECK_FOR_INTERRUPTS();
 	} while (n == RELAY_BATCH);
@@ -409,6 +435,14 @@ relay_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		sent = relay_queue();
+		if (sent == RELAY_BUSY)
+		{
+			/* held: look again soon, and stay */
+			idle_since = GetCurrentTimestamp();
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 100, PG_WAIT_EXTENSION);
+			continue;
+		}
 		if (sent < 0)
 		{
 			/* no extension here (or not updated): nothing to relay */
@@ -429,6 +463,7 @@ relay_main(Datum arg)
 				n = relay_transaction(true);
 				CHECK_FOR_INTERRUPTS();
 			} while (n == EXPIRY_BATCH);
+			/* held (RELAY_BUSY): the next look is an interval away */
 			continue;			/* send what it recorded */
 		}
 		if (sent > 0)
