@@ -28,9 +28,11 @@
  * is the durable marker, so each expiry is recorded once, across restarts;
  * a key whose expiry is moved and passes again gets a new event.  It looks
  * back to an hour before the last look (apikey.event_relay), so that a key
- * whose expiry was committed late is found, at most 1000 keys per
- * transaction; expiries from before the extension was installed or updated
- * to 0.4.0 are not recorded.
+ * whose expiry was committed late is found, and never more than a week (a
+ * server down longer, or a relay first run long after the install, does
+ * not flood consumers with old news), at most 1000 keys per transaction;
+ * expiries from before the extension was installed or updated to 0.4.0
+ * are not recorded.
  *
  * The launcher, a worker without a database, starts the relays: for each
  * database that a change woke, and every apikey.expiry_check_interval (10 s
@@ -200,7 +202,8 @@ static const char *const relay_sql =
 
 /*
  * Record, as expired, keys whose expires_at has passed since an hour
- * before the last look and that have no expired event for it yet.
+ * before the last look (and within a week) and that have no expired event
+ * for it yet.
  */
 static const char *const expiry_sql =
 "INSERT INTO apikey.audit (actor_role, tenant_id, tenant, key_id, action, details)"
@@ -208,7 +211,8 @@ static const char *const expiry_sql =
 "        pg_catalog.jsonb_build_object('expires_at', k.expires_at)"
 "   FROM apikey.keys AS k"
 "  WHERE k.expires_at IS NOT NULL AND k.revoked_at IS NULL"
-"    AND k.expires_at OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)"
+"    AND k.expires_at OPERATOR(pg_catalog.>) GREATEST($1 OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval,"
+"                                               pg_catalog.now() OPERATOR(pg_catalog.-) '7 days'::pg_catalog.interval)"
 "    AND k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 "    AND NOT EXISTS (SELECT FROM apikey.audit AS a"
 "                     WHERE a.key_id OPERATOR(pg_catalog.=) k.key_id"

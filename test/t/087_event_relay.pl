@@ -244,6 +244,27 @@ $primary->safe_psql('postgres', "SELECT apikey.set_key_expiry(${\ $id->('short')
 @events = wait_events(2, 10);
 is(join(',', map { $_->{action} } @events), 'expiry_changed,expired',
 	'its expiry moved into the future and passed again: a new expired event');
+# a relay that last looked a month ago (a server down that long): it
+# records what expired in the last week, not older news
+$primary->safe_psql('postgres', q{
+	INSERT INTO test_keys
+		SELECT label, key_id, api_key
+		  FROM unnest('{missed,old}'::text[]) AS label,
+		       apikey.create_key('acme', 'production', label)});
+wait_events(2, 5);
+$mark = $primary->safe_psql('postgres', 'SELECT max(event_id) FROM apikey.audit');
+$primary->safe_psql('postgres', q{
+	BEGIN;
+	SELECT FROM apikey.event_relay FOR UPDATE;
+	SELECT apikey.set_key_expiry(key_id, now() - interval '2 days') FROM test_keys WHERE label = 'missed';
+	SELECT apikey.set_key_expiry(key_id, now() - interval '10 days') FROM test_keys WHERE label = 'old';
+	UPDATE apikey.event_relay SET expiry_checked_to = now() - interval '30 days';
+	COMMIT});
+@events = wait_events(3, 10);
+push @events, wait_events(1, 2);
+is(join(',', map { $_->{action} . ':' . $_->{key_id} } grep { $_->{action} eq 'expired' } @events),
+	'expired:' . $primary->safe_psql('postgres', "SELECT ${\ $id->('missed')}"),
+	'after a long pause, the expiry of two days ago is recorded, not the one of ten days ago');
 $listener->quit;
 
 # ---- 5. standby ----
