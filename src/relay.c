@@ -7,14 +7,17 @@
  * A key change queues its events' ids in apikey.event_queue (events.c) and,
  * once committed, wakes the relay of its database: it sets the latch of the
  * relay running there, or asks the launcher to start one.  The relay, in
- * its own transaction, locks the one row of apikey.event_relay (one relay
- * at a time per database), deletes the oldest queued ids, reads their audit
- * rows and NOTIFYs their payloads in event_id order, committing with
- * synchronous_commit = local: the NOTIFY commit lock is held by the relay
- * only, briefly, and never while a key change waits.  A change is visible
- * to the relay only once its commit is (after its synchronous replication
- * wait): the events of a change rolled back are never sent, those of a
- * committed one are sent once by this server.  Two changes of one key are
+ * its own transaction, takes its tables' locks without waiting (it never
+ * waits for one while holding another, so DROP EXTENSION cannot deadlock
+ * with it) and the one row of apikey.event_relay (SKIP LOCKED: one relay at
+ * a time per database; held, it looks again 100 ms later), deletes the
+ * oldest queued ids, reads their audit rows and NOTIFYs their payloads in
+ * event_id order, committing with synchronous_commit = local: the NOTIFY
+ * commit lock is held by the relay only, briefly, and never while a key
+ * change waits.  A change is visible to the relay only once its commit is
+ * (after its synchronous replication wait): the events of a change rolled
+ * back are never sent, those of a committed one are sent once by this
+ * server.  Two changes of one key are
  * ordered by the key's row lock, and the later one's events get the later
  * ids: per key, events come in commit order.  The queue is a table, so
  * events committed but not yet sent are sent after a restart, or by the new
