@@ -446,6 +446,28 @@ COMMENT ON FUNCTION apikey.events_dropped() IS
 	'events not sent on apikey_events since the server started because the NOTIFY queue was too full (they are in audit_log); NULL without shared_preload_libraries';
 REVOKE EXECUTE ON FUNCTION apikey.events_dropped() FROM PUBLIC;
 
+-- Events are sent after commit by a background worker of each database
+-- (the event relay), so that no key change takes NOTIFY's commit lock: the
+-- change queues its events' ids in event_queue.  The relay also records,
+-- once, each key that passes its expiry time (action expired), from now on.
+CREATE TABLE apikey.event_queue (
+	event_id bigint PRIMARY KEY
+);
+COMMENT ON TABLE apikey.event_queue IS
+	'audit events committed and not yet sent on apikey_events by the event relay (a background worker)';
+CREATE TABLE apikey.event_relay (
+	one               boolean PRIMARY KEY DEFAULT true CHECK (one),
+	expiry_checked_to timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE apikey.event_relay IS
+	'the event relay''s state: keys that expired up to expiry_checked_to have their expired event';
+INSERT INTO apikey.event_relay DEFAULT VALUES;
+REVOKE ALL ON apikey.event_queue, apikey.event_relay FROM PUBLIC;
+CREATE INDEX keys_expiry ON apikey.keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
+CREATE INDEX audit_expiries ON apikey.audit (key_id) WHERE action = 'expired';
+COMMENT ON FUNCTION apikey_internal.notify_event() IS
+	'internal: queue an audit event for the event relay (without shared_preload_libraries: send it at commit; ids only)';
+
 -- Rate-limit buckets per tenant (each tenant's share of the table), for
 -- full administrators: those who may create tenants.
 CREATE FUNCTION apikey_internal.rate_limit_tenants(OUT tenant_id bigint, OUT buckets bigint,

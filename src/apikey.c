@@ -118,6 +118,7 @@ _PG_init(void)
 	killswitch_init();
 	events_init();
 	replica_init();
+	relay_init();
 	/* after every setting is defined: a value set before loading is kept */
 	MarkGUCPrefixReserved("apikey");
 

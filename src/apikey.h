@@ -7,9 +7,11 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
 
 extern void verify_init(void);
 extern void identity_init(void);
@@ -33,6 +35,12 @@ extern int	killswitch_active_databases(Oid *dbids, int max);
 extern int	killswitch_listed_keys(Oid dbid, uint64 *keys, int max);
 extern int	killswitch_mark_keys(Oid dbid, const uint64 *keys, int nkeys);
 extern void replica_init(void);
+
+/* Events (events.c) and their relay, a background worker (relay.c). */
+extern char *events_payload(HeapTuple tuple, TupleDesc desc);
+extern void events_send(List *payloads);
+extern void relay_init(void);
+extern void relay_wake(void);
 
 /*
  * While key text is being handled, any message (ours or the server's, such

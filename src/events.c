@@ -1,30 +1,41 @@
 /*
  * events.c
- *		Every audit event is also sent, at commit, on the channel
+ *		Every audit event is also sent, after its commit, on the channel
  *		apikey_events.
  *
- * A row trigger on apikey.audit notes the event; when the transaction
- * commits, its events are queued as notifications just before the commit
- * (NOTIFY semantics: delivered when it commits, never when it or the
- * savepoint that wrote them rolls back).  Queued at commit rather than by
- * the trigger, so that a transaction that changes keys can still be
- * prepared (PREPARE TRANSACTION refuses a pending NOTIFY); the events of a
- * prepared transaction are not sent.
+ * A row trigger on apikey.audit takes each event.  With
+ * shared_preload_libraries it only queues the event's id in
+ * apikey.event_queue, a row of the changing transaction like the audit row
+ * itself: committed with it, gone with it (or with the savepoint that wrote
+ * it) when it rolls back.  When the transaction has committed, it wakes the
+ * event relay of its database (relay.c), a background worker that sends the
+ * queued events in its own transactions.  So a key change takes no NOTIFY
+ * lock: PostgreSQL's NOTIFY holds one lock for the whole cluster from its
+ * pre-commit to the end of the commit, synchronous replication wait
+ * included, and every key change would wait for the one before it.  A
+ * prepared transaction's events are sent when it is committed.
+ *
+ * Without shared_preload_libraries there is no relay: the transaction sends
+ * its events itself, queued as notifications just before its commit (not
+ * by the trigger, so that a transaction that changes keys can still be
+ * prepared: PREPARE TRANSACTION refuses a pending NOTIFY; the events of a
+ * prepared transaction are then not sent), and takes that lock.  So does a
+ * database whose extension is not updated to 0.4.0 (no event_queue).
+ *
  * Anyone who may connect may LISTEN, so the payload holds ids only:
  *	{"event_id": 42, "at": "2026-11-23T08:11:54.838677+00:00",
  *	 "action": "revoked", "tenant_id": 1, "key_id": "2v2HJq4vPjs"}
  * (key_id null for tenant events).  Written in C because every key
  * creation pays for it: as a PL/pgSQL trigger it cost several times as much.
  *
- * Events are best-effort and never stop a change: NOTIFY fails the commit
- * (54000) when the server's queue is full, which any role that may connect
- * can bring about (LISTEN, stay in a transaction, notify), so a
- * transaction's events are queued only when the queue, with them, stays
- * below apikey.events_max_queue_usage; otherwise they are dropped, counted
- * (events_dropped(), with shared memory) and a warning says so.  The check
- * is made at pre-commit, just before PostgreSQL queues them; the margin
- * left (10% of the queue, 8 GB by default) is more than others can add in
- * between.
+ * Events are best-effort and never stop a change: NOTIFY fails (54000) when
+ * the server's queue is full, which any role that may connect can bring
+ * about (LISTEN, stay in a transaction, notify), so events are queued only
+ * when the queue, with them, stays below apikey.events_max_queue_usage;
+ * otherwise they are dropped, counted (events_dropped(), with shared memory)
+ * and a warning says so (the relay's in the server log).  The check is made
+ * just before PostgreSQL queues them; the margin left (10% of the queue,
+ * 8 GB by default) is more than others can add in between.
  * Anyone may also notify on the channel: the event_id names the audit row
  * a consumer looks up to tell a real event from a forged one.
  */
@@ -36,6 +47,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -46,6 +58,7 @@
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -64,6 +77,9 @@ typedef struct PendingEvent
 } PendingEvent;
 
 static List *pending = NIL;		/* in TopTransactionContext */
+
+/* This transaction queued events for the relay: wake it at commit. */
+static bool queued = false;
 
 /*
  * The NOTIFY queue (async.c): 8 GB by default, max_notify_queue_pages from
@@ -107,33 +123,48 @@ events_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Queue the transaction's events if the NOTIFY queue has room for them. */
-static void
-send_pending(void)
+/*
+ * Send these payloads (char *) on the channel at this transaction's commit,
+ * if the NOTIFY queue has room for them; else drop and count them.
+ */
+void
+events_send(List *payloads)
 {
 	ListCell   *lc;
 	double		bytes = 0;
 	double		usage;
 
-	foreach(lc, pending)
-		bytes += strlen(((PendingEvent *) lfirst(lc))->payload) + NOTIFY_ENTRY_OVERHEAD;
+	foreach(lc, payloads)
+		bytes += strlen((char *) lfirst(lc)) + NOTIFY_ENTRY_OVERHEAD;
 	usage = DatumGetFloat8(DirectFunctionCall1(pg_notification_queue_usage, (Datum) 0));
 	if (usage + bytes / NOTIFY_QUEUE_BYTES < events_max_queue_usage)
 	{
-		foreach(lc, pending)
-			Async_Notify(EVENTS_CHANNEL, ((PendingEvent *) lfirst(lc))->payload);
+		foreach(lc, payloads)
+			Async_Notify(EVENTS_CHANNEL, (char *) lfirst(lc));
 		return;
 	}
 	if (events_shared != NULL)
-		pg_atomic_fetch_add_u64(&events_shared->dropped, list_length(pending));
+		pg_atomic_fetch_add_u64(&events_shared->dropped, list_length(payloads));
 	ereport(WARNING,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 			 errmsg_plural("%d apikey event was not sent: the NOTIFY queue is %.1f%% full",
 						   "%d apikey events were not sent: the NOTIFY queue is %.1f%% full",
-						   list_length(pending), list_length(pending), usage * 100),
+						   list_length(payloads), list_length(payloads), usage * 100),
 			 errdetail("Events are best-effort: the change commits without them, and audit_log has them (apikey.events_max_queue_usage is %g).",
 					   events_max_queue_usage),
 			 errhint("A session that listens and stays in a transaction holds the queue: see pg_stat_activity.")));
+}
+
+/* Without the relay: queue the transaction's events just before its commit. */
+static void
+send_pending(void)
+{
+	List	   *payloads = NIL;
+	ListCell   *lc;
+
+	foreach(lc, pending)
+		payloads = lappend(payloads, ((PendingEvent *) lfirst(lc))->payload);
+	events_send(payloads);
 }
 
 static void
@@ -147,11 +178,17 @@ events_xact_callback(XactEvent event, void *arg)
 			pending = NIL;
 			break;
 		case XACT_EVENT_COMMIT:
+			if (queued)
+				relay_wake();
+			pending = NIL;
+			queued = false;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PRE_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			pending = NIL;
+			queued = false;
 			break;
 		default:
 			break;
@@ -228,26 +265,14 @@ column(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
 	return (Datum) 0;
 }
 
-/* apikey_internal.notify_event(): AFTER INSERT row trigger on apikey.audit */
-PG_FUNCTION_INFO_V1(notify_event);
-Datum
-notify_event(PG_FUNCTION_ARGS)
+/* An audit row's payload, in the format of the header comment. */
+char *
+events_payload(HeapTuple tuple, TupleDesc desc)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	HeapTuple	tuple;
-	TupleDesc	desc;
 	StringInfoData payload;
 	bool		isnull;
 	Datum		d;
 	char		at[MAXDATELEN + 1];
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("apikey_internal.notify_event() must be called as a row trigger on insert")));
-	tuple = trigdata->tg_trigtuple;
-	desc = RelationGetDescr(trigdata->tg_relation);
 
 	initStringInfo(&payload);
 	d = column(tuple, desc, "event_id", &isnull);
@@ -277,15 +302,91 @@ notify_event(PG_FUNCTION_ARGS)
 		id[AK_ID_LEN] = '\0';
 		appendStringInfo(&payload, ", \"key_id\": \"%s\"}", id);
 	}
+	return payload.data;
+}
+
+/* The plan that queues an event for the relay, kept for the session. */
+static SPIPlanPtr queue_plan = NULL;
+
+/*
+ * Queue the event for the relay, as the owner of the audit table (the
+ * owner of event_queue); false when there is no relay (no shared memory)
+ * or no event_queue (an extension not updated to 0.4.0).
+ */
+static bool
+queue_for_relay(Relation audit, int64 event_id)
+{
+	Oid			queue;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		args[1];
+	int			ret;
+
+	if (events_shared == NULL)
+		return false;
+	queue = get_relname_relid("event_queue", RelationGetNamespace(audit));
+	if (!OidIsValid(queue))
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (queue_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO apikey.event_queue (event_id) VALUES ($1)",
+									   1, argtypes);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the statement that queues an apikey event");
+		queue_plan = plan;
+	}
+	args[0] = Int64GetDatum(event_id);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(audit->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	ret = SPI_execute_plan(queue_plan, args, NULL, false, 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not queue an apikey event: %s", SPI_result_code_string(ret));
+	SPI_finish();
+	return true;
+}
+
+/* apikey_internal.notify_event(): AFTER INSERT row trigger on apikey.audit */
+PG_FUNCTION_INFO_V1(notify_event);
+Datum
+notify_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		id;
+	char	   *payload;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_notify_event() must be called as a row trigger on insert")));
+	tuple = trigdata->tg_trigtuple;
+	desc = RelationGetDescr(trigdata->tg_relation);
+
+	id = column(tuple, desc, "event_id", &isnull);
+	if (!isnull && queue_for_relay(trigdata->tg_relation, DatumGetInt64(id)))
+	{
+		queued = true;
+		return PointerGetDatum(NULL);
+	}
+	payload = events_payload(tuple, desc);
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 		PendingEvent *e = palloc(sizeof(PendingEvent));
 
 		e->subid = GetCurrentSubTransactionId();
-		e->payload = pstrdup(payload.data);
+		e->payload = pstrdup(payload);
 		pending = lappend(pending, e);
 		MemoryContextSwitchTo(old);
 	}
-	pfree(payload.data);
+	pfree(payload);
 	return PointerGetDatum(NULL);
 }

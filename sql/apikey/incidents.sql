@@ -285,14 +285,36 @@ CREATE FUNCTION apikey_internal.terminate_at_commit(key_id apikey.key_id, requir
 COMMENT ON FUNCTION apikey_internal.terminate_at_commit(apikey.key_id, boolean) IS
 	'internal: when this transaction commits, stop the transactions authenticated by the key on this server; without shared_preload_libraries an error when required, else false';
 
--- Events: each audit event is also sent at commit (NOTIFY) on the channel
--- apikey_events.  Anyone who may connect may LISTEN, so the payload holds
--- ids only; what happened in detail is in audit_log, for those who may read
--- it.
+-- Events: each audit event is also sent after commit (NOTIFY) on the
+-- channel apikey_events.  Anyone who may connect may LISTEN, so the payload
+-- holds ids only; what happened in detail is in audit_log, for those who
+-- may read it.  With shared_preload_libraries, the change only queues its
+-- events' ids in event_queue, in its own transaction; a background worker
+-- of this database sends them after the commit, in its own transactions
+-- (events.c, relay.c), so that no key change takes NOTIFY's commit lock.
+-- Without, the change sends them itself at its commit, as NOTIFY does.
+CREATE TABLE apikey.event_queue (
+	event_id bigint PRIMARY KEY
+);
+COMMENT ON TABLE apikey.event_queue IS
+	'audit events committed and not yet sent on apikey_events by the event relay (a background worker)';
+-- The event relay's state: one row.  Expiries up to expiry_checked_to
+-- have their expired event (the relay looks back an hour more, for keys
+-- whose expiry was committed late).
+CREATE TABLE apikey.event_relay (
+	one               boolean PRIMARY KEY DEFAULT true CHECK (one),
+	expiry_checked_to timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE apikey.event_relay IS
+	'the event relay''s state: keys that expired up to expiry_checked_to have their expired event';
+INSERT INTO apikey.event_relay DEFAULT VALUES;
+-- what the relay scans for expired keys, and finds their expired events by
+CREATE INDEX keys_expiry ON apikey.keys (expires_at) WHERE expires_at IS NOT NULL AND revoked_at IS NULL;
+CREATE INDEX audit_expiries ON apikey.audit (key_id) WHERE action = 'expired';
 CREATE FUNCTION apikey_internal.notify_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'notify_event' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION apikey_internal.notify_event() IS
-	'internal: send an audit event to the channel apikey_events at commit (ids only)';
+	'internal: queue an audit event for the event relay (without shared_preload_libraries: send it at commit; ids only)';
 CREATE TRIGGER audit_notify AFTER INSERT ON apikey.audit
 	FOR EACH ROW EXECUTE FUNCTION apikey_internal.notify_event();
 -- Events are best-effort: dropped, and counted, when the NOTIFY queue is

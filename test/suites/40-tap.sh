@@ -3,7 +3,7 @@
 # test/t/*.pl, each on throwaway clusters (hot standby, crash recovery,
 # dump and restore, upgrade path).  Counts test files; the assertions are
 # reported on the line before.
-# timeout: 420
+# timeout: 600
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
