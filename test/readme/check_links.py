@@ -12,11 +12,6 @@ import os
 import re
 import sys
 
-# pages written on other branches: a link to one is accepted while it is
-# missing, and checked like any other once it is there
-PENDING = {"doc/tenant-members.md", "doc/limits.md", "doc/events.md"}
-
-
 def slug(heading):
     """GitHub's anchor of a heading: lower case, punctuation but - and _
     dropped, spaces as -."""
@@ -65,8 +60,6 @@ def main(repo):
             count += 1
             path, _, anchor = target.partition("#")
             dest = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
-            if dest in PENDING and not os.path.exists(os.path.join(repo, dest)):
-                continue  # not merged yet
             if not os.path.exists(os.path.join(repo, dest)):
                 bad.append("%d: %s (no file %s)" % (no, target, dest))
             elif anchor and dest.endswith(".md") and anchor not in heads.get(dest, set()):
