@@ -3913,7 +3913,10 @@ BEGIN
 		apikey.set_rate_limit(apikey.key_id, text, integer, interval),
 		apikey.remove_rate_limit(apikey.key_id, text),
 		apikey.set_credits(apikey.key_id, bigint, bigint, interval),
-		apikey.add_credits(apikey.key_id, bigint)
+		apikey.add_credits(apikey.key_id, bigint),
+		apikey.rate_limit_take(text, text, integer, interval, integer),
+		apikey.set_owner_rate_limit(text, text, text, integer, interval),
+		apikey.remove_owner_rate_limit(text, text, text)
 		TO %s', r);
 	EXECUTE format('GRANT SELECT ON apikey.key_list, apikey.audit_log, apikey.key_role_list,
 		apikey.tenant_list, apikey.usage_stats, apikey.vendor_meta_field_list TO %s', r);

@@ -294,3 +294,28 @@ SELECT s FROM mem_rights JOIN mem_right_keys USING (r), LATERAL (VALUES
 \set ECHO all
 RESET client_min_messages;
 RESET ROLE;
+
+-- A member takes from the limits of its tenant's namespace
+-- (rate_limit_take): the namespace the tenant's authenticated keys use, not
+-- another tenant's; the dashboard role acting for no one has none.
+SET ROLE mem_dashboard;
+SELECT pg_temp.try($$SELECT apikey.rate_limit_take('signin', 'carol', 2, '1 hour')$$) AS acting_for_no_one;
+BEGIN;
+SELECT apikey.act_for('mem-acme', 'carol@acme.example', '{apikey:keys:read}');
+SELECT allowed, remaining FROM apikey.rate_limit_take('signin', 'carol', 2, '1 hour');
+COMMIT;
+BEGIN;
+SELECT apikey.act_for('mem-acme', 'dave@acme.example', '{apikey:keys:read}');
+SELECT allowed, remaining FROM apikey.rate_limit_take('signin', 'carol', 2, '1 hour');
+COMMIT;
+BEGIN;
+SELECT apikey.act_for('mem-globex', 'erin@globex.example', '{apikey:keys:read}');
+SELECT allowed, remaining AS other_tenants_own FROM apikey.rate_limit_take('signin', 'carol', 2, '1 hour');
+COMMIT;
+RESET ROLE;
+SET ROLE mem_app;
+BEGIN;
+SELECT tenant FROM apikey.authenticate((SELECT api_key FROM mem_keys WHERE label = 'alice'));
+SELECT allowed, remaining AS the_tenants_key_shares_it FROM apikey.rate_limit_take('signin', 'carol', 2, '1 hour');
+ROLLBACK;
+RESET ROLE;

@@ -77,6 +77,7 @@
 
 #include "pg_compat.h"
 #include "apikey.h"
+#include "delegation.h"
 #include "identity.h"
 #include "keyhash.h"
 #include "ratelimit.h"
@@ -1168,8 +1169,9 @@ check_rate_limit(PG_FUNCTION_ARGS)
  * rate_limit_take(namespace, identifier, max_requests, per, cost) ->
  * (allowed, remaining, retry_after): take cost units from the limit of
  * max_requests per per of one identifier of a namespace.  The namespace is
- * the caller's tenant's (the transaction authenticated a key of it) or,
- * for a full administrator not acting as a key, the server's global one.
+ * the caller's tenant's (the transaction authenticated a key of it, or
+ * acts for a member of it: act_for) or, for a full administrator acting
+ * for neither, the server's global one.
  * The identifier is looked at only as a digest (never shown or logged).
  */
 PG_FUNCTION_INFO_V1(rate_limit_take);
@@ -1197,13 +1199,15 @@ rate_limit_take(PG_FUNCTION_ARGS)
 	/* whose namespaces, before anything else is looked at */
 	if (id != NULL)
 		tenant = id->tenant_id;
+	else if (delegation_current() != NULL)
+		tenant = delegation_current()->tenant_id;
 	else if (caller_is_admin())
 		tenant = 0;
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to take from a rate limit"),
-				 errdetail("A namespace belongs to the tenant of the key this transaction authenticated (apikey.authenticate), or is global for administrators."),
+				 errdetail("A namespace belongs to the tenant of the key this transaction authenticated (apikey.authenticate) or of the member it acts for (apikey.act_for), or is global for administrators."),
 				 errhint("Authenticate the request's key first, or name the role an administrator with apikey.grant_admin.")));
 
 	for (int i = 0; i < (int) lengthof(args); i++)
