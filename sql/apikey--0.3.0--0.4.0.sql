@@ -2983,6 +2983,9 @@ DECLARE
 	t apikey.tenants;
 BEGIN
 	t := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
+	-- a caller confined to some environments (a tenant administrator's key,
+	-- a member act_for gave environments) adds none beyond them
+	PERFORM apikey_internal.authorize(t.slug, name, NULL, NULL);
 	PERFORM apikey_internal.add_environment(t, name, tag);
 END
 $$;
@@ -2999,6 +3002,21 @@ DECLARE
 BEGIN
 	t := apikey_internal.authorize_tenant(tenant, 'apikey:tenant');
 	PERFORM apikey_internal.check_key_policy(default_key_lifetime, max_key_lifetime, key_prefix);
+	IF apikey_internal.by_tenant() THEN
+		-- the policy holds for every environment: the tenant's side changes
+		-- it only when it covers them all
+		PERFORM apikey_internal.authorize(t.slug, e.name, NULL, NULL)
+		   FROM apikey.environments AS e WHERE e.tenant_id = t.tenant_id;
+		-- and only tightens it: a longer (or no) maximum lifetime and another
+		-- key prefix are the vendor's to allow
+		IF t.max_key_lifetime IS NOT NULL
+		   AND (max_key_lifetime IS NULL OR max_key_lifetime > t.max_key_lifetime) THEN
+			PERFORM apikey_internal.deny_vendor_control('the maximum lifetime of this tenant''s keys', NULL);
+		END IF;
+		IF key_prefix IS DISTINCT FROM t.key_prefix THEN
+			PERFORM apikey_internal.deny_vendor_control('the key prefix of this tenant', NULL);
+		END IF;
+	END IF;
 	UPDATE apikey.tenants AS x
 	   SET default_key_lifetime = set_key_policy.default_key_lifetime,
 	       max_key_lifetime = set_key_policy.max_key_lifetime,

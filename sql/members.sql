@@ -252,6 +252,27 @@ SELECT pg_temp.try($$SELECT apikey.set_key_policy('mem-acme', NULL, '90 days')$$
        pg_temp.try($$SELECT apikey.create_environment('mem-acme', 'staging', 'stg')$$) AS environment,
        pg_temp.try($$SELECT apikey.regenerate_public_key('mem-acme', 'preview') IS NOT NULL$$) AS public_key;
 ROLLBACK;
+-- tenant-wide settings: a member confined to some environments neither
+-- changes the policy (every environment's) nor adds an environment beyond
+-- its own; and the tenant's side only tightens the policy the vendor set
+RESET ROLE;
+SELECT apikey.set_key_policy('mem-acme', NULL, '90 days');
+SET ROLE mem_dashboard;
+BEGIN;
+SELECT apikey.act_for('mem-acme', 'frank', '{apikey:tenant}', '{preview}');
+SELECT pg_temp.try($$SELECT apikey.set_key_policy('mem-acme', NULL, '30 days')$$) AS confined_policy,
+       pg_temp.try($$SELECT apikey.create_environment('mem-acme', 'staging', 'stg')$$) AS confined_environment;
+ROLLBACK;
+BEGIN;
+SELECT apikey.act_for('mem-acme', 'frank', '{apikey:tenant}');
+SELECT pg_temp.try($$SELECT apikey.set_key_policy('mem-acme', NULL, NULL)$$) AS no_maximum,
+       pg_temp.try($$SELECT apikey.set_key_policy('mem-acme', NULL, '180 days')$$) AS longer,
+       pg_temp.try($$SELECT apikey.set_key_policy('mem-acme', NULL, '30 days', 'sk')$$) AS other_prefix,
+       pg_temp.try($$SELECT apikey.set_key_policy('mem-acme', '7 days', '30 days')$$) AS tighter;
+ROLLBACK;
+RESET ROLE;
+SELECT apikey.set_key_policy('mem-acme', NULL, NULL);
+SET ROLE mem_dashboard;
 -- reading: listings with the right, nothing without it
 BEGIN;
 SELECT apikey.act_for('mem-acme', 'frank', '{apikey:keys:read}');
