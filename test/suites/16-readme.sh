@@ -167,6 +167,20 @@ PYEOF
 	"$PY" "$REPO/test/readme/check_rights.py" "$REPO/README.md" "$work/catalog.txt" >"$work/rights.checks" 2>&1
 	tally "$work/rights.checks" check_rights.py $?
 
+	# every function, view and setting of the extension is in the reference
+	cluster_psql -At -d appdb -F ' ' >"$work/objects.txt" <<-'SQL'
+		SELECT DISTINCT 'function', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^key_id_'
+		UNION ALL
+		SELECT 'view', c.relname FROM pg_class AS c
+		 WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind = 'v'
+		UNION ALL
+		SELECT 'setting', name FROM pg_settings WHERE name LIKE 'apikey.%'
+	SQL
+	"$PY" "$REPO/test/readme/check_reference.py" "$REPO/doc/reference.md" "$work/objects.txt" \
+		>"$work/reference.checks" 2>&1
+	tally "$work/reference.checks" check_reference.py $?
+
 	# pgbouncer with the README's configuration: only its ports and paths
 	# are replaced, and a log, a pid file and one server connection added
 	# (two clients then share it only if the pooling is per transaction)
