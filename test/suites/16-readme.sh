@@ -9,7 +9,8 @@
 #    policies, the first key as the administrator alice; the list of what
 #    each grant (grant_delegate's too) allows matches the catalog
 #    (check_rights.py); the reference (doc/reference.md) names every
-#    function, view and setting of the extension (check_reference.py),
+#    function, view (and each view's columns) and setting of the
+#    extension (check_reference.py),
 #    so one added without documentation fails; pgbouncer runs
 #    with the README's configuration (only ports and paths replaced); the
 #    per-request SQL runs as web_app with bind parameters, directly and
@@ -187,6 +188,10 @@ PYEOF
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^key_id_'
 		UNION ALL
 		SELECT 'view', c.relname FROM pg_class AS c
+		 WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind = 'v'
+		UNION ALL
+		SELECT 'column', c.relname || '.' || a.attname FROM pg_class AS c
+		  JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		 WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind = 'v'
 		UNION ALL
 		SELECT 'setting', name FROM pg_settings WHERE name LIKE 'apikey.%'
