@@ -7,7 +7,11 @@
 #    (test/readme/blocks.py),
 #    run as they stand on a throwaway cluster: the roles, the table and its
 #    policies, the first key as the administrator alice; the list of what
-#    each grant allows matches the catalog (check_rights.py); pgbouncer runs
+#    each grant (grant_delegate's too) allows matches the catalog
+#    (check_rights.py); the reference (doc/reference.md) names every
+#    function, view (and each view's columns) and setting of the
+#    extension (check_reference.py),
+#    so one added without documentation fails; pgbouncer runs
 #    with the README's configuration (only ports and paths replaced); the
 #    per-request SQL runs as web_app with bind parameters, directly and
 #    through pgbouncer: each tenant's key sees its own orders and no other's
@@ -135,6 +139,8 @@ PYEOF
 	# what each grant allows, from the catalog (the leak reporter is the test's)
 	cluster_psql -q -d appdb -c "CREATE ROLE leak_check" -c "SELECT apikey.grant_leak_reporter('leak_check')" \
 		>/dev/null || bad "grant_leak_reporter"
+	cluster_psql -q -d appdb -c "CREATE ROLE delegate_check" -c "SELECT apikey.grant_delegate('delegate_check')" \
+		>/dev/null || bad "grant_delegate"
 	cluster_psql -At -d appdb -F ' ' >"$work/catalog.txt" <<-'SQL'
 		SELECT 'verifier', p.proname FROM pg_proc AS p
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
@@ -160,12 +166,39 @@ PYEOF
 		   AND has_function_privilege('leak_check', p.oid, 'EXECUTE')
 		   AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
 		UNION ALL
+		SELECT 'delegate', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
+		   AND has_function_privilege('delegate_check', p.oid, 'EXECUTE')
+		   AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
+		UNION ALL
+		SELECT 'delegate', c.relname FROM pg_class AS c
+		 WHERE c.relnamespace = 'apikey'::regnamespace
+		   AND has_table_privilege('delegate_check', c.oid, 'SELECT')
+		UNION ALL
 		SELECT 'public', p.proname FROM pg_proc AS p
 		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^(_|key_id_)'
 		   AND has_function_privilege('public', p.oid, 'EXECUTE')
 	SQL
 	"$PY" "$REPO/test/readme/check_rights.py" "$REPO/README.md" "$work/catalog.txt" >"$work/rights.checks" 2>&1
 	tally "$work/rights.checks" check_rights.py $?
+
+	# every function, view and setting of the extension is in the reference
+	cluster_psql -At -d appdb -F ' ' >"$work/objects.txt" <<-'SQL'
+		SELECT DISTINCT 'function', p.proname FROM pg_proc AS p
+		 WHERE p.pronamespace = 'apikey'::regnamespace AND p.proname !~ '^key_id_'
+		UNION ALL
+		SELECT 'view', c.relname FROM pg_class AS c
+		 WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind = 'v'
+		UNION ALL
+		SELECT 'column', c.relname || '.' || a.attname FROM pg_class AS c
+		  JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		 WHERE c.relnamespace = 'apikey'::regnamespace AND c.relkind = 'v'
+		UNION ALL
+		SELECT 'setting', name FROM pg_settings WHERE name LIKE 'apikey.%'
+	SQL
+	"$PY" "$REPO/test/readme/check_reference.py" "$REPO/doc/reference.md" "$work/objects.txt" \
+		>"$work/reference.checks" 2>&1
+	tally "$work/reference.checks" check_reference.py $?
 
 	# pgbouncer with the README's configuration: only its ports and paths
 	# are replaced, and a log, a pid file and one server connection added
