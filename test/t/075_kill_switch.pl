@@ -49,41 +49,7 @@ $node->safe_psql('other', qq{
 sub session
 {
 	my ($db, $name) = @_;
-	my $s = $node->background_psql($db, on_error_stop => 0);
-	$s->query_safe("SET application_name = '$name'");
-	$s->query_safe('\\set VERBOSITY verbose');    # errors with their SQLSTATE
-	return $s;
-}
-# a statement to its end: (output, errors)
-sub run
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	my $out = $s->query($sql);
-	my $err = $s->{stderr};
-	$s->{stderr} = '';
-	return ($out, $err);
-}
-# a statement sent without waiting for it
-sub start
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	$s->{stdin} .= "$sql\n";
-	$s->{run}->pump_nb();
-}
-# seconds until the session's errors match, or undef after $limit seconds
-sub wait_error
-{
-	my ($s, $re, $limit) = @_;
-	my $t0 = time;
-	while (time - $t0 < $limit)
-	{
-		$s->{run}->pump_nb();
-		return time - $t0 if $s->{stderr} =~ $re;
-		usleep(2_000);
-	}
-	return undef;
+	return new_session($node, db => $db, name => $name);
 }
 sub wait_active
 {
@@ -100,34 +66,34 @@ my $revoker = session('postgres', 'revoker');
 # another database in flight, and two sessions of the victim's key idle in
 # their transactions
 my $victim = session('postgres', 'victim');
-is((run($victim, 'BEGIN'))[1], '', 'victim: BEGIN');
-is((run($victim, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
+is((run_sql($victim, 'BEGIN'))[1], '', 'victim: BEGIN');
+is((run_sql($victim, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
 	'victim: authenticated');
-start($victim, 'SELECT pg_sleep(60);');
+send_sql($victim, 'SELECT pg_sleep(60);');
 my $bystander = session('postgres', 'bystander');
-run($bystander, 'BEGIN');
-is((run($bystander, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
+run_sql($bystander, 'BEGIN');
+is((run_sql($bystander, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
 	'bystander: authenticated with another key');
-start($bystander, "SELECT pg_sleep(2), 'bystander slept';");
+send_sql($bystander, "SELECT pg_sleep(2), 'bystander slept';");
 my $plain = session('postgres', 'plain');
-start($plain, "SELECT pg_sleep(2), 'plain slept';");
+send_sql($plain, "SELECT pg_sleep(2), 'plain slept';");
 my $elsewhere = session('other', 'elsewhere');
-run($elsewhere, 'BEGIN');
-is((run($elsewhere, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
+run_sql($elsewhere, 'BEGIN');
+is((run_sql($elsewhere, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
 	'another database: authenticated with a key of the same id');
-start($elsewhere, "SELECT pg_sleep(2), 'elsewhere slept';");
+send_sql($elsewhere, "SELECT pg_sleep(2), 'elsewhere slept';");
 my @idle;
 for my $i (0, 1)
 {
 	$idle[$i] = session('postgres', "idle$i");
-	run($idle[$i], 'BEGIN');
-	is((run($idle[$i], "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
+	run_sql($idle[$i], 'BEGIN');
+	is((run_sql($idle[$i], "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
 		"idle $i: authenticated with the victim's key, then idle in its transaction");
 }
 ok(wait_active(3, q{'victim', 'bystander', 'plain'}), 'three statements in flight');
 
 my $t0 = time;
-my ($out, $err) = run($revoker,
+my ($out, $err) = run_sql($revoker,
 	"SELECT apikey.revoke_key(${\ $id->('victim')}, 'incident', terminate => true)");
 my $committed = time;
 is($err, '', 'the revocation with terminate => true commits');
@@ -137,38 +103,38 @@ ok(defined $waited && $waited < 1.0,
 		defined $waited ? sprintf('%.3f s; the revoke statement took %.3f s', $waited, $committed - $t0) : 'not at all'));
 like($victim->{stderr}, qr/ERROR:  57014: canceling statement due to user request\n(.*\n)?DETAIL:  The API key this transaction authenticated with was revoked with terminate => true/,
 	'the cancel says why');
-($out, $err) = run($victim, 'ROLLBACK');
-($out, $err) = run($victim, "SELECT pg_sleep(0.3), 'next transaction'");
+($out, $err) = run_sql($victim, 'ROLLBACK');
+($out, $err) = run_sql($victim, "SELECT pg_sleep(0.3), 'next transaction'");
 is($err, '', 'the victim session: its next statement runs undisturbed');
-($out, $err) = run($victim, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})");
+($out, $err) = run_sql($victim, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})");
 like($err, qr/API key rejected: revoked/, 'the victim session: the key is revoked');
 
-($out, $err) = run($bystander, 'COMMIT');
+($out, $err) = run_sql($bystander, 'COMMIT');
 is($err, '', 'the session of another key: its statement completed and its transaction commits');
 like($out, qr/bystander slept/, '  ... with the statement\'s result');
-($out, $err) = run($plain, "SELECT 'plain done'");
+($out, $err) = run_sql($plain, "SELECT 'plain done'");
 is($err, '', 'the session without a key: untouched');
 like($out, qr/plain slept/, '  ... its statement completed');
-($out, $err) = run($elsewhere, 'COMMIT');
+($out, $err) = run_sql($elsewhere, 'COMMIT');
 is($err, '', 'the session of another database: untouched');
 like($out, qr/elsewhere slept/, '  ... its statement completed');
 
-($out, $err) = run($idle[0], 'SELECT 1');
+($out, $err) = run_sql($idle[0], 'SELECT 1');
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
 	'idle in transaction with the key: the next statement raises 28000');
-run($idle[0], 'ROLLBACK');
-($out, $err) = run($idle[0], "SELECT pg_sleep(0.3), 'after'");
+run_sql($idle[0], 'ROLLBACK');
+($out, $err) = run_sql($idle[0], "SELECT pg_sleep(0.3), 'after'");
 is($err, '', '  ... and after ROLLBACK the session runs undisturbed');
 
 usleep(500_000);    # the stopped transaction's checks fire while it is idle
-($out, $err) = run($idle[1], 'SELECT apikey.current_tenant()');
+($out, $err) = run_sql($idle[1], 'SELECT apikey.current_tenant()');
 like($err, qr/was revoked/, 'idle in transaction: its identity functions raise');
-run($idle[1], 'ROLLBACK');
-run($idle[1], 'BEGIN');
-run($idle[1], "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
-($out, $err) = run($idle[1], "SELECT pg_sleep(0.3), apikey.current_tenant()");
+run_sql($idle[1], 'ROLLBACK');
+run_sql($idle[1], 'BEGIN');
+run_sql($idle[1], "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
+($out, $err) = run_sql($idle[1], "SELECT pg_sleep(0.3), apikey.current_tenant()");
 is($err, '', 'the same session authenticated with another key: undisturbed');
-($out, $err) = run($idle[1], 'COMMIT');
+($out, $err) = run_sql($idle[1], 'COMMIT');
 is($err, '', '  ... and it commits');
 
 # a transaction of the key that is idle when the key is terminated cannot commit
@@ -176,15 +142,15 @@ my $committer = session('postgres', 'committer');
 $node->safe_psql('postgres',
 	q{INSERT INTO test_keys SELECT 'committer', key_id, api_key FROM apikey.create_key('acme', 'production', 'committer')});
 $node->safe_psql('postgres', 'CREATE TABLE writes (x int); GRANT ALL ON writes TO PUBLIC');
-run($committer, 'BEGIN');
-run($committer, "SELECT status FROM apikey.authenticate(${\ $key->('committer')})");
-run($committer, 'INSERT INTO writes VALUES (1)');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('committer')}, terminate => true)");
+run_sql($committer, 'BEGIN');
+run_sql($committer, "SELECT status FROM apikey.authenticate(${\ $key->('committer')})");
+run_sql($committer, 'INSERT INTO writes VALUES (1)');
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('committer')}, terminate => true)");
 usleep(300_000);
-($out, $err) = run($committer, 'COMMIT');
+($out, $err) = run_sql($committer, 'COMMIT');
 like($err, qr/ERROR:  28000: .*was revoked/, 'COMMIT of a terminated transaction raises 28000');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM writes'), '0', '  ... and nothing it wrote is committed');
-($out, $err) = run($committer, "SELECT pg_sleep(0.3), 'after commit'");
+($out, $err) = run_sql($committer, "SELECT pg_sleep(0.3), 'after commit'");
 is($err, '', '  ... and the session goes on undisturbed');
 
 # every key the transaction authenticated with is tracked, not only the
@@ -192,52 +158,52 @@ is($err, '', '  ... and the session goes on undisturbed');
 # stops the transaction, and rolling back to the savepoint brings it back
 # terminated (so what it wrote before cannot commit)
 my $comeback = session('postgres', 'comeback');
-run($comeback, 'BEGIN');
-run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('comeback')})");
-run($comeback, 'INSERT INTO writes VALUES (2)');
-run($comeback, 'SAVEPOINT s');
-is((run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
+run_sql($comeback, 'BEGIN');
+run_sql($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('comeback')})");
+run_sql($comeback, 'INSERT INTO writes VALUES (2)');
+run_sql($comeback, 'SAVEPOINT s');
+is((run_sql($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
 	'savepoint: another key is the identity');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('comeback')}, terminate => true)");
-($out, $err) = run($comeback, 'ROLLBACK TO s');
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('comeback')}, terminate => true)");
+($out, $err) = run_sql($comeback, 'ROLLBACK TO s');
 is($err, '', '  ... the first key terminated; ROLLBACK TO SAVEPOINT works');
-($out, $err) = run($comeback, 'COMMIT');
+($out, $err) = run_sql($comeback, 'COMMIT');
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
 	'  ... and the transaction, back to the terminated key, cannot commit');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM writes WHERE x = 2'), '0',
 	'  ... nothing it wrote as that key is committed');
-run($comeback, 'BEGIN');
-run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('inner')})");
-run($comeback, 'SAVEPOINT s');
-run($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('outer')})");
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('inner')}, terminate => true)");
-($out, $err) = run($comeback, 'SELECT 1');
+run_sql($comeback, 'BEGIN');
+run_sql($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('inner')})");
+run_sql($comeback, 'SAVEPOINT s');
+run_sql($comeback, "SELECT status FROM apikey.authenticate(${\ $key->('outer')})");
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('inner')}, terminate => true)");
+($out, $err) = run_sql($comeback, 'SELECT 1');
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
 	'a key terminated while another is current: the next statement raises');
-run($comeback, 'ROLLBACK');
+run_sql($comeback, 'ROLLBACK');
 
 # a cursor declared before the kill: no fetch after it
 my $cursor = session('postgres', 'cursor');
-run($cursor, 'BEGIN');
-run($cursor, "SELECT status FROM apikey.authenticate(${\ $key->('cursor')})");
-run($cursor, 'DECLARE c CURSOR FOR SELECT g FROM generate_series(1, 1000) AS g');
-($out, $err) = run($cursor, 'FETCH 10 FROM c');
+run_sql($cursor, 'BEGIN');
+run_sql($cursor, "SELECT status FROM apikey.authenticate(${\ $key->('cursor')})");
+run_sql($cursor, 'DECLARE c CURSOR FOR SELECT g FROM generate_series(1, 1000) AS g');
+($out, $err) = run_sql($cursor, 'FETCH 10 FROM c');
 is($out, join("\n", 1 .. 10), 'cursor: ten rows fetched before the kill');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('cursor')}, terminate => true)");
-($out, $err) = run($cursor, 'FETCH 10 FROM c');
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('cursor')}, terminate => true)");
+($out, $err) = run_sql($cursor, 'FETCH 10 FROM c');
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
 	'  ... FETCH after the kill raises 28000');
 is($out, '', '  ... and returns no row');
-run($cursor, 'ROLLBACK');
+run_sql($cursor, 'ROLLBACK');
 # a statement that runs no executor of its own (COPY from a table)
-run($cursor, 'BEGIN');
-run($cursor, "SELECT status FROM apikey.authenticate(${\ $key->('copier')})");
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('copier')}, terminate => true)");
-($out, $err) = run($cursor, 'COPY test_keys (label) TO STDOUT');
+run_sql($cursor, 'BEGIN');
+run_sql($cursor, "SELECT status FROM apikey.authenticate(${\ $key->('copier')})");
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('copier')}, terminate => true)");
+($out, $err) = run_sql($cursor, 'COPY test_keys (label) TO STDOUT');
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
 	'COPY of a table after the kill raises 28000');
 is($out, '', '  ... and copies no row');
-run($cursor, 'ROLLBACK');
+run_sql($cursor, 'ROLLBACK');
 
 # a key read before the kill, authenticated after it: refused.  The charge
 # of a metered key waits on its credits row, held by a transaction of the
@@ -245,82 +211,82 @@ run($cursor, 'ROLLBACK');
 # rollback lets the waiter through with the key it read before the kill.
 $node->safe_psql('postgres', "SELECT apikey.set_credits(${\ $id->('metered')}, 1000000)");
 my $holder = session('postgres', 'holder');
-run($holder, 'BEGIN');
-is((run($holder, "SELECT status FROM apikey.authenticate(${\ $key->('metered')})"))[0], 'valid',
+run_sql($holder, 'BEGIN');
+is((run_sql($holder, "SELECT status FROM apikey.authenticate(${\ $key->('metered')})"))[0], 'valid',
 	'metered: the holder authenticated (and holds the credits row)');
 my $waiter = session('postgres', 'waiter');
-run($waiter, 'BEGIN');
-start($waiter, "SELECT status FROM apikey.authenticate(${\ $key->('metered')}); INSERT INTO writes VALUES (3);");
+run_sql($waiter, 'BEGIN');
+send_sql($waiter, "SELECT status FROM apikey.authenticate(${\ $key->('metered')}); INSERT INTO writes VALUES (3);");
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'waiter' AND wait_event_type = 'Lock'}),
 	'  ... the waiter waits on the credits row inside authenticate');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('metered')}, terminate => true)");
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('metered')}, terminate => true)");
 usleep(300_000);
-run($holder, 'ROLLBACK');
+run_sql($holder, 'ROLLBACK');
 ok(defined wait_error($waiter, qr/ERROR/, 10), '  ... the holder rolled back, the waiter goes on');
 like($waiter->{stderr}, qr/ERROR:  28000: API key rejected: revoked/,
 	'  ... and its authentication, completed after the kill, is refused');
-($out, $err) = run($waiter, 'COMMIT');
+($out, $err) = run_sql($waiter, 'COMMIT');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM writes WHERE x = 3'), '0',
 	'  ... nothing it wrote is committed');
 
 # the same with a REPEATABLE READ snapshot taken before the kill
 my $rr = session('postgres', 'rr');
-run($rr, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
-run($rr, 'SELECT 1');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('snapshot')}, terminate => true)");
-($out, $err) = run($rr, "SELECT status FROM apikey.authenticate(${\ $key->('snapshot')})");
+run_sql($rr, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+run_sql($rr, 'SELECT 1');
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('snapshot')}, terminate => true)");
+($out, $err) = run_sql($rr, "SELECT status FROM apikey.authenticate(${\ $key->('snapshot')})");
 like($err, qr/ERROR:  28000: API key rejected: revoked/,
 	'REPEATABLE READ: a key terminated after the snapshot does not authenticate');
-run($rr, 'ROLLBACK');
-($out, $err) = run($rr, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
+run_sql($rr, 'ROLLBACK');
+($out, $err) = run_sql($rr, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
 is($err, '', '  ... while another key does, in the next transaction');
 
 # 2. a revocation rolled back, or rolled back to a savepoint, cancels nothing
 my $kept = session('postgres', 'kept');
-run($kept, 'BEGIN');
-is((run($kept, "SELECT status FROM apikey.authenticate(${\ $key->('kept')})"))[0], 'valid',
+run_sql($kept, 'BEGIN');
+is((run_sql($kept, "SELECT status FROM apikey.authenticate(${\ $key->('kept')})"))[0], 'valid',
 	'kept: authenticated');
-start($kept, "SELECT pg_sleep(1.5), 'kept slept';");
+send_sql($kept, "SELECT pg_sleep(1.5), 'kept slept';");
 ok(wait_active(1, q{'kept'}), 'its statement is in flight');
-($out, $err) = run($revoker, "BEGIN; SELECT apikey.revoke_key(${\ $id->('kept')}, terminate => true); ROLLBACK;");
+($out, $err) = run_sql($revoker, "BEGIN; SELECT apikey.revoke_key(${\ $id->('kept')}, terminate => true); ROLLBACK;");
 is($err, '', 'a revocation with terminate => true, rolled back');
-($out, $err) = run($revoker, "BEGIN; SAVEPOINT s; SELECT apikey.revoke_key(${\ $id->('kept')}, terminate => true);"
+($out, $err) = run_sql($revoker, "BEGIN; SAVEPOINT s; SELECT apikey.revoke_key(${\ $id->('kept')}, terminate => true);"
 	. " ROLLBACK TO s; COMMIT;");
 is($err, '', 'one rolled back to a savepoint, in a transaction that commits');
-($out, $err) = run($kept, 'COMMIT');
+($out, $err) = run_sql($kept, 'COMMIT');
 is($err, '', 'the statement in flight completed and its transaction commits');
 like($out, qr/kept slept/, '  ... with its result');
 is(key_status($node, 'postgres', 'kept'), 'valid', 'the key is still valid');
 
 # 3. a statement that catches the cancel: the transaction still cannot go on
 my $catcher = session('postgres', 'catcher');
-run($catcher, 'BEGIN');
-run($catcher, "SELECT status FROM apikey.authenticate(${\ $key->('catcher')})");
-start($catcher, q{DO $$ BEGIN PERFORM pg_sleep(5); EXCEPTION WHEN query_canceled THEN RAISE NOTICE 'caught'; END $$;});
+run_sql($catcher, 'BEGIN');
+run_sql($catcher, "SELECT status FROM apikey.authenticate(${\ $key->('catcher')})");
+send_sql($catcher, q{DO $$ BEGIN PERFORM pg_sleep(5); EXCEPTION WHEN query_canceled THEN RAISE NOTICE 'caught'; END $$;});
 ok(wait_active(1, q{'catcher'}), 'catcher: its statement is in flight');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('catcher')}, terminate => true)");
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('catcher')}, terminate => true)");
 ok(defined wait_error($catcher, qr/NOTICE:  00000: caught/, 5), 'a statement catching the cancel gets it');
-($out, $err) = run($catcher, 'SELECT 1');
+($out, $err) = run_sql($catcher, 'SELECT 1');
 like($err, qr/ERROR: .*revoked/, '  ... and its transaction cannot run another statement');
-run($catcher, 'ROLLBACK');
-($out, $err) = run($catcher, "SELECT pg_sleep(0.5), 'after'");
+run_sql($catcher, 'ROLLBACK');
+($out, $err) = run_sql($catcher, "SELECT pg_sleep(0.5), 'after'");
 is($err, '', '  ... while the session\'s next transaction runs undisturbed');
 
 # 4. a leak report terminates the leaked key's transactions too
 my $leaky = session('postgres', 'leaky');
-run($leaky, 'BEGIN');
-run($leaky, "SELECT status FROM apikey.authenticate(${\ $key->('leaky')})");
-start($leaky, 'SELECT pg_sleep(60);');
+run_sql($leaky, 'BEGIN');
+run_sql($leaky, "SELECT status FROM apikey.authenticate(${\ $key->('leaky')})");
+send_sql($leaky, 'SELECT pg_sleep(60);');
 ok(wait_active(1, q{'leaky'}), 'leaky: its statement is in flight');
-($out, $err) = run($revoker, "SELECT apikey.report_leak(${\ $key->('leaky')}, 'https://example.com')");
+($out, $err) = run_sql($revoker, "SELECT apikey.report_leak(${\ $key->('leaky')}, 'https://example.com')");
 is($out, 'revoked', 'report_leak revokes the key');
 $waited = wait_error($leaky, qr/canceling statement/, 10);
 ok(defined $waited && $waited < 1.0, 'and its statement in flight is cancelled within a second');
-run($leaky, 'ROLLBACK');
+run_sql($leaky, 'ROLLBACK');
 
 # 5. a revocation that terminates cannot be prepared (it would commit elsewhere)
-($out, $err) = run($revoker, "BEGIN; SELECT apikey.revoke_key(${\ $id->('prepared')}, terminate => true);"
+($out, $err) = run_sql($revoker, "BEGIN; SELECT apikey.revoke_key(${\ $id->('prepared')}, terminate => true);"
 	. " PREPARE TRANSACTION 'revoke';");
 like($err, qr/cannot prepare a transaction that revoked a key with terminate => true/,
 	'PREPARE TRANSACTION of a terminating revocation is refused');
@@ -330,11 +296,11 @@ is(key_status($node, 'postgres', 'prepared'), 'valid', '  ... and the key stays 
 $node->safe_psql('postgres', q{
 	INSERT INTO test_keys SELECT 'preparer', key_id, api_key FROM apikey.create_key('acme', 'production', 'preparer')});
 my $preparer = session('postgres', 'preparer');
-run($preparer, 'BEGIN');
-run($preparer, "SELECT status FROM apikey.authenticate(${\ $key->('preparer')})");
-run($preparer, 'INSERT INTO writes VALUES (5)');
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('preparer')}, terminate => true)");
-($out, $err) = run($preparer, "PREPARE TRANSACTION 'preparer'");
+run_sql($preparer, 'BEGIN');
+run_sql($preparer, "SELECT status FROM apikey.authenticate(${\ $key->('preparer')})");
+run_sql($preparer, 'INSERT INTO writes VALUES (5)');
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('preparer')}, terminate => true)");
+($out, $err) = run_sql($preparer, "PREPARE TRANSACTION 'preparer'");
 like($err, qr/ERROR:  28000: the API key this transaction authenticated with was revoked/,
 	'PREPARE TRANSACTION of a terminated key\'s transaction is refused');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'preparer'}), '0',
@@ -350,12 +316,12 @@ $node->safe_psql('postgres', q{
 	INSERT INTO test_keys SELECT 'exporter', key_id, api_key FROM apikey.create_key('acme', 'production', 'exporter')});
 my $lo_file = PostgreSQL::Test::Utils::tempdir() . '/lo';
 my $exporter = session('postgres', 'exporter');
-($out, $err) = run($exporter, "\\lo_export $lo '$lo_file.before'");
+($out, $err) = run_sql($exporter, "\\lo_export $lo '$lo_file.before'");
 is($err, '', 'exporter: a large object exported');
-run($exporter, 'BEGIN');
-run($exporter, "SELECT status FROM apikey.authenticate(${\ $key->('exporter')})");
-run($revoker, "SELECT apikey.revoke_key(${\ $id->('exporter')}, terminate => true)");
-($out, $err) = run($exporter, "\\lo_export $lo '$lo_file.after'");
+run_sql($exporter, 'BEGIN');
+run_sql($exporter, "SELECT status FROM apikey.authenticate(${\ $key->('exporter')})");
+run_sql($revoker, "SELECT apikey.revoke_key(${\ $id->('exporter')}, terminate => true)");
+($out, $err) = run_sql($exporter, "\\lo_export $lo '$lo_file.after'");
 like($err, qr/revoked/, '  ... and after the kill, a fast-path read of it is refused');
 ok(!-s "$lo_file.after", '  ... and nothing of it is read');
 $exporter->quit;
@@ -381,7 +347,7 @@ my $pgbench = IPC::Run::start(
 	'>', \$pgb_out, '2>', \$pgb_err);
 usleep(1_500_000);
 # the time right after the commit, from the revoker's next statement
-my ($killed_at) = run($revoker,
+my ($killed_at) = run_sql($revoker,
 	"SELECT apikey.revoke_key(${\ $id->('hammered')}, terminate => true) \\g /dev/null\nSELECT clock_timestamp();");
 $pgbench->finish;
 my ($before, $after) = split /\|/, $node->safe_psql('postgres',
@@ -415,9 +381,9 @@ my $old = $node->background_psql('postgres', on_error_stop => 0, extra_params =>
 $old->query_safe('BEGIN');
 $old->query_safe('SELECT pg_current_xact_id()');
 my $stale = session('postgres', 'stale');
-run($stale, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
-run($stale, 'SELECT count(*) FROM test_keys');
-($out, $err) = run($revoker, q{
+run_sql($stale, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+run_sql($stale, 'SELECT count(*) FROM test_keys');
+($out, $err) = run_sql($revoker, q{
 	SELECT count(apikey.revoke_key(key_id, 'mass revocation', terminate => true))
 	  FROM (SELECT key_id FROM apikey.keys WHERE name LIKE 'mass %' OR name = 'stale'
 	         ORDER BY name = 'stale' DESC, key_id) AS k});
@@ -428,10 +394,10 @@ my $valid = grep {
 	$ret == 0 && $stdout eq 't'
 } 1 .. 40;
 is($valid, 40, '  ... while an older transaction is open, 40 keys of another tenant authenticate');
-($out, $err) = run($stale, "SELECT status FROM apikey.authenticate(${\ $key->('stale')})");
+($out, $err) = run_sql($stale, "SELECT status FROM apikey.authenticate(${\ $key->('stale')})");
 like($err, qr/ERROR:  28000: API key rejected: revoked/,
 	'  ... and one of the terminated keys, read with a snapshot older than the kill, is refused');
-run($stale, 'ROLLBACK');
+run_sql($stale, 'ROLLBACK');
 $old->quit;
 
 $_->quit for ($revoker, $victim, $bystander, $plain, $elsewhere, @idle, $committer, $kept, $catcher, $leaky, $comeback, $cursor, $holder, $waiter, $rr, $stale);

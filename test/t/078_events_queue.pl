@@ -44,20 +44,7 @@ my $id = sub { "(SELECT key_id FROM test_keys WHERE label = '$_[0]')" };
 sub session
 {
 	my ($user, $name) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0,
-		extra_params => [ '-U', $user ]);
-	$s->query_safe('\\set VERBOSITY verbose');
-	$s->query_safe("SET application_name = '$name'");
-	return $s;
-}
-sub run
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	my $out = $s->query($sql);
-	my $err = $s->{stderr};
-	$s->{stderr} = '';
-	return ($out, $err);
+	return new_session($node, user => $user, name => $name);
 }
 # notifications the session received within $limit seconds (psql prints
 # them after a statement; the relay sends them soon after the commit)
@@ -84,17 +71,17 @@ is(scalar(notifications($listener)), 1, 'with room in the queue, an event is sen
 
 # the attack: a role that may only connect holds the queue and floods it
 my $stuck = session('nobody', 'stuck');
-run($stuck, 'LISTEN flood');    # from 19 only listeners of a channel hold its notifications
-run($stuck, 'BEGIN');
-run($stuck, 'SELECT 1');
+run_sql($stuck, 'LISTEN flood');    # from 19 only listeners of a channel hold its notifications
+run_sql($stuck, 'BEGIN');
+run_sql($stuck, 'SELECT 1');
 my $flooder = session('nobody', 'flooder');
 my ($target, $per_round) = $full ? (1, 20000) : (0.001, 500);
 my ($usage, $err) = (0, '');
 for my $round (1 .. 400)
 {
-	(undef, $err) = run($flooder,
+	(undef, $err) = run_sql($flooder,
 		"SELECT count(pg_notify('flood', $round || ':' || g || repeat('x', 7900))) FROM generate_series(1, $per_round) AS g");
-	($usage) = run($flooder, 'SELECT pg_notification_queue_usage()');
+	($usage) = run_sql($flooder, 'SELECT pg_notification_queue_usage()');
 	last if $err =~ /too many notifications/ || $usage >= $target;
 }
 diag("queue usage $usage");
@@ -109,15 +96,15 @@ else
 
 # the victim's transaction, in flight with the stolen key
 my $victim = session('postgres', 'victim');
-run($victim, 'BEGIN');
-is((run($victim, "SELECT status FROM apikey.authenticate(${\ $key->('stolen')})"))[0], 'valid',
+run_sql($victim, 'BEGIN');
+is((run_sql($victim, "SELECT status FROM apikey.authenticate(${\ $key->('stolen')})"))[0], 'valid',
 	'the stolen key authenticates a transaction');
-run($victim, 'INSERT INTO writes VALUES (1)');
+run_sql($victim, 'INSERT INTO writes VALUES (1)');
 
 my $ops = session('ops', 'ops');
 my $out;
 my $log_offset = -s $node->logfile;
-($out, $err) = run($ops, "SELECT apikey.revoke_key(${\ $id->('stolen')}, 'stolen', terminate => true)");
+($out, $err) = run_sql($ops, "SELECT apikey.revoke_key(${\ $id->('stolen')}, 'stolen', terminate => true)");
 unlike($err, qr/ERROR/, 'revoke_key(terminate => true) commits with the queue full');
 ok($node->poll_query_until('postgres', 'SELECT apikey.events_dropped() >= 1'),
 	'  ... its event is dropped by the relay');
@@ -126,15 +113,15 @@ like($log, qr/WARNING:  1 apikey event was not sent: the NOTIFY queue is [0-9.]+
 	'  ... and a warning in the server log says so');
 unlike($log, qr/ak_|[0-9A-Za-z]{20}/, '  ... the warning holds no key text');
 is(key_status($node, 'postgres', 'stolen'), 'revoked', '  ... the key is revoked');
-($out, $err) = run($victim, 'COMMIT');
+($out, $err) = run_sql($victim, 'COMMIT');
 like($err, qr/28000: the API key this transaction authenticated with was revoked/,
 	'  ... and the kill switch stopped its transaction');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM writes'), '0', '  ... nothing it wrote committed');
 
-($out, $err) = run($ops, "SELECT apikey.report_leak(${\ $key->('leaked')}, 'https://example.com/leak')");
+($out, $err) = run_sql($ops, "SELECT apikey.report_leak(${\ $key->('leaked')}, 'https://example.com/leak')");
 is($out, 'revoked', 'report_leak commits with the queue full');
 unlike($err, qr/ERROR/, '  ... without an error');
-($out, $err) = run($ops, "SELECT count(*) FROM apikey.create_key('acme', 'production', 'new')");
+($out, $err) = run_sql($ops, "SELECT count(*) FROM apikey.create_key('acme', 'production', 'new')");
 is($out, '1', 'create_key commits with the queue full');
 
 ok($node->poll_query_until('postgres', 'SELECT apikey.events_dropped() = 3'), 'events_dropped() counts the three events');

@@ -62,39 +62,7 @@ my $key = sub { "(SELECT api_key FROM test_keys WHERE label = '$_[0]')" };
 sub session
 {
 	my ($node, $name) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
-	$s->query_safe("SET application_name = '$name'");
-	$s->query_safe('\\set VERBOSITY verbose');
-	return $s;
-}
-sub run
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	my $out = $s->query($sql);
-	my $err = $s->{stderr};
-	$s->{stderr} = '';
-	return ($out, $err);
-}
-sub start
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	$s->{stdin} .= "$sql\n";
-	$s->{run}->pump_nb();
-}
-# seconds until the session's errors match, or undef after $limit seconds
-sub wait_error
-{
-	my ($s, $re, $limit) = @_;
-	my $t0 = time;
-	while (time - $t0 < $limit)
-	{
-		$s->{run}->pump_nb();
-		return time - $t0 if $s->{stderr} =~ $re;
-		usleep(2_000);
-	}
-	return undef;
+	return new_session($node, name => $name);
 }
 
 # ---- pair 1 ----
@@ -105,38 +73,38 @@ is($primary->safe_psql('postgres', q{
 
 # an application that commits locally only, for speed
 my $admin = session($primary, 'admin');
-run($admin, 'SET synchronous_commit = local');
-my ($out, $err) = run($admin, "SELECT apikey.revoke_key(${\ $id->('sync')})");
+run_sql($admin, 'SET synchronous_commit = local');
+my ($out, $err) = run_sql($admin, "SELECT apikey.revoke_key(${\ $id->('sync')})");
 is($err, '', 'remote_apply: the revocation returns');
 is(key_status($standby, 'postgres', 'sync'), 'revoked',
 	'remote_apply: the standby refuses the key when the revocation returns (from a session with synchronous_commit = local)');
-is((run($admin, 'SHOW synchronous_commit'))[0], 'local', 'the session\'s synchronous_commit is its own again after the commit');
+is((run_sql($admin, 'SHOW synchronous_commit'))[0], 'local', 'the session\'s synchronous_commit is its own again after the commit');
 
-run($admin, 'SET apikey.revocation_synchronous_commit = session');
+run_sql($admin, 'SET apikey.revocation_synchronous_commit = session');
 my $t0 = time;
-($out, $err) = run($admin, "SELECT apikey.revoke_key(${\ $id->('async')})");
+($out, $err) = run_sql($admin, "SELECT apikey.revoke_key(${\ $id->('async')})");
 my $took = time - $t0;
 is(key_status($standby, 'postgres', 'async'), 'valid',
 	sprintf('session: the revocation returns (in %.3f s) before the standby (1 s behind) has applied it', $took));
-run($admin, 'RESET apikey.revocation_synchronous_commit');
+run_sql($admin, 'RESET apikey.revocation_synchronous_commit');
 
 # roll_key, delete_key, revoke_owner_keys and report_leak wait too
 $t0 = time;
-run($admin, "SELECT apikey.roll_key(${\ $id->('quiet')})");
+run_sql($admin, "SELECT apikey.roll_key(${\ $id->('quiet')})");
 $took = time - $t0;
 ok($took >= 0.9, sprintf('roll_key waits for the standby to apply it (%.3f s)', $took));
 $standby->safe_psql('postgres', 'SELECT 1');    # nothing to wait for here
 $t0 = time;
-run($admin, q{BEGIN; SELECT apikey.set_key_owner(key_id, 'ann') FROM test_keys WHERE label = 'idle'; COMMIT});
+run_sql($admin, q{BEGIN; SELECT apikey.set_key_owner(key_id, 'ann') FROM test_keys WHERE label = 'idle'; COMMIT});
 $took = time - $t0;
 ok($took < 0.9, sprintf('another change (set_key_owner) commits as the session says (%.3f s)', $took));
 $t0 = time;
-run($admin, q{SELECT apikey.revoke_owner_keys('acme', 'ann')});
+run_sql($admin, q{SELECT apikey.revoke_owner_keys('acme', 'ann')});
 $took = time - $t0;
 ok($took >= 0.9, sprintf('revoke_owner_keys waits (%.3f s)', $took));
 # a savepoint rolled back revokes nothing, and waits for nothing
 $t0 = time;
-run($admin, "BEGIN; SAVEPOINT s; SELECT apikey.revoke_key(${\ $id->('bystander')}); ROLLBACK TO SAVEPOINT s; COMMIT");
+run_sql($admin, "BEGIN; SAVEPOINT s; SELECT apikey.revoke_key(${\ $id->('bystander')}); ROLLBACK TO SAVEPOINT s; COMMIT");
 $took = time - $t0;
 ok($took < 0.9, sprintf('a revocation rolled back to a savepoint does not wait (%.3f s)', $took));
 is($primary->safe_psql('postgres', "SELECT revoked_at IS NULL FROM apikey.keys WHERE key_id = ${\ $id->('bystander')}"),
@@ -149,36 +117,36 @@ $primary->wait_for_catchup($standby, 'replay');
 # the kill switch on the standby: a victim in a long statement, an idle one,
 # a bystander of another key, a session of a key revoked without terminate
 my $victim = session($standby, 'victim');
-run($victim, 'BEGIN');
-is((run($victim, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
+run_sql($victim, 'BEGIN');
+is((run_sql($victim, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
 	'standby: the victim authenticated');
-start($victim, 'SELECT pg_sleep(60);');
+send_sql($victim, 'SELECT pg_sleep(60);');
 my $idle = session($standby, 'idle victim');
-run($idle, 'BEGIN');
-is((run($idle, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
+run_sql($idle, 'BEGIN');
+is((run_sql($idle, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})"))[0], 'valid',
 	'standby: a second session authenticated with the victim\'s key, then idle in its transaction');
 my $idle2 = session($standby, 'idle victim 2');
-run($idle2, 'BEGIN');
-run($idle2, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})");
+run_sql($idle2, 'BEGIN');
+run_sql($idle2, "SELECT status FROM apikey.authenticate(${\ $key->('victim')})");
 my $bystander = session($standby, 'bystander');
-run($bystander, 'BEGIN');
-run($bystander, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
-start($bystander, "SELECT pg_sleep(1.5), 'bystander slept';");
+run_sql($bystander, 'BEGIN');
+run_sql($bystander, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})");
+send_sql($bystander, "SELECT pg_sleep(1.5), 'bystander slept';");
 my $quiet = session($standby, 'quiet');
-run($quiet, 'BEGIN');
-is((run($quiet, "SELECT status FROM apikey.authenticate(${\ $key->('durable')})"))[0], 'valid',
+run_sql($quiet, 'BEGIN');
+is((run_sql($quiet, "SELECT status FROM apikey.authenticate(${\ $key->('durable')})"))[0], 'valid',
 	'standby: a session authenticated with a key about to be revoked without terminate');
-start($quiet, "SELECT pg_sleep(1.5), 'quiet slept';");
+send_sql($quiet, "SELECT pg_sleep(1.5), 'quiet slept';");
 ok($standby->poll_query_until('postgres', q{
 	SELECT count(*) = 3 FROM pg_stat_activity
 	 WHERE application_name IN ('victim', 'bystander', 'quiet') AND wait_event = 'PgSleep'}),
 	'standby: three statements in flight');
 
 # revoked asynchronously: what is measured is replay + the watcher + the backend's timer
-run($admin, 'SET apikey.revocation_synchronous_commit = session');
-run($admin, "SELECT apikey.revoke_key(${\ $id->('durable')})");
+run_sql($admin, 'SET apikey.revocation_synchronous_commit = session');
+run_sql($admin, "SELECT apikey.revoke_key(${\ $id->('durable')})");
 $t0 = time;
-($out, $err) = run($admin, "SELECT apikey.revoke_key(${\ $id->('victim')}, 'incident', terminate => true)");
+($out, $err) = run_sql($admin, "SELECT apikey.revoke_key(${\ $id->('victim')}, 'incident', terminate => true)");
 my $committed = time;
 is($err, '', 'primary: the revocation with terminate => true commits');
 my $waited = wait_error($victim, qr/canceling statement/, 10);
@@ -190,30 +158,30 @@ diag(sprintf('kill switch on the standby: %.0f ms from the revoke\'s return on t
 	1000 * $waited)) if defined $waited;
 like($victim->{stderr}, qr/57014: canceling statement due to user request\n(.*\n)?DETAIL:  The API key this transaction authenticated with was revoked with terminate => true/,
 	'standby: the cancel says why');
-($out, $err) = run($victim, 'SELECT 1');
+($out, $err) = run_sql($victim, 'SELECT 1');
 like($err, qr/25P02/, 'standby: the cancelled transaction is aborted');
-run($victim, 'ROLLBACK');
-($out, $err) = run($idle, 'COMMIT');
+run_sql($victim, 'ROLLBACK');
+($out, $err) = run_sql($idle, 'COMMIT');
 like($err, qr/28000: the API key this transaction authenticated with was revoked/,
 	'standby: the idle transaction of the key cannot commit');
-($out, $err) = run($idle2, 'SELECT 1');
+($out, $err) = run_sql($idle2, 'SELECT 1');
 like($err, qr/28000: the API key this transaction authenticated with was revoked/,
 	'standby: another idle transaction of the key cannot run a statement');
-run($idle2, 'ROLLBACK');
-($out, $err) = run($bystander, 'COMMIT');
+run_sql($idle2, 'ROLLBACK');
+($out, $err) = run_sql($bystander, 'COMMIT');
 like($out, qr/bystander slept/, 'standby: a session of another key finishes its statement');
 unlike($err, qr/canceling|28000/, '... and commits');
-($out, $err) = run($quiet, 'COMMIT');
+($out, $err) = run_sql($quiet, 'COMMIT');
 like($out, qr/quiet slept/, 'standby: a session of a key revoked without terminate finishes its statement');
 unlike($err, qr/canceling|28000/, '... and commits');
-is((run($victim, 'SELECT 42'))[0], '42', 'standby: the victim\'s session runs its next transaction');
+is((run_sql($victim, 'SELECT 42'))[0], '42', 'standby: the victim\'s session runs its next transaction');
 like(slurp_file($standby->logfile), qr/apikey: \d transaction\(s\) of this standby authenticated with 1 key\(s\) whose revocation with terminate was replayed are stopped/,
 	'standby log: the watcher stopped the transactions');
-run($admin, 'RESET apikey.revocation_synchronous_commit');
+run_sql($admin, 'RESET apikey.revocation_synchronous_commit');
 $_->quit for ($victim, $idle, $idle2, $bystander, $quiet);
 
 # failover: stop the primary at once, promote the standby
-run($admin, "SELECT apikey.report_leak(${\ $key->('leaked')})");
+run_sql($admin, "SELECT apikey.report_leak(${\ $key->('leaked')})");
 $admin->quit;
 $primary->stop('immediate');
 $standby->promote;
@@ -229,7 +197,7 @@ $standby->stop;
 ($primary, $standby) = new_pair('two', '');
 $standby->stop;
 $admin = session($primary, 'admin');
-run($admin, 'SET synchronous_commit = local');
+run_sql($admin, 'SET synchronous_commit = local');
 # a wait for synchronous replication ignores statement_timeout: cancel it
 my $cancel_when_waiting = sub {
 	my $t0 = time;
@@ -245,27 +213,27 @@ my $cancel_when_waiting = sub {
 	$primary->safe_psql('postgres', q{
 		SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'admin'});
 };
-start($admin, "SELECT apikey.revoke_key(${\ $id->('warned')});");
+send_sql($admin, "SELECT apikey.revoke_key(${\ $id->('warned')});");
 $cancel_when_waiting->('revoke_key');
 ok(defined wait_error($admin, qr/01KA0.*\n(.*\n)*HINT/, 10), 'the cancelled revocation returns');
 like($admin->{stderr}, qr/WARNING:  01KA0: the revocation committed on this server, but no synchronous standby has confirmed it yet/,
 	'a revocation whose wait is cancelled says it is not durable yet (01KA0)');
 like($admin->{stderr}, qr/canceling wait for synchronous replication/, '... after PostgreSQL\'s own warning');
 unlike($admin->{stderr}, qr/ERROR/, '... and no error: it committed here');
-start($admin, 'SELECT apikey.confirm_revocations();');
+send_sql($admin, 'SELECT apikey.confirm_revocations();');
 $cancel_when_waiting->('confirm_revocations');
 my $t = time;
 $admin->{run}->pump_nb() while $admin->{stdout} !~ /canceled|confirmed/ && time - $t < 10 && usleep(2_000) >= 0;
 like($admin->{stdout}, qr/canceled/, 'confirm_revocations(): canceled while no synchronous standby has it');
 $admin->{stdout} = '';
-run($admin, 'SET apikey.revocation_synchronous_commit = session');
-($out, $err) = run($admin, "SELECT apikey.revoke_key(${\ $id->('silent')})");
+run_sql($admin, 'SET apikey.revocation_synchronous_commit = session');
+($out, $err) = run_sql($admin, "SELECT apikey.revoke_key(${\ $id->('silent')})");
 is($err, '', 'session: the revocation returns with no word (committed locally only)');
-run($admin, 'RESET apikey.revocation_synchronous_commit');
+run_sql($admin, 'RESET apikey.revocation_synchronous_commit');
 
 # the standby comes back: confirmed
 $standby->start;
-is((run($admin, 'SELECT apikey.confirm_revocations()'))[0], 'confirmed',
+is((run_sql($admin, 'SELECT apikey.confirm_revocations()'))[0], 'confirmed',
 	'confirm_revocations(): confirmed once the standby is back');
 $admin->quit;
 is(key_status($standby, 'postgres', 'warned'), 'revoked', 'the confirmed revocation is on the standby');

@@ -70,18 +70,7 @@ is(key_status($sub, 'postgres', 'reader'), 'valid', 'subscriber: a key copied fr
 sub session
 {
 	my ($node) = @_;
-	my $s = $node->background_psql('postgres', on_error_stop => 0);
-	$s->query_safe('\\set VERBOSITY verbose');
-	return $s;
-}
-sub run
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	my $out = $s->query($sql);
-	my $err = $s->{stderr};
-	$s->{stderr} = '';
-	return ($out, $err);
+	return new_session($node);
 }
 # seconds until the subscriber answers $want to $sql, or undef after $limit
 sub wait_sub
@@ -113,14 +102,14 @@ ok(defined wait_sub("SELECT name FROM apikey.keys WHERE key_id = ${\ $id->('read
 
 # 2. a revocation reaches a subscriber session that verified the key before
 my $reader = session($sub);
-is((run($reader, $status->('revoked later')))[0], 'valid', 'subscriber session: valid before the revocation');
-is((run($reader, $status->('revoked later')))[0], 'valid', '  ... twice (its state is kept by the session)');
+is((run_sql($reader, $status->('revoked later')))[0], 'valid', 'subscriber session: valid before the revocation');
+is((run_sql($reader, $status->('revoked later')))[0], 'valid', '  ... twice (its state is kept by the session)');
 $pub->safe_psql('postgres', "SELECT apikey.revoke_key(${\ $id->('revoked later')})");
 my $t0 = time;
 my $seen;
 while (time - $t0 < 20)
 {
-	$seen = time - $t0, last if (run($reader, $status->('revoked later')))[0] eq 'revoked';
+	$seen = time - $t0, last if (run_sql($reader, $status->('revoked later')))[0] eq 'revoked';
 	usleep(5_000);
 }
 ok(defined $seen,
@@ -129,20 +118,20 @@ ok(defined $seen,
 $pub->wait_for_catchup('apikey');
 
 # 3. an import reaches a subscriber session that found no imported keys before
-is((run($reader, $status->('legacy')))[0], 'malformed',
+is((run_sql($reader, $status->('legacy')))[0], 'malformed',
 	'subscriber session: text of another system before its import: malformed');
 $pub->safe_psql('postgres', "SELECT apikey.import_key('acme', 'production', 'legacy', api_key => ${\ $key->('legacy')})");
 $pub->wait_for_catchup('apikey');
-is((run($reader, $status->('legacy')))[0], 'valid',
+is((run_sql($reader, $status->('legacy')))[0], 'valid',
 	'subscriber session: the import applied is seen by its next verification');
 is(key_status($sub, 'postgres', 'legacy'), 'valid', '  ... and by a new session');
 
 # 4. credits are charged on the publisher only
-my ($out, $err) = run($reader, "SELECT status FROM apikey.verify(${\ $key->('metered')}, cost => 1)");
+my ($out, $err) = run_sql($reader, "SELECT status FROM apikey.verify(${\ $key->('metered')}, cost => 1)");
 like($err, qr/ERROR:  25006: cannot charge the credits of key \w+ on a logical replication subscriber/,
 	'subscriber: a charge is refused with 25006');
 unlike($err, qr/sk_legacy|ak_live_\w{20}/, '  ... and the error holds no key text');
-is((run($reader, "SELECT status || ' ' || remaining FROM apikey.verify(${\ $key->('metered')}, cost => 0)"))[0],
+is((run_sql($reader, "SELECT status || ' ' || remaining FROM apikey.verify(${\ $key->('metered')}, cost => 0)"))[0],
 	'valid 3', 'subscriber: a check (cost => 0) sees the credits');
 is($pub->safe_psql('postgres', qq{
 	SELECT string_agg(status, ',' ORDER BY g) FROM generate_series(1, 4) AS g,
@@ -153,27 +142,27 @@ is($sub->safe_psql('postgres', "SELECT status FROM apikey.verify(${\ $key->('met
 	'usage_exceeded', 'subscriber: the charges applied, none left');
 
 # 5. nor is anything else written there: keys are managed on the publisher
-($out, $err) = run($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
+($out, $err) = run_sql($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
 like($err, qr/ERROR:  25006: cannot change apikey.keys on a logical replication subscriber of apikey's tables/,
 	'subscriber: revoke_key is refused with 25006');
-($out, $err) = run($reader, "SELECT apikey.create_tenant('initech')");
+($out, $err) = run_sql($reader, "SELECT apikey.create_tenant('initech')");
 like($err, qr/25006: cannot change apikey.tenants on a logical replication subscriber/,
 	'subscriber: create_tenant is refused');
-($out, $err) = run($reader, "UPDATE apikey.keys SET name = 'local' WHERE key_id = ${\ $id->('bystander')}");
+($out, $err) = run_sql($reader, "UPDATE apikey.keys SET name = 'local' WHERE key_id = ${\ $id->('bystander')}");
 like($err, qr/25006: cannot change apikey.keys/, 'subscriber: an UPDATE of apikey.keys is refused');
 is(key_status($sub, 'postgres', 'bystander'), 'valid', '  ... and the key is as the publisher left it');
 
 # 6. a revocation is applied while subscriber transactions are open: one that
 # authenticated and checked credits, one that tried to charge
 my $open = session($sub);
-run($open, 'BEGIN');
-is((run($open, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
+run_sql($open, 'BEGIN');
+is((run_sql($open, "SELECT status FROM apikey.authenticate(${\ $key->('bystander')})"))[0], 'valid',
 	'subscriber: an open transaction authenticated');
-is((run($open, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 0)"))[0], 'valid',
+is((run_sql($open, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 0)"))[0], 'valid',
 	'  ... and checked a key\'s credits');
 my $charger = session($sub);
-run($charger, 'BEGIN');
-($out, $err) = run($charger, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 1)");
+run_sql($charger, 'BEGIN');
+($out, $err) = run_sql($charger, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 1)");
 like($err, qr/25006/, 'subscriber: another open transaction tried to charge the key: refused');
 $pub->safe_psql('postgres', qq{
 	SELECT apikey.verify(${\ $key->('held')}, cost => 1);
@@ -185,7 +174,7 @@ ok(defined $waited,
 		defined $waited ? sprintf('%.3f s', $waited) : 'not within 20 s'));
 is($sub->safe_psql('postgres', "SELECT remaining FROM apikey.verify(${\ $key->('held')}, cost => 0)"),
 	'99', '  ... the publisher\'s charge is the only one');
-run($_, 'ROLLBACK') for ($open, $charger);
+run_sql($_, 'ROLLBACK') for ($open, $charger);
 
 # 7. rate limits: each of the 2 servers admits its share of the limit
 is($sub->safe_psql('postgres', 'SHOW apikey.rate_limit_servers'), '2', 'apikey.rate_limit_servers = 2');
@@ -202,9 +191,9 @@ is($sub->safe_psql('postgres', q{
 	'0', 'the subscription never stopped on an error');
 # 8. the subscription dropped (a region promoted), the server manages keys
 $sub->safe_psql('postgres', 'DROP SUBSCRIPTION apikey');
-($out, $err) = run($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
+($out, $err) = run_sql($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
 is($err, '', 'subscription dropped: a session that was refused before may revoke');
-is((run($reader, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 1)"))[1], '',
+is((run_sql($reader, "SELECT status FROM apikey.verify(${\ $key->('held')}, cost => 1)"))[1], '',
 	'  ... and charge credits');
 $reader->quit;
 $open->quit;

@@ -29,17 +29,8 @@ my $authenticate = q{SELECT status FROM apikey.authenticate((SELECT api_key FROM
 
 my $s = $node->background_psql('postgres', on_error_stop => 0);
 $s->query_safe('\\set VERBOSITY verbose');
-sub run
-{
-	my ($sql) = @_;
-	$s->{stderr} = '';
-	my $out = $s->query($sql);
-	my $err = $s->{stderr};
-	$s->{stderr} = '';
-	return ($out, $err);
-}
 
-is((run($verify))[0], 'valid', 'an ordinary table: valid');
+is((run_sql($s, $verify))[0], 'valid', 'an ordinary table: valid');
 
 # Citus installed, apikey's tables left alone
 $node->safe_psql('postgres', q{
@@ -48,7 +39,7 @@ $node->safe_psql('postgres', q{
 	INSERT INTO pg_catalog.pg_dist_partition VALUES ('app_orders', 'h');
 });
 is($node->safe_psql('postgres', $verify), 'valid', 'Citus present, apikey.keys an ordinary table: valid');
-is((run($verify))[0], 'valid', '  ... also in a session that verified before');
+is((run_sql($s, $verify))[0], 'valid', '  ... also in a session that verified before');
 
 # apikey.keys made a reference table
 $node->safe_psql('postgres', q{
@@ -57,10 +48,10 @@ $node->safe_psql('postgres', q{
 	GRANT SELECT ON apikey.keys TO nobody_in_particular;  -- Citus' relcache invalidation
 	COMMIT;
 });
-my ($out, $err) = run($verify);
+my ($out, $err) = run_sql($s, $verify);
 like($err, qr/ERROR:  0A000: apikey.keys is a Citus table: apikey does not verify keys from Citus tables/,
 	'apikey.keys a Citus table: a session that verified before gets 0A000');
-($out, $err) = run($authenticate);
+($out, $err) = run_sql($s, $authenticate);
 like($err, qr/0A000: apikey.keys is a Citus table/, '  ... and so does authenticate');
 my ($rc, $stdout, $stderr) = $node->psql('postgres', $verify, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 like($stderr, qr/0A000: apikey.keys is a Citus table/, '  ... and a new session');
@@ -77,7 +68,7 @@ $node->safe_psql('postgres', q{
 	DELETE FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'apikey.imported_keys'::regclass;
 	GRANT SELECT ON apikey.keys TO nobody_in_particular;
 });
-is((run($verify))[0], 'valid', 'ordinary tables again: valid');
+is((run_sql($s, $verify))[0], 'valid', 'ordinary tables again: valid');
 
 $s->quit;
 done_testing();

@@ -54,13 +54,6 @@ sub session
 	$s->query_safe("SET application_name = '$name'");
 	return $s;
 }
-sub start
-{
-	my ($s, $sql) = @_;
-	$s->{stderr} = '';
-	$s->{stdin} .= "$sql\n";
-	$s->{run}->pump_nb();
-}
 
 my $listener = session($primary, 'listener');
 $listener->query_safe('LISTEN apikey_events');
@@ -107,11 +100,11 @@ $primary->poll_query_until('postgres', 'SELECT count(*) = 0 FROM pg_stat_replica
 my $mark = $primary->safe_psql('postgres', 'SELECT max(event_id) FROM apikey.audit');
 my $sa = session($primary, 'revoker_a');
 my $sb = session($primary, 'revoker_b');
-start($sa, "SELECT apikey.revoke_key(${\ $id->('first')});");
+send_sql($sa, "SELECT apikey.revoke_key(${\ $id->('first')});");
 ok($primary->poll_query_until('postgres', q{
 	SELECT wait_event = 'SyncRep' FROM pg_stat_activity WHERE application_name = 'revoker_a'}),
 	'A revokes a key and waits for the synchronous standby');
-start($sb, "SELECT apikey.revoke_key(${\ $id->('second')});");
+send_sql($sb, "SELECT apikey.revoke_key(${\ $id->('second')});");
 my ($waits, $t0) = ('', time);
 while (time - $t0 < 10)
 {
