@@ -57,6 +57,7 @@ static bool cache_stale = false;
 static uint64 *places = NULL;
 static int	nplaces = 0;
 static int	places_used = 0;
+static int	places_allocated = 0;	/* grown as keys come, up to nplaces */
 static uint64 draw_state = 0x9E3779B97F4A7C15;
 
 /*
@@ -306,12 +307,10 @@ keycache_lookup(uint64 key_id, bool create)
 		cache = hash_create("apikey key cache", 1024, &info,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		nplaces = apikey_key_cache_size;
-		places = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nplaces);
+		places_allocated = Min(nplaces, 1024);
+		places = MemoryContextAlloc(cache_cxt, sizeof(uint64) * places_allocated);
 		places_used = 0;
-		seen_once_mask = 255;
-		while (seen_once_mask < (uint32) (nplaces / 4) && seen_once_mask < (1U << 24) - 1)
-			seen_once_mask = (seen_once_mask << 1) | 1;
-		seen_once = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * (seen_once_mask + 1));
+		seen_once = NULL;
 		info.keysize = sizeof(uint32);
 		info.entrysize = sizeof(ProfileBucket);
 		info.hcxt = cache_cxt;
@@ -330,12 +329,27 @@ keycache_lookup(uint64 key_id, bool create)
 		return keycache_lookup(key_id, create);
 	}
 	if (places_used < nplaces)
+	{
+		if (places_used == places_allocated)
+		{
+			places_allocated = Min(nplaces, places_allocated * 2);
+			places = repalloc(places, sizeof(uint64) * places_allocated);
+		}
 		places[places_used++] = key_id;
+	}
 	else
 	{
 		/* full: a place at random (xorshift64), its key forgotten */
 		int			place;
 
+		if (seen_once == NULL)
+		{
+			/* the doorkeeper, a quarter the cache's size, once it is full */
+			seen_once_mask = 255;
+			while (seen_once_mask < (uint32) (nplaces / 4) && seen_once_mask < (1U << 24) - 1)
+				seen_once_mask = (seen_once_mask << 1) | 1;
+			seen_once = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * (seen_once_mask + 1));
+		}
 		if (!admit(key_id))
 			return NULL;
 
