@@ -133,9 +133,11 @@ _PG_init(void)
  * looked up once per backend.  Every function using this has OUT
  * parameters and no polymorphic ones, so its descriptor depends on its
  * pg_proc row only, and that cannot change its OUT parameters while the
- * function exists (a new function, a new OID).  After a change to pg_proc
- * a descriptor is looked up again and kept when it is equal (a replaced
- * one is not freed: a running query's fn_extra may point to it).
+ * function exists (a new function, a new OID), nor can its result type
+ * change without an invalidation of pg_type or of the type's relation (an
+ * update of the extension altering apikey.verification).  After any such
+ * invalidation a descriptor is looked up again and kept when it is equal
+ * (a replaced one is not freed: a running query's fn_extra may point to it).
  */
 typedef struct ResultDesc
 {
@@ -174,6 +176,12 @@ result_descs_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 		result_descs[i].recheck = true;
 }
 
+static void
+result_descs_relcache_invalidate(Datum arg, Oid relid)
+{
+	result_descs_invalidate(arg, 0, 0);
+}
+
 /* The blessed result descriptor of a record-returning call site, cached. */
 TupleDesc
 call_result_tupdesc(FunctionCallInfo fcinfo)
@@ -202,6 +210,8 @@ call_result_tupdesc(FunctionCallInfo fcinfo)
 	if (!callback_registered)
 	{
 		CacheRegisterSyscacheCallback(PROCOID, result_descs_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, result_descs_invalidate, (Datum) 0);
+		CacheRegisterRelcacheCallback(result_descs_relcache_invalidate, (Datum) 0);
 		callback_registered = true;
 	}
 	if (get_call_result_type(fcinfo, NULL, &looked_up) != TYPEFUNC_COMPOSITE)
