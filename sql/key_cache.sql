@@ -191,3 +191,26 @@ SELECT s.g, v.status, v.key_id = s.key_id AS own_id, v.expires_at = s.expires_at
 SELECT key_id AS noexp_id, api_key AS noexp_key FROM apikey.create_key('cache', 'production', 'no expiry', scopes => '{a:read,b:write}') \gset
 SELECT v.status, v.key_id = :'noexp_id' AS own_id, v.expires_at IS NULL AS no_expiry, v.scopes
   FROM generate_series(1, 2), apikey.verify(:'noexp_key', 'production') v;
+
+-- The result row follows its type when that changes within a session (as
+-- an update of the extension altering apikey.verification does): the
+-- descriptor a connection keeps is looked up again.  (Sixty more columns
+-- make the row's header longer, so the row returned shows which type it
+-- was built for; in a database of its own, since the type keeps them.)
+CREATE DATABASE apikey_rowtype;
+\c apikey_rowtype
+SET client_min_messages = warning;
+CREATE EXTENSION apikey CASCADE;
+RESET client_min_messages;
+SELECT apikey.create_tenant('rowtype') > 0 AS created;
+SELECT api_key AS rowtype_key FROM apikey.create_key('rowtype', 'production', 'rowtype') \gset
+SELECT pg_column_size(apikey.verify(:'rowtype_key')) AS size_before \gset
+DO $$ BEGIN
+	FOR i IN 1..60 LOOP
+		EXECUTE format('ALTER TYPE apikey.verification ADD ATTRIBUTE probe%s integer', i);
+	END LOOP;
+END $$;
+SELECT pg_column_size(apikey.verify(:'rowtype_key')) > :size_before AS row_of_the_new_type,
+       (apikey.verify(:'rowtype_key')).status;
+\c :regress_db
+DROP DATABASE apikey_rowtype;
