@@ -166,3 +166,59 @@ SELECT count(apikey.rename_key(key_id, 'renamed')) FROM hundred;
 BEGIN;
 SELECT count(*) FILTER (WHERE pg_temp.reads_to_verify(api_key) > 0) <= 1 AS at_most_one_of_five_read_again FROM five;
 COMMIT;
+
+-- A full cache admits a key only when it is seen a second time: a key
+-- verified once does not push out the keys in use.  (Two places: the two
+-- hot keys fill them; the one-off key, verified once, leaves both there.)
+SET apikey.key_cache_size = 2;
+CREATE TABLE admission AS SELECT g, c.api_key FROM generate_series(1, 3) AS g,
+  apikey.create_key('cache', 'production', 'admission ' || g) AS c;
+SELECT count(*) FROM admission a, apikey.verify(a.api_key) AS v WHERE a.g <= 2 AND v.valid;
+SELECT status FROM apikey.verify((SELECT api_key FROM admission WHERE g = 3));
+BEGIN;
+SELECT sum(pg_temp.reads_to_verify(api_key)) AS reads_for_the_hot_keys FROM admission WHERE g <= 2;
+COMMIT;
+-- seen again, it is admitted (one hot key makes room) and then remembered
+SELECT status FROM apikey.verify((SELECT api_key FROM admission WHERE g = 3));
+BEGIN;
+SELECT pg_temp.reads_to_verify(api_key) AS reads_for_the_admitted_key FROM admission WHERE g = 3;
+COMMIT;
+RESET apikey.key_cache_size;
+
+-- Keys with the same tenant, environment and scopes share what the cache
+-- keeps of them, down to the result row: each key's own id and expiry are
+-- in its row, answered from memory or not.
+CREATE TABLE shared AS SELECT g, c.key_id, c.api_key, c.expires_at FROM generate_series(1, 4) AS g,
+  apikey.create_key('cache', 'production', 'shared ' || g, scopes => '{a:read,b:write}',
+                    expires_in => g * interval '1 day') AS c;
+SELECT s.g, v.status, v.key_id = s.key_id AS own_id, v.expires_at = s.expires_at AS own_expiry,
+       v.scopes, v.tenant, v.environment
+  FROM generate_series(1, 3) AS r, shared s, apikey.verify(s.api_key, 'production') v
+ ORDER BY r, s.g;
+-- and a key of that profile without an expiry has a row without one
+SELECT key_id AS noexp_id, api_key AS noexp_key FROM apikey.create_key('cache', 'production', 'no expiry', scopes => '{a:read,b:write}') \gset
+SELECT v.status, v.key_id = :'noexp_id' AS own_id, v.expires_at IS NULL AS no_expiry, v.scopes
+  FROM generate_series(1, 2), apikey.verify(:'noexp_key', 'production') v;
+
+-- The result row follows its type when that changes within a session (as
+-- an update of the extension altering apikey.verification does): the
+-- descriptor a connection keeps is looked up again.  (Sixty more columns
+-- make the row's header longer, so the row returned shows which type it
+-- was built for; in a database of its own, since the type keeps them.)
+CREATE DATABASE apikey_rowtype;
+\c apikey_rowtype
+SET client_min_messages = warning;
+CREATE EXTENSION apikey CASCADE;
+RESET client_min_messages;
+SELECT apikey.create_tenant('rowtype') > 0 AS created;
+SELECT api_key AS rowtype_key FROM apikey.create_key('rowtype', 'production', 'rowtype') \gset
+SELECT pg_column_size(apikey.verify(:'rowtype_key')) AS size_before \gset
+DO $$ BEGIN
+	FOR i IN 1..60 LOOP
+		EXECUTE format('ALTER TYPE apikey.verification ADD ATTRIBUTE probe%s integer', i);
+	END LOOP;
+END $$;
+SELECT pg_column_size(apikey.verify(:'rowtype_key')) > :size_before AS row_of_the_new_type,
+       (apikey.verify(:'rowtype_key')).status;
+\c :regress_db
+DROP DATABASE apikey_rowtype;

@@ -92,6 +92,18 @@ END
 $$;
 -- the checksum is CRC-32 as zlib computes it: recomputing it reproduces the key
 SELECT pg_temp.with_checksum(left(:'key_a', length(:'key_a') - 6)) = :'key_a' AS checksum_is_crc32;
+-- the reference itself: CRC-32 of '123456789' is 0xCBF43926 (3jZRME in base62)
+SELECT right(pg_temp.with_checksum('123456789'), 6) AS crc32_check_value;
+-- texts of every length from 48 to 62 bytes (prefixes and tags of 1 to 8
+-- characters): the checksum is accepted at every length and every change
+-- of the last checksum digit is caught
+SELECT count(*) AS texts,
+       count(*) FILTER (WHERE apikey.looks_like_key(k)) AS accepted,
+       count(*) FILTER (WHERE apikey.looks_like_key(left(k, -1) || CASE WHEN right(k, 1) = 'A' THEN 'B' ELSE 'A' END)) AS accepted_altered,
+       count(DISTINCT length(k)) AS lengths
+  FROM generate_series(1, 8) p, generate_series(1, 8) t,
+       LATERAL (SELECT pg_temp.with_checksum(repeat('p', p) || '_' || repeat('t', t) || '_' ||
+                       substr(:'key_a', 9, 38)) AS k) s;
 SELECT status, key_id, tenant
   FROM apikey.verify(pg_temp.with_checksum(substr(:'key_a', 1, 19) || repeat('A', 27)));
 -- a key id beyond 64 bits is malformed even with a valid checksum

@@ -11,6 +11,9 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+#include "access/tupdesc.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -128,24 +131,118 @@ _PG_init(void)
 	RegisterSubXactCallback(guard_subxact_callback, NULL);
 }
 
+/*
+ * The blessed result descriptors of apikey's record-returning functions,
+ * one per function and backend.  A call site's FmgrInfo lives only as long
+ * as its query, so fn_extra alone would look the descriptor up (a catalog
+ * lookup and a record-type registration) once per statement; these are
+ * looked up once per backend.  Every function using this has OUT
+ * parameters and no polymorphic ones, so its descriptor depends on its
+ * pg_proc row only, and that cannot change its OUT parameters while the
+ * function exists (a new function, a new OID), nor can its result type
+ * change without an invalidation of pg_type or of the type's relation (an
+ * update of the extension altering apikey.verification).  After any such
+ * invalidation a descriptor is looked up again and kept when it is equal
+ * (a replaced one is not freed: a running query's fn_extra may point to it).
+ */
+typedef struct ResultDesc
+{
+	Oid			fn_oid;
+	bool		recheck;		/* pg_proc changed since it was looked up */
+	TupleDesc	desc;
+} ResultDesc;
+
+#define MAX_RESULT_DESCS 16
+static ResultDesc result_descs[MAX_RESULT_DESCS];
+static int	n_result_descs = 0;
+
+/* The same columns (names and types), whatever record type either is blessed as? */
+static bool
+same_columns(TupleDesc a, TupleDesc b)
+{
+	if (a->natts != b->natts)
+		return false;
+	for (int i = 0; i < a->natts; i++)
+	{
+		Form_pg_attribute x = TupleDescAttr(a, i);
+		Form_pg_attribute y = TupleDescAttr(b, i);
+
+		if (x->atttypid != y->atttypid || x->atttypmod != y->atttypmod ||
+			x->attisdropped != y->attisdropped ||
+			strcmp(NameStr(x->attname), NameStr(y->attname)) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void
+result_descs_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	for (int i = 0; i < n_result_descs; i++)
+		result_descs[i].recheck = true;
+}
+
+static void
+result_descs_relcache_invalidate(Datum arg, Oid relid)
+{
+	result_descs_invalidate(arg, 0, 0);
+}
+
 /* The blessed result descriptor of a record-returning call site, cached. */
 TupleDesc
 call_result_tupdesc(FunctionCallInfo fcinfo)
 {
 	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	Oid			fn_oid = fcinfo->flinfo->fn_oid;
+	ResultDesc *slot = NULL;
+	TupleDesc	looked_up;
+	MemoryContext old;
+	static bool callback_registered = false;
 
-	if (tupdesc == NULL)
+	if (tupdesc != NULL)
+		return tupdesc;
+	for (int i = 0; i < n_result_descs; i++)
+		if (result_descs[i].fn_oid == fn_oid)
+		{
+			slot = &result_descs[i];
+			break;
+		}
+	if (slot != NULL && !slot->recheck)
 	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("function returning record called in context that cannot accept type record")));
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
-		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
+		fcinfo->flinfo->fn_extra = slot->desc;
+		return slot->desc;
 	}
+
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, result_descs_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, result_descs_invalidate, (Datum) 0);
+		CacheRegisterRelcacheCallback(result_descs_relcache_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+	if (get_call_result_type(fcinfo, NULL, &looked_up) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in context that cannot accept type record")));
+	if (slot != NULL && same_columns(slot->desc, looked_up))
+	{
+		slot->recheck = false;
+		fcinfo->flinfo->fn_extra = slot->desc;
+		return slot->desc;
+	}
+	old = MemoryContextSwitchTo(OidIsValid(fn_oid) && (slot != NULL || n_result_descs < MAX_RESULT_DESCS) ?
+								TopMemoryContext : fcinfo->flinfo->fn_mcxt);
+	tupdesc = BlessTupleDesc(CreateTupleDescCopy(looked_up));
+	MemoryContextSwitchTo(old);
+	if (OidIsValid(fn_oid) && slot == NULL && n_result_descs < MAX_RESULT_DESCS)
+		slot = &result_descs[n_result_descs++];
+	if (slot != NULL)
+	{
+		slot->fn_oid = fn_oid;
+		slot->recheck = false;
+		slot->desc = tupdesc;
+	}
+	fcinfo->flinfo->fn_extra = tupdesc;
 	return tupdesc;
 }
 

@@ -90,28 +90,55 @@ ak_id_encode(uint64_t value, char *out)
 	base62_encode(value, out, AK_ID_LEN);
 }
 
-/* CRC-32 with the reflected polynomial 0xEDB88320, as zlib's crc32(). */
+/*
+ * CRC-32 with the reflected polynomial 0xEDB88320, as zlib's crc32(),
+ * slicing by 8: eight bytes per step through eight tables, where table k
+ * advances a byte's CRC by k further zero bytes (table 0 is the bytewise
+ * one, which also does the tail).  A key's text of about 50 bytes takes
+ * six steps instead of fifty table lookups in a chain.
+ */
+static uint32_t crc_tables[8][256];
+static bool crc_tables_ready = false;
+
+static void
+crc_tables_build(void)
+{
+	for (uint32_t n = 0; n < 256; n++)
+	{
+		uint32_t	c = n;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+		crc_tables[0][n] = c;
+	}
+	for (uint32_t n = 0; n < 256; n++)
+		for (int t = 1; t < 8; t++)
+			crc_tables[t][n] = crc_tables[0][crc_tables[t - 1][n] & 0xFF] ^
+				(crc_tables[t - 1][n] >> 8);
+	crc_tables_ready = true;
+}
+
 static uint32_t
 crc32_of(const char *s, size_t len)
 {
-	static uint32_t table[256];
-	static bool table_ready = false;
+	const unsigned char *p = (const unsigned char *) s;
 	uint32_t	crc = 0xFFFFFFFFu;
 
-	if (!table_ready)
+	if (!crc_tables_ready)
+		crc_tables_build();
+	for (; len >= 8; p += 8, len -= 8)
 	{
-		for (uint32_t n = 0; n < 256; n++)
-		{
-			uint32_t	c = n;
+		/* the bytes in order, whatever the machine's byte order */
+		uint32_t	lo = crc ^ ((uint32_t) p[0] | (uint32_t) p[1] << 8 |
+								(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24);
 
-			for (int k = 0; k < 8; k++)
-				c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-			table[n] = c;
-		}
-		table_ready = true;
+		crc = crc_tables[7][lo & 0xFF] ^ crc_tables[6][(lo >> 8) & 0xFF] ^
+			crc_tables[5][(lo >> 16) & 0xFF] ^ crc_tables[4][lo >> 24] ^
+			crc_tables[3][p[4]] ^ crc_tables[2][p[5]] ^
+			crc_tables[1][p[6]] ^ crc_tables[0][p[7]];
 	}
-	for (size_t i = 0; i < len; i++)
-		crc = table[(crc ^ (unsigned char) s[i]) & 0xFF] ^ (crc >> 8);
+	while (len-- > 0)
+		crc = crc_tables[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
 	return crc ^ 0xFFFFFFFFu;
 }
 

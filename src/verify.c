@@ -647,7 +647,7 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 		keychange_unchanged(key_id, &entry->stamp))
 	{
 		*from = entry;
-		*row_tenant_id = entry->state.tenant_id;
+		*row_tenant_id = keycache_tenant_id(entry);
 		return keycache_prove(entry, hash, now, key);
 	}
 	/* read before the row, for a state remembered from it */
@@ -707,7 +707,7 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 			remember_row(entry, slot, &stamp);
 			if (proven && entry->has_state)
 			{
-				*key = entry->state;
+				keycache_state(entry, key);
 				*from = entry;
 			}
 			else if (proven)
@@ -1065,19 +1065,6 @@ enum
 	NUM_OUT
 };
 
-/*
- * Is a remembered result row of the result type wanted now?  (The type is
- * another one after the extension was dropped and created again, or in a
- * database of another version.)
- */
-static inline bool
-same_row_type(HeapTuple row, TupleDesc tupdesc)
-{
-	return row != NULL &&
-		HeapTupleHeaderGetTypeId(row->t_data) == tupdesc->tdtypeid &&
-		HeapTupleHeaderGetNatts(row->t_data) == tupdesc->natts;
-}
-
 Datum
 verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 {
@@ -1095,11 +1082,15 @@ verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 	static HeapTuple unproven[NUM_VERIFY_STATUSES];
 	bool		plain_unproven = !result->proven && !result->has_retry_after;
 
+	Datum		remembered;
+
 	Assert(tupdesc->natts <= NUM_OUT);
-	/* the same row as last time for a key unchanged since */
-	if (plain_valid && same_row_type(result->cached->valid_result, tupdesc))
-		return heap_copy_tuple_as_datum(result->cached->valid_result, tupdesc);
-	if (plain_unproven && same_row_type(unproven[result->status], tupdesc))
+	/* the row of the key's profile, with its id and expiry */
+	if (plain_valid && keycache_valid_result(result->cached, tupdesc, &remembered))
+		return remembered;
+	if (plain_unproven && unproven[result->status] != NULL &&
+		HeapTupleHeaderGetTypeId(unproven[result->status]->t_data) == tupdesc->tdtypeid &&
+		HeapTupleHeaderGetNatts(unproven[result->status]->t_data) == tupdesc->natts)
 		return heap_copy_tuple_as_datum(unproven[result->status], tupdesc);
 	memset(nulls, true, sizeof(nulls));
 	values[OUT_VALID] = BoolGetDatum(result->status == VS_VALID);
@@ -1159,7 +1150,7 @@ verify_result_datum(FunctionCallInfo fcinfo, const VerifyResult *result)
 	}
 	tuple = heap_form_tuple(tupdesc, values, nulls);
 	if (plain_valid)
-		keycache_set_valid_result(result->cached, tuple);
+		keycache_set_valid_result(result->cached, tuple, tupdesc, OUT_KEY_ID, OUT_EXPIRES_AT);
 	else if (plain_unproven)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);

@@ -3,7 +3,8 @@
 # the server under valgrind memcheck, against the distribution's PostgreSQL
 # and the installed extension:   bash test/memcheck.sh [--hostile]
 #
-# How: a throwaway cluster whose postmaster is started by hand under
+# How: a throwaway cluster (set up as test/regress.conf sets up the
+# regression suite's, apikey preloaded) whose postmaster is started by hand under
 # valgrind (backends are forks, so valgrind follows them without
 # --trace-children; it is set anyway for anything exec'd); pg_regress runs
 # sql/*.sql against it with --use-existing; then every valgrind log is read.
@@ -79,7 +80,9 @@ run_as_pg initdb -D "$work/data" -A trust -U postgres --no-sync >"$work/initdb.l
 start=$SECONDS
 run_as_pg sh -c "cd '$work' && nohup '$work/postgres' -D '$work/data' -p $port -k '$work' \
 	-c listen_addresses='' -c fsync=off -c max_connections=20 -c shared_buffers=16MB \
-	-c max_stack_depth=4MB -c autovacuum=off >'$work/server.log' 2>&1 &"
+	-c max_stack_depth=4MB -c autovacuum=off \
+	-c shared_preload_libraries=apikey -c max_prepared_transactions=2 \
+	-c apikey.usage_flush_interval=3600 >'$work/server.log' 2>&1 &"
 for _ in $(seq 120); do run_as_pg pg_isready -q -h "$work" -p $port && break; sleep 1; done
 run_as_pg pg_isready -q -h "$work" -p $port || { echo "server did not start"; cat "$work/server.log"; exit 1; }
 echo "server up under valgrind after $((SECONDS - start)) s"

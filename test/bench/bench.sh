@@ -12,6 +12,8 @@
 #            --peer DIR      compare with DIR/peer.sql too (default: ../shared/bench
 #                            beside the repository, when it is there); --no-peer: don't
 #            --keep          leave the cluster's directory behind
+#            --no-instructions  skip the instruction counts (test/bench/instructions.sh,
+#                            run after the timed tables when valgrind is installed)
 #            --features-sql FILE  run FILE in the benchmark's databases before
 #                            table 8's rows look for their functions (to try those
 #                            rows against a prototype)
@@ -35,7 +37,7 @@ set -euo pipefail
 stage_readable "$0" "$@"
 BENCH_DIR="$REPO/test/bench"
 
-QUICK=0 KEEP=0 OUT= TARGETS= FEATURES_SQL= PEER_DIR="$APIKEY_ORIGIN/../shared/bench" PEER_WANTED=auto
+QUICK=0 KEEP=0 INSTRUCTIONS=1 OUT= TARGETS= FEATURES_SQL= PEER_DIR="$APIKEY_ORIGIN/../shared/bench" PEER_WANTED=auto
 while [ $# -gt 0 ]; do
 	case "$1" in
 		--quick) QUICK=1 ;;
@@ -44,8 +46,9 @@ while [ $# -gt 0 ]; do
 		--targets) TARGETS=$2; shift ;;
 		--peer) PEER_DIR=$2; PEER_WANTED=yes; shift ;;
 		--no-peer) PEER_WANTED=no ;;
+		--no-instructions) INSTRUCTIONS=0 ;;
 		--features-sql) FEATURES_SQL=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift ;;
-		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 		*) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -556,6 +559,19 @@ SHMEM_WITHOUT=$(psqlb -At -c "SELECT sum(allocated_size) FROM pg_shmem_allocatio
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 . "$BENCH_DIR/report.sh"
 report >"$W/report.md"
+# the backend's instructions per statement (callgrind), on a cluster of its
+# own once this one is stopped
+run_as_pg pg_ctl -D "$W/data" -w -m fast stop >/dev/null
+if [ $INSTRUCTIONS -eq 1 ] && command -v valgrind >/dev/null; then
+	log "instructions per statement under callgrind ($N keys)"
+	if PGBIN="$PGBIN" PGVER="$PGVER" bash "$BENCH_DIR/instructions.sh" --no-build --keys "$N" --out "$W/instructions.md" >/dev/null; then
+		{ echo; cat "$W/instructions.md"; } >>"$W/report.md"
+	else
+		log "the instruction counts failed"
+	fi
+elif [ $INSTRUCTIONS -eq 1 ]; then
+	log "valgrind is not installed: no instruction counts (apt-get install valgrind)"
+fi
 cat "$W/report.md"
 [ -n "$OUT" ] && cp "$W/report.md" "$OUT"
 targets >"$W/targets.txt"
