@@ -9,7 +9,8 @@
 #                                            /dev/shm mounted for the call)
 #   bash test/chroot.sh copy TARGET DEST     copy the working tree to DEST inside
 #                                            it, owned by postgres; prints DEST
-#   EXTRA_PACKAGES="p1 p2" ...               more packages (another test's needs)
+#   EXTRA_PACKAGES="p1 p2" ...               more packages (another test's needs;
+#                                            a version's chroot only)
 #   . test/chroot.sh                         the same steps as functions
 #                                            (chroot_select, chroot_lock,
 #                                            chroot_ensure, chroot_mount,
@@ -62,8 +63,8 @@ chroot_select() {
 	if [ "$1" = deb ]; then
 		chroot_tag=$chroot_suite-deb
 		chroot_dir=$CHROOTS/$chroot_tag
-		# the server the package needs, nothing more
-		chroot_packages=("postgresql-$chroot_ver" ${EXTRA_PACKAGES:-})
+		# the server the package needs, nothing more (not EXTRA_PACKAGES)
+		chroot_packages=("postgresql-$chroot_ver")
 	else
 		chroot_tag=pg$chroot_ver
 		chroot_dir=$CHROOTS/pg$chroot_ver-$chroot_suite${chroot_experimental:+-experimental}
