@@ -86,6 +86,25 @@ SELECT pg_temp.top_bytes() AS before \gset
 DO $$ BEGIN FOR i IN 1..100000 LOOP PERFORM apikey.set_actor('user ' || i); END LOOP; END $$;
 SELECT pg_temp.top_bytes() - :before < 65536 AS bounded_after_100000_calls, pg_temp.actor() AS last;
 COMMIT;
+-- and however many subtransactions that label it commit (exception blocks):
+-- the parent keeps the newer label only
+BEGIN;
+SELECT apikey.set_actor('warm-up');
+SELECT pg_temp.top_bytes() AS before \gset
+DO $$
+BEGIN
+	FOR i IN 1..20000 LOOP
+		BEGIN
+			PERFORM apikey.set_actor('user ' || i);
+		EXCEPTION WHEN others THEN
+			RAISE;
+		END;
+	END LOOP;
+END
+$$;
+SELECT pg_temp.top_bytes() - :before < 65536 AS bounded_after_20000_released_subtransactions,
+       pg_temp.actor() AS last;
+COMMIT;
 
 -- validated as names are: 1 to 200 characters, no control characters
 SELECT stmt, pg_temp.try(stmt) AS result FROM unnest(ARRAY[

@@ -32,4 +32,26 @@ RELEASE SAVEPOINT b;
 ROLLBACK TO SAVEPOINT a;
 SELECT apikey.current_tenant() AS tenant_after_rollback_to_a;
 COMMIT;
+-- a released savepoint hands its identity to its parent, which keeps only
+-- the newer one: a loop of exception blocks (each a subtransaction that
+-- commits) stays bounded too
+BEGIN;
+SELECT status FROM apikey.authenticate((SELECT api_key FROM memory_key));
+SELECT pg_temp.top_bytes() AS before \gset
+DO $$
+DECLARE
+	k text := (SELECT api_key FROM memory_key);
+BEGIN
+	FOR i IN 1..20000 LOOP
+		BEGIN
+			PERFORM apikey.authenticate(k, 'orders:read');
+		EXCEPTION WHEN others THEN
+			RAISE;
+		END;
+	END LOOP;
+END
+$$;
+SELECT pg_temp.top_bytes() - :before < 65536 AS bounded_after_20000_released_subtransactions,
+       apikey.current_tenant() AS tenant;
+ROLLBACK;
 SELECT apikey.current_tenant() AS tenant_after_commit;

@@ -14,85 +14,33 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "pg_compat.h"
 #include "delegation.h"
 #include "validate.h"
+#include "xactstack.h"
 
 /* The longest label, in characters (that of a key name). */
 #define MAX_ACTOR 200
 
 typedef struct Actor
 {
-	struct Actor *outer;		/* the label in force before this one */
-	SubTransactionId subid;		/* subtransaction that set it */
+	XactStackEntry level;		/* the label before it, the subtransaction */
 	text	   *label;			/* NULL: cleared */
 } Actor;
 
-static Actor *actor = NULL;
-
 static void
-actor_pop(void)
+actor_clear(XactStackEntry *entry)
 {
-	Actor	   *a = actor;
+	Actor	   *a = (Actor *) entry;
 
-	actor = a->outer;
 	if (a->label)
 		pfree(a->label);
-	pfree(a);
 }
 
-static void
-actor_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			while (actor != NULL)
-				actor_pop();
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-actor_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
-{
-	switch (event)
-	{
-		case SUBXACT_EVENT_ABORT_SUB:
-			while (actor != NULL && actor->subid == mySubid)
-				actor_pop();
-			break;
-		case SUBXACT_EVENT_COMMIT_SUB:
-			/* the parent takes over; if it had one, the newer one replaces it */
-			if (actor != NULL && actor->subid == mySubid)
-			{
-				actor->subid = parentSubid;
-				if (actor->outer != NULL && actor->outer->subid == parentSubid)
-				{
-					Actor	   *replaced = actor->outer;
-
-					actor->outer = replaced->outer;
-					if (replaced->label)
-						pfree(replaced->label);
-					pfree(replaced);
-				}
-			}
-			break;
-		default:
-			break;
-	}
-}
+static XactStack actors = {NULL, sizeof(Actor), actor_clear};
 
 /*
  * set_actor(actor text)
@@ -107,9 +55,7 @@ Datum
 set_actor(PG_FUNCTION_ARGS)
 {
 	static bool callbacks_registered = false;
-	SubTransactionId subid = GetCurrentSubTransactionId();
 	text	   *label = NULL;
-	Actor	   *a;
 
 	if (delegation_current() != NULL)
 		ereport(ERROR,
@@ -132,24 +78,10 @@ set_actor(PG_FUNCTION_ARGS)
 	/* registered on first use: a backend that never labels pays nothing */
 	if (!callbacks_registered)
 	{
-		RegisterXactCallback(actor_xact_callback, NULL);
-		RegisterSubXactCallback(actor_subxact_callback, NULL);
+		xactstack_register(&actors);
 		callbacks_registered = true;
 	}
-	if (actor != NULL && actor->subid == subid)
-	{
-		a = actor;
-		if (a->label)
-			pfree(a->label);
-	}
-	else
-	{
-		a = MemoryContextAllocZero(TopMemoryContext, sizeof(Actor));
-		a->outer = actor;
-		a->subid = subid;
-		actor = a;
-	}
-	a->label = label;
+	((Actor *) xactstack_set(&actors))->label = label;
 	PG_RETURN_VOID();
 }
 
@@ -162,6 +94,7 @@ Datum
 current_actor(PG_FUNCTION_ARGS)
 {
 	const Delegation *d = delegation_current();
+	const Actor *a;
 	text	   *copy;
 
 	if (d != NULL)
@@ -170,9 +103,10 @@ current_actor(PG_FUNCTION_ARGS)
 		memcpy(copy, d->actor, VARSIZE(d->actor));
 		PG_RETURN_TEXT_P(copy);
 	}
-	if (actor == NULL || actor->label == NULL)
+	a = (const Actor *) actors.top;
+	if (a == NULL || a->label == NULL)
 		PG_RETURN_NULL();
-	copy = palloc(VARSIZE(actor->label));
-	memcpy(copy, actor->label, VARSIZE(actor->label));
+	copy = palloc(VARSIZE(a->label));
+	memcpy(copy, a->label, VARSIZE(a->label));
 	PG_RETURN_TEXT_P(copy);
 }

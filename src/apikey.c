@@ -7,6 +7,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -15,6 +16,7 @@
 #include "utils/syscache.h"
 #include "access/tupdesc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "apikey.h"
@@ -88,6 +90,48 @@ guard_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		handling_key_text = false;
+}
+
+void
+apikey_worker(BackgroundWorker *worker, const char *function, const char *type,
+			  Oid dbid, int flags, BgWorkerStartTime start_time, int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = flags;
+	worker->bgw_start_time = start_time;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "apikey");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	if (OidIsValid(dbid))
+		snprintf(worker->bgw_name, BGW_MAXLEN, "%s for database %u", type, dbid);
+	else
+		snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	worker->bgw_main_arg = ObjectIdGetDatum(dbid);
+}
+
+int
+apikey_worker_xact_begin(void)
+{
+	int			nestlevel;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	return nestlevel;
+}
+
+void
+apikey_worker_xact_end(int nestlevel)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	AtEOXact_GUC(true, nestlevel);
+	CommitTransactionCommand();
 }
 
 void

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
 
 extern void verify_init(void);
 extern void identity_init(void);
@@ -22,6 +23,23 @@ extern void events_init(void);
 extern void imported_init(void);
 extern void subscriber_init(void);
 extern void killswitch_init(void);
+
+/*
+ * Describe a background worker of apikey's: function is its entry point in
+ * this library, type its bgw_type; its name is the type, followed by "for
+ * database <oid>" when dbid is valid (then also its bgw_main_arg).  The
+ * notification pid and the registration are the caller's.
+ */
+extern void apikey_worker(BackgroundWorker *worker, const char *function, const char *type,
+						  Oid dbid, int flags, BgWorkerStartTime start_time, int restart_time);
+
+/*
+ * A background worker's transaction, connected to SPI, with a search_path of
+ * pg_catalog only: apikey_worker_xact_begin starts it and returns the GUC
+ * nest level that apikey_worker_xact_end needs to commit it.
+ */
+extern int	apikey_worker_xact_begin(void);
+extern void apikey_worker_xact_end(int nestlevel);
 
 /*
  * The current transaction authenticates as a key, for the kill switch

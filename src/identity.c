@@ -10,7 +10,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -21,8 +20,7 @@
 #include "keyid.h"
 #include "scopes.h"
 #include "verify.h"
-
-static Identity *identity = NULL;
+#include "xactstack.h"
 
 /* A copy of a varlena in cxt (NULL stays NULL). */
 static void *
@@ -39,8 +37,10 @@ copy_varlena(MemoryContext cxt, const void *ptr)
 
 /* Free what an identity points to (not the identity itself). */
 static void
-identity_clear(Identity *id)
+identity_clear(XactStackEntry *entry)
 {
+	Identity   *id = (Identity *) entry;
+
 	pfree(id->tenant);
 	pfree(id->environment);
 	pfree(id->scopes);
@@ -52,6 +52,8 @@ identity_clear(Identity *id)
 		pfree(id->meta);
 }
 
+static XactStack identities = {NULL, sizeof(Identity), identity_clear};
+
 /*
  * Make a verified key the identity.  A second authenticate in the same
  * (sub)transaction replaces the identity in place, so memory stays bounded
@@ -61,23 +63,11 @@ identity_clear(Identity *id)
 static void
 identity_set(const VerifyResult *result)
 {
-	SubTransactionId subid = GetCurrentSubTransactionId();
 	Identity   *id;
 
 	/* refuses a key terminated since it was read, or a terminated transaction */
 	killswitch_authenticated(result->key.key_id);
-	if (identity != NULL && identity->subid == subid)
-	{
-		id = identity;
-		identity_clear(id);
-	}
-	else
-	{
-		id = MemoryContextAllocZero(TopMemoryContext, sizeof(Identity));
-		id->outer = identity;
-		id->subid = subid;
-		identity = id;
-	}
+	id = (Identity *) xactstack_set(&identities);
 	id->key_id = result->key.key_id;
 	id->tenant_id = result->key.tenant_id;
 	id->tenant = copy_varlena(TopMemoryContext, result->key.tenant);
@@ -91,72 +81,13 @@ identity_set(const VerifyResult *result)
 const Identity *
 identity_current(void)
 {
-	return identity;
-}
-
-static void
-identity_pop(void)
-{
-	Identity   *id = identity;
-
-	identity = id->outer;
-	identity_clear(id);
-	pfree(id);
-}
-
-static void
-identity_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			while (identity != NULL)
-				identity_pop();
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
-{
-	switch (event)
-	{
-		case SUBXACT_EVENT_ABORT_SUB:
-			while (identity != NULL && identity->subid == mySubid)
-				identity_pop();
-			break;
-		case SUBXACT_EVENT_COMMIT_SUB:
-			/* the parent takes over; if it had one, the newer one replaces it */
-			if (identity != NULL && identity->subid == mySubid)
-			{
-				identity->subid = parentSubid;
-				if (identity->outer != NULL && identity->outer->subid == parentSubid)
-				{
-					Identity   *replaced = identity->outer;
-
-					identity->outer = replaced->outer;
-					identity_clear(replaced);
-					pfree(replaced);
-				}
-			}
-			break;
-		default:
-			break;
-	}
+	return (const Identity *) identities.top;
 }
 
 void
 identity_init(void)
 {
-	RegisterXactCallback(identity_xact_callback, NULL);
-	RegisterSubXactCallback(identity_subxact_callback, NULL);
+	xactstack_register(&identities);
 }
 
 /*
@@ -241,6 +172,8 @@ PG_FUNCTION_INFO_V1(current_tenant);
 Datum
 current_tenant(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->tenant));
@@ -251,6 +184,8 @@ PG_FUNCTION_INFO_V1(current_tenant_id);
 Datum
 current_tenant_id(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(identity->tenant_id);
@@ -261,6 +196,8 @@ PG_FUNCTION_INFO_V1(current_key_id);
 Datum
 current_key_id(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_KEYID(identity->key_id);
@@ -271,6 +208,8 @@ PG_FUNCTION_INFO_V1(current_environment);
 Datum
 current_environment(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->environment));
@@ -281,6 +220,8 @@ PG_FUNCTION_INFO_V1(current_scopes);
 Datum
 current_scopes(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(copy_varlena(CurrentMemoryContext, identity->scopes));
@@ -294,6 +235,7 @@ PG_FUNCTION_INFO_V1(current_resource);
 Datum
 current_resource(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
 	int			index;
 	bool		isnull;
 	Datum		d;
@@ -314,6 +256,8 @@ PG_FUNCTION_INFO_V1(current_resources);
 Datum
 current_resources(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL || identity->resources == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(copy_varlena(CurrentMemoryContext, identity->resources));
@@ -322,6 +266,8 @@ current_resources(PG_FUNCTION_ARGS)
 static bool
 identity_has_scope(text *scope)
 {
+	const Identity *identity = identity_current();
+
 	return identity != NULL &&
 		scopes_cover(identity->scopes, VARDATA_ANY(scope), VARSIZE_ANY_EXHDR(scope));
 }
@@ -343,6 +289,7 @@ PG_FUNCTION_INFO_V1(can_access);
 Datum
 can_access(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
 	text	   *resource = PG_GETARG_TEXT_PP(0);
 
 	if (!identity_has_scope(PG_GETARG_TEXT_PP(1)))
@@ -356,6 +303,8 @@ PG_FUNCTION_INFO_V1(current_owner);
 Datum
 current_owner(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL || identity->owner == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(copy_varlena(CurrentMemoryContext, identity->owner));
@@ -366,6 +315,8 @@ PG_FUNCTION_INFO_V1(current_key_meta);
 Datum
 current_key_meta(PG_FUNCTION_ARGS)
 {
+	const Identity *identity = identity_current();
+
 	if (identity == NULL || identity->meta == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(copy_varlena(CurrentMemoryContext, identity->meta));

@@ -10,10 +10,11 @@
 #include "utils/array.h"
 #include "utils/jsonb.h"
 
+#include "xactstack.h"
+
 typedef struct Identity
 {
-	struct Identity *outer;		/* the identity in force before this one */
-	SubTransactionId subid;		/* subtransaction that established it */
+	XactStackEntry level;		/* the identity before it, the subtransaction */
 	uint64		key_id;
 	int64		tenant_id;
 	text	   *tenant;

@@ -525,15 +525,9 @@ start_relay(Oid dbid, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "relay_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey event relay for database %u", dbid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey event relay");
-	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+	apikey_worker(&worker, "relay_main", "apikey event relay", dbid,
+				  BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+				  BgWorkerStart_RecoveryFinished, BGW_NEVER_RESTART);
 	worker.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
@@ -686,13 +680,8 @@ relay_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = relay_shmem_startup;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "relay_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey event relay launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey event relay launcher");
+	apikey_worker(&worker, "relay_launcher_main", "apikey event relay launcher", InvalidOid,
+				  BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+				  BgWorkerStart_RecoveryFinished, 1);
 	RegisterBackgroundWorker(&worker);
 }

@@ -296,13 +296,7 @@ revoked_with_terminate(uint64 *keys, int n, uint64 *out)
 	int			nestlevel;
 	Oid			nsp;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
+	nestlevel = apikey_worker_xact_begin();
 	nsp = get_namespace_oid("apikey", true);
 	if (OidIsValid(nsp) && OidIsValid(get_relname_relid("keys", nsp)) &&
 		OidIsValid(get_relname_relid("audit", nsp)))
@@ -341,10 +335,7 @@ revoked_with_terminate(uint64 *keys, int n, uint64 *out)
 				}
 		}
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	AtEOXact_GUC(true, nestlevel);
-	CommitTransactionCommand();
+	apikey_worker_xact_end(nestlevel);
 	return nout;
 }
 
@@ -499,15 +490,9 @@ replica_launcher_main(Datum arg)
 			{
 				BackgroundWorker worker;
 
-				memset(&worker, 0, sizeof(worker));
-				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-				worker.bgw_start_time = BgWorkerStart_ConsistentState;
-				worker.bgw_restart_time = BGW_NEVER_RESTART;
-				snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
-				snprintf(worker.bgw_function_name, BGW_MAXLEN, "replica_watcher_main");
-				snprintf(worker.bgw_name, BGW_MAXLEN, "apikey standby kill switch for database %u", dbids[d]);
-				snprintf(worker.bgw_type, BGW_MAXLEN, "apikey standby kill switch");
-				worker.bgw_main_arg = ObjectIdGetDatum(dbids[d]);
+				apikey_worker(&worker, "replica_watcher_main", "apikey standby kill switch", dbids[d],
+							  BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+							  BgWorkerStart_ConsistentState, BGW_NEVER_RESTART);
 				worker.bgw_notify_pid = MyProcPid;
 				if (watchers[w].handle != NULL)
 					pfree(watchers[w].handle);
@@ -551,13 +536,8 @@ replica_init(void)
 							50, 0, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "replica_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey standby kill switch launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey standby kill switch launcher");
+	apikey_worker(&worker, "replica_launcher_main", "apikey standby kill switch launcher", InvalidOid,
+				  BGWORKER_SHMEM_ACCESS,
+				  BgWorkerStart_ConsistentState, 1);
 	RegisterBackgroundWorker(&worker);
 }

@@ -878,13 +878,7 @@ usage_flush_database(void)
 	for (int i = 0; i < n; i++)
 		written[i] = true;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
+	nestlevel = apikey_worker_xact_begin();
 	owner = apikey_extension_owner();
 	/* a database whose apikey is not updated to 0.3.0 yet has no key_usage */
 	if (OidIsValid(owner) && n > 0 && apikey_table_exists("key_usage"))
@@ -937,10 +931,7 @@ usage_flush_database(void)
 	/* else: no apikey here (any more), or not updated: nothing to keep */
 	if (OidIsValid(owner) && apikey_table_exists("usage_hourly"))
 		counts_write(owner, counts, ncounts);
-	SPI_finish();
-	PopActiveSnapshot();
-	AtEOXact_GUC(true, nestlevel);
-	CommitTransactionCommand();
+	apikey_worker_xact_end(nestlevel);
 	usage_forget(entries, n, written, counts, ncounts);
 }
 
@@ -1015,15 +1006,9 @@ usage_start_database_writer(Oid dbid)
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "usage_database_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey usage writer for database %u", dbid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey usage writer");
-	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+	apikey_worker(&worker, "usage_database_main", "apikey usage writer", dbid,
+				  BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+				  BgWorkerStart_RecoveryFinished, BGW_NEVER_RESTART);
 	LWLockAcquire(usage_shared->lock, LW_EXCLUSIVE);
 	usage_shared->writer_wrote = false;
 	LWLockRelease(usage_shared->lock);
@@ -1281,13 +1266,8 @@ usage_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = usage_shmem_startup;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "usage_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey usage launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey usage launcher");
+	apikey_worker(&worker, "usage_launcher_main", "apikey usage launcher", InvalidOid,
+				  BGWORKER_SHMEM_ACCESS,
+				  BgWorkerStart_RecoveryFinished, 10);
 	RegisterBackgroundWorker(&worker);
 }

@@ -364,18 +364,28 @@ text_is(text *t, const char *s, size_t len)
 	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
 }
 
-static inline bool
-slot_hash_equal(TupleTableSlot *slot, KeyColumn col, const uint8 *hash)
+/* A hash column of the row: its KEY_HASH_LEN bytes; NULL when NULL or malformed. */
+static inline const uint8 *
+slot_hash_bytes(TupleTableSlot *slot, KeyColumn col)
 {
 	bool		isnull;
 	Datum		d = slot_getattr(slot, catalog.attnum[col], &isnull);
 	bytea	   *stored;
 
 	if (isnull)
-		return false;
+		return NULL;
 	stored = DatumGetByteaPP(d);
-	return VARSIZE_ANY_EXHDR(stored) == KEY_HASH_LEN &&
-		key_hash_equal((const uint8 *) VARDATA_ANY(stored), hash);
+	if (VARSIZE_ANY_EXHDR(stored) != KEY_HASH_LEN)
+		return NULL;
+	return (const uint8 *) VARDATA_ANY(stored);
+}
+
+static inline bool
+slot_hash_equal(TupleTableSlot *slot, KeyColumn col, const uint8 *hash)
+{
+	const uint8 *stored = slot_hash_bytes(slot, col);
+
+	return stored != NULL && key_hash_equal(stored, hash);
 }
 
 static inline bool
@@ -542,16 +552,11 @@ fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *
 static inline bool
 slot_hash(TupleTableSlot *slot, KeyColumn col, uint8 *out)
 {
-	bool		isnull;
-	Datum		d = slot_getattr(slot, catalog.attnum[col], &isnull);
-	bytea	   *stored;
+	const uint8 *stored = slot_hash_bytes(slot, col);
 
-	if (isnull)
+	if (stored == NULL)
 		return false;
-	stored = DatumGetByteaPP(d);
-	if (VARSIZE_ANY_EXHDR(stored) != KEY_HASH_LEN)
-		return false;
-	memcpy(out, VARDATA_ANY(stored), KEY_HASH_LEN);
+	memcpy(out, stored, KEY_HASH_LEN);
 	return true;
 }
 

@@ -253,9 +253,9 @@ INSERT INTO hostile.fns (fn, argtypes, baseline) VALUES
 	('apikey.current_resource', '{}', '{}'),
 	('apikey.grant_verifier', '{regrole}', ARRAY[$$'hostile_app'::regrole$$]),
 	('apikey.grant_admin', '{regrole}', ARRAY[$$'hostile_app'::regrole$$]),
-	('apikey._valid_scope', '{text}', ARRAY[$$'orders:read'$$]),
-	('apikey._valid_scopes', '{text[]}', ARRAY[$$'{orders:read}'::text[]$$]),
-	('apikey._valid_resource', '{text}', ARRAY[$$'collection:42'$$]),
+	('apikey_internal.normalized_scopes', '{text[]}', ARRAY[$$'{orders:read,orders:*}'::text[]$$]),
+	('apikey_internal.checked_resource', '{text}', ARRAY[$$'collection:42'$$]),
+	('apikey_internal.checked_resources', '{text[]}', ARRAY[$$'{collection:42,orders:*}'::text[]$$]),
 	('apikey_internal.generate_key', '{text,text,key_id}', ARRAY[$$'ak'$$, $$'live'$$, 'NULL::apikey.key_id']),
 	('apikey_internal.generate_public_key', '{text}', ARRAY[$$'live'$$]);
 INSERT INTO hostile.fns (fn, argtypes, baseline, shape) VALUES
@@ -267,15 +267,27 @@ INSERT INTO hostile.fns (fn, argtypes, baseline, shape) VALUES
 	('key_id_index', '{key_id}', ARRAY[$$hostile.id('active')$$],
 	 'SELECT count(*) FROM apikey.keys WHERE key_id = %1$s');
 
--- Functions of the list above that no longer exist are dropped; every other
--- function of the schemas apikey and apikey_internal (a new one, an internal
--- one) is covered generically: its argument types from the catalog, a plain
--- baseline value per type.
-DELETE FROM hostile.fns AS f
- WHERE (f.fn LIKE 'apikey.%' OR f.fn LIKE 'apikey\_internal.%')
-   AND NOT EXISTS (SELECT FROM pg_proc p
-                    WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace)
-                      AND p.pronamespace::regnamespace::text || '.' || p.proname = f.fn);
+-- Every function the list above names must exist: a name that no longer does
+-- would leave its values untried (it would pass for want of calls; a call
+-- whose arguments no longer fit fails as an unclear error, 42883).  Every
+-- other function of the schemas apikey and apikey_internal (a new one, an
+-- internal one) is covered generically: its argument types from the catalog,
+-- a plain baseline value per type.
+DO $$
+DECLARE
+	missing text;
+BEGIN
+	SELECT string_agg(f.fn, ', ' ORDER BY f.fn) INTO missing
+	  FROM hostile.fns AS f
+	 WHERE (f.fn LIKE 'apikey.%' OR f.fn LIKE 'apikey\_internal.%')
+	   AND NOT EXISTS (SELECT FROM pg_proc p
+	                    WHERE p.pronamespace IN ('apikey'::regnamespace, 'apikey_internal'::regnamespace)
+	                      AND p.pronamespace::regnamespace::text || '.' || p.proname = f.fn);
+	IF missing IS NOT NULL THEN
+		RAISE EXCEPTION 'hostile.fns names functions that do not exist: %', missing;
+	END IF;
+END
+$$;
 CREATE FUNCTION hostile.type_name(t oid) RETURNS text LANGUAGE sql STABLE AS $$
 	SELECT CASE WHEN t = 'apikey.key_id'::regtype THEN 'key_id'
 	            WHEN t = 'timestamptz'::regtype THEN 'timestamptz'

@@ -5,9 +5,9 @@
 # the packaged library), without a compiler warning; the package holds the
 # library, the control file and every version's scripts, and depends on the
 # server and the C libraries.  Then it is installed into a clean Debian 12
-# chroot (debootstrap minbase and postgresql-15 from this machine's apt
-# sources, kept in $APIKEY_CHROOTS/bookworm-deb and reused while its stamp
-# matches and its package set is as created), where a cluster made by the
+# chroot (test/chroot.sh's "deb" one: debootstrap minbase and postgresql-15
+# from this machine's apt sources, kept in $APIKEY_CHROOTS/bookworm-deb and
+# reused while its stamp matches and its package set is as created), where a cluster made by the
 # postgres user preloads apikey, creates the extension, a tenant and a key
 # that verifies (a wrong secret: not_found), and drops it; purging the
 # package leaves none of its files and the chroot's packages as they were.
@@ -16,10 +16,9 @@
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-CHROOTS=${APIKEY_CHROOTS:-/var/lib/apikey/chroot}
-SUITE=bookworm
-root=$CHROOTS/$SUITE-deb
-PY=/usr/bin/python3
+. "$REPO/test/chroot.sh"
+chroot_select deb
+root=$chroot_dir
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
@@ -50,17 +49,11 @@ deb=postgresql-$PGVER-apikey_${debversion}_$arch.deb
 work=$(mktemp -d "${TMPDIR:-/tmp}/apikey-deb.XXXXXX")
 chmod 755 "$work" # the build-time test's server runs as postgres
 
-mounted=()
 cleanup() {
-	local i
 	if [ -f "$root/var/tmp/apikey-deb-test/data/postmaster.pid" ]; then
-		in_chroot "$root" runuser -u postgres -- "/usr/lib/postgresql/$PGVER/bin/pg_ctl" \
-			-D /var/tmp/apikey-deb-test/data -m immediate stop >/dev/null 2>&1
+		inroot runuser -u postgres -- pg_ctl -D /var/tmp/apikey-deb-test/data -m immediate stop >/dev/null 2>&1
 	fi
-	for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-		umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}" 2>/dev/null
-	done
-	mounted=()
+	chroot_umount
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -70,9 +63,7 @@ trap 'exit 143' TERM INT
 
 # the work tree as git sees it (committed or not), no build products
 mkdir "$work/apikey-$version"
-git -C "$REPO" ls-files -z --cached --others --exclude-standard |
-	(cd "$REPO" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh) |
-	tar -C "$REPO" --null -T - -cf - | tar -C "$work/apikey-$version" -xf -
+chroot_copy_worktree "$work/apikey-$version"
 start=$SECONDS
 (cd "$work/apikey-$version" && dpkg-buildpackage -us -uc -b) >"$work/build.log" 2>&1
 rc=$?
@@ -121,118 +112,31 @@ fi
 
 # --- the chroot --------------------------------------------------------------
 
-# in_chroot DIR CMD...: run CMD in the chroot DIR as root, with nothing of
-# this environment (TMPDIR, PGBIN, ...) but a PATH with the server's programs
-in_chroot() {
-	local dir=$1
-	shift
-	chroot "$dir" env -i PATH="/usr/lib/postgresql/$PGVER/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-		HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
-}
+# the server's programs first in PATH
+inroot() { chroot_exec env PATH="/usr/lib/postgresql/$PGVER/bin:/usr/bin:/bin:/usr/sbin:/sbin" "$@"; }
 
-base_packages=(postgresql-$PGVER)
-
-# debootstrap minbase and the server from this machine's apt sources for
-# $SUITE (and its -updates and -security companions, as apt here has them);
-# reused while the stamp matches what it would be made from now
-chroot_ensure() {
-	local sources want uri t0 sb line
-	sources=$("$PY" "$REPO/test/packaging/apt_sources.py" "$SUITE")
-	[ -n "$sources" ] || { echo "no Debian archive for $SUITE in /etc/apt/sources.list*"; return 1; }
-	want=$(printf 'suite %s\nsources\n%s\npackages %s\n' "$SUITE" "$sources" "${base_packages[*]}")
-	# a run stopped before its purge left the package behind
-	if [ -f "$root/.apikey-stamp" ] &&
-		[ "$(in_chroot "$root" dpkg-query -W -f '${Status}' "postgresql-$PGVER-apikey" 2>/dev/null)" != "" ]; then
-		echo "# purging postgresql-$PGVER-apikey left by an earlier run"
-		in_chroot "$root" dpkg --purge "postgresql-$PGVER-apikey" >/dev/null 2>&1
-	fi
-	if [ -f "$root/.apikey-stamp" ] && [ "$(cat "$root/.apikey-stamp")" = "$want" ] &&
-		[ "$(in_chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' | sort)" = "$(cat "$root/.apikey-packages")" ]; then
-		chroot_state=reused
-		return 0
-	fi
-	if [ -e "$root" ]; then
-		echo "# chroot $root: not as created (stamp or packages differ), making it anew"
-		umount "$root/dev/shm" "$root/proc" 2>/dev/null
-		rm -rf --one-file-system "$root"
-	fi
-	rm -rf --one-file-system "$root.new"
-	mkdir -p "$CHROOTS"
-	uri=$(awk -v s="$SUITE" '$2 == s {print $1; exit}' <<<"$sources")
-	[ -n "$uri" ] || { echo "no Debian archive for the suite $SUITE itself in /etc/apt/sources.list*"; return 1; }
-	sb=$(awk -v s="$SUITE" '$2 == s {print $4; exit}' <<<"$sources")
-	t0=$SECONDS
-	local opts=()
-	grep -q '^https:' <<<"$sources" && opts+=(--include=ca-certificates)
-	# the archive's signature is checked with the key apt here uses for it
-	[ "$sb" != - ] && opts+=(--keyring="$sb")
-	if ! debootstrap --variant=minbase "${opts[@]}" "$SUITE" "$root.new" "$uri" >"$CHROOTS/$SUITE-deb.debootstrap.log" 2>&1; then
-		tail -n 5 "$CHROOTS/$SUITE-deb.debootstrap.log"
-		rm -rf --one-file-system "$root.new"
-		echo "debootstrap $SUITE failed (see $CHROOTS/$SUITE-deb.debootstrap.log)"
-		return 1
-	fi
-	echo "# debootstrap: $((SECONDS - t0)) s"
-	: >"$root.new/etc/apt/sources.list"
-	while read -r line; do
-		set -- $line
-		sb=
-		if [ "$4" != - ]; then
-			sb="[signed-by=$4] "
-			[ -e "$root.new$4" ] || { mkdir -p "$root.new$(dirname "$4")" && cp "$4" "$root.new$4"; }
-		fi
-		echo "deb $sb$1 $2 ${3//,/ }" >>"$root.new/etc/apt/sources.list"
-	done <<<"$sources"
-	# no service started by a package script, no cluster made by postgresql-common
-	printf '#!/bin/sh\nexit 101\n' >"$root.new/usr/sbin/policy-rc.d"
-	chmod 755 "$root.new/usr/sbin/policy-rc.d"
-	mkdir -p "$root.new/etc/postgresql-common"
-	echo 'create_main_cluster = false' >"$root.new/etc/postgresql-common/createcluster.conf"
-	cp /etc/resolv.conf /etc/hosts "$root.new/etc/" 2>/dev/null
-	mount -t proc proc "$root.new/proc" || { echo "cannot mount /proc in the chroot"; return 1; }
-	if ! in_chroot "$root.new" apt-get update -q >"$CHROOTS/$SUITE-deb.apt.log" 2>&1 ||
-		! in_chroot "$root.new" apt-get install -y -q --no-install-recommends \
-			-o Dpkg::Options::=--force-confold "${base_packages[@]}" >>"$CHROOTS/$SUITE-deb.apt.log" 2>&1; then
-		tail -n 10 "$CHROOTS/$SUITE-deb.apt.log"
-		umount "$root.new/proc"
-		rm -rf --one-file-system "$root.new"
-		echo "installing ${base_packages[*]} in the $SUITE chroot failed (see $CHROOTS/$SUITE-deb.apt.log)"
-		return 1
-	fi
-	in_chroot "$root.new" apt-get clean
-	umount "$root.new/proc"
-	in_chroot "$root.new" dpkg-query -W -f '${Package} ${Version}\n' | sort >"$root.new/.apikey-packages"
-	mv "$root.new" "$root"
-	echo "$want" >"$root/.apikey-stamp"
-	chroot_state="created in $((SECONDS - t0)) s"
-}
-
-# one user of the chroot at a time
-mkdir -p "$CHROOTS"
-exec 8>"$CHROOTS/.$SUITE-deb.lock"
-flock 8
+# one user of the chroot at a time; a run stopped before its purge left the
+# package behind
+chroot_lock
+if [ -f "$root/.apikey-stamp" ] && [ -n "$(inroot dpkg-query -W -f '${Status}' "postgresql-$PGVER-apikey" 2>/dev/null)" ]; then
+	echo "# purging postgresql-$PGVER-apikey left by an earlier run"
+	inroot dpkg --purge "postgresql-$PGVER-apikey" >/dev/null 2>&1
+fi
 start=$SECONDS
 chroot_state=
 if chroot_ensure >"$work/chroot.log" 2>&1; then
 	cat "$work/chroot.log"
-	ok "a clean $SUITE chroot with postgresql-$PGVER from this machine's apt sources ($chroot_state: $root)"
+	ok "a clean $chroot_suite chroot with postgresql-$PGVER from this machine's apt sources ($chroot_state: $root)"
 else
 	cat "$work/chroot.log"
-	bad "no $SUITE chroot: $(tail -n 1 "$work/chroot.log")"
+	bad "no $chroot_suite chroot: $(tail -n 1 "$work/chroot.log")"
+	finish
+fi
+if ! chroot_mount >"$work/mount.log" 2>&1; then
+	bad "cannot mount /proc and /dev/shm in the chroot (or it has no /dev/null): $(cat "$work/mount.log")"
 	finish
 fi
 
-# PostgreSQL needs /proc and a /dev/shm anyone may write to
-mountpoint -q "$root/proc" || { mount -t proc proc "$root/proc" && mounted+=("$root/proc"); }
-mkdir -p "$root/dev/shm"
-mountpoint -q "$root/dev/shm" ||
-	{ mount -t tmpfs -o mode=1777,size=256m shm "$root/dev/shm" && mounted+=("$root/dev/shm"); }
-if ! mountpoint -q "$root/proc" || ! mountpoint -q "$root/dev/shm" || [ ! -c "$root/dev/null" ]; then
-	bad "cannot mount /proc and /dev/shm in the chroot (or it has no /dev/null)"
-	finish
-fi
-
-inroot() { in_chroot "$root" "$@"; }
 aspg() { inroot runuser -u postgres -- "$@"; }
 t=/var/tmp/apikey-deb-test
 psql_do() { aspg psql -X -A -t -q -v ON_ERROR_STOP=1 -h "$t" -d postgres "$@" 2>&1; }

@@ -261,6 +261,10 @@ is(join(',', map { $_->{action} . ':' . $_->{key_id} } grep { $_->{action} eq 'e
 $listener->quit;
 
 # ---- 5. standby ----
+# the primary's relay shows as such (else the standby's count below proves nothing)
+ok($primary->poll_query_until('postgres', q{
+	SELECT count(*) >= 1 FROM pg_stat_activity WHERE backend_type = 'apikey event relay'}),
+	'the primary runs a relay (backend type "apikey event relay")');
 $primary->wait_for_catchup($standby, 'replay');
 my ($ret, $stdout, $stderr) = $standby->psql('postgres', 'LISTEN apikey_events');
 like($stderr, qr/cannot execute LISTEN during recovery/, 'a standby refuses LISTEN: no events there');
