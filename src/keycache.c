@@ -26,7 +26,10 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/itup.h"
+#include "access/relscan.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -37,8 +40,10 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "pg_compat.h"
 #include "keycache.h"
 #include "keyhash.h"
+#include "keyid.h"
 
 /* A key whose state takes more than this keeps only its location. */
 #define STATE_MAX_BYTES 2048
@@ -92,10 +97,13 @@ static HTAB *profiles = NULL;
 
 /*
  * Where rows were found, shared by every backend of the server: the same
- * kind of hint, for keys this backend has not verified yet.  One place per
- * key id modulo their number, written and read without a lock: a place
- * torn by concurrent writers yields a location that fails the check every
- * location gets (the row there must carry the key id).
+ * kind of hint, for keys this backend has not verified yet.  Two places
+ * per key id (its id modulo their number, and a mix of it), written and
+ * read without a lock: a place torn by concurrent writers yields a
+ * location that fails the check every location gets (the row there must
+ * carry the key id).  The event relay fills them from the primary key
+ * index when the server starts (keycache_share_index_locations), so that
+ * a key's first verification on the server skips the index too.
  */
 typedef struct SharedLocation
 {
@@ -144,6 +152,17 @@ pack_tid(ItemPointer tid)
 		ItemPointerGetOffsetNumberNoCheck(tid);
 }
 
+/* The two places of a key id (key ids are drawn at random). */
+static inline SharedLocation *
+location_place(uint64 key_id, int which)
+{
+	uint64		h = key_id;
+
+	if (which == 1)
+		h = (key_id * UINT64CONST(0x9E3779B97F4A7C15)) ^ (key_id >> 31);
+	return &shared_locations[h % (uint64) shared_locations_size];
+}
+
 /*
  * Where another backend found the key's row, if one noted it.  A session
  * that turned its cache off neither reads nor writes these hints.
@@ -151,29 +170,92 @@ pack_tid(ItemPointer tid)
 bool
 keycache_shared_location(uint64 key_id, ItemPointer tid)
 {
-	SharedLocation *place;
-	uint64		packed;
-
 	if (shared_locations == NULL || key_id == 0 || apikey_key_cache_size == 0)
 		return false;
-	place = &shared_locations[key_id % shared_locations_size];
-	if (pg_atomic_read_u64(&place->key_id) != key_id)
+	for (int which = 0; which < 2; which++)
+	{
+		SharedLocation *place = location_place(key_id, which);
+		uint64		packed;
+
+		if (pg_atomic_read_u64(&place->key_id) != key_id)
+			continue;
+		packed = pg_atomic_read_u64(&place->tid);
+		ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
+		return ItemPointerIsValid(tid);
+	}
+	return false;
+}
+
+/*
+ * Note where the key's row is: in the place that holds the key already, or
+ * a free one, or else (evict) the first place; false when not noted.
+ */
+static bool
+share_location(uint64 key_id, ItemPointer tid, bool evict)
+{
+	SharedLocation *place = NULL;
+	SharedLocation *a = location_place(key_id, 0);
+	SharedLocation *b = location_place(key_id, 1);
+	uint64		at_a = pg_atomic_read_u64(&a->key_id);
+	uint64		at_b = pg_atomic_read_u64(&b->key_id);
+
+	if (at_a == key_id)
+		place = a;
+	else if (at_b == key_id)
+		place = b;
+	else if (at_a == 0)
+		place = a;
+	else if (at_b == 0)
+		place = b;
+	else if (evict)
+		place = a;
+	else
 		return false;
-	packed = pg_atomic_read_u64(&place->tid);
-	ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
-	return ItemPointerIsValid(tid);
+	pg_atomic_write_u64(&place->tid, pack_tid(tid));
+	pg_atomic_write_u64(&place->key_id, key_id);
+	return true;
 }
 
 void
 keycache_share_location(uint64 key_id, ItemPointer tid)
 {
-	SharedLocation *place;
-
 	if (shared_locations == NULL || key_id == 0 || apikey_key_cache_size == 0)
 		return;
-	place = &shared_locations[key_id % shared_locations_size];
-	pg_atomic_write_u64(&place->tid, pack_tid(tid));
-	pg_atomic_write_u64(&place->key_id, key_id);
+	(void) share_location(key_id, tid, true);
+}
+
+/*
+ * Note the location of every key in the primary key index of the key
+ * table (its key id is the index's first column), keeping the places
+ * already taken: what the index points to is the root of the row's HOT
+ * chain, as a verification needs.  Entries of dead rows fail the check
+ * later like any stale hint.  Returns how many were noted.
+ */
+int64
+keycache_share_index_locations(Relation heap, Relation index, Snapshot snapshot)
+{
+	IndexScanDesc scan;
+	ItemPointer tid;
+	int64		noted = 0;
+	int64		seen = 0;
+
+	if (shared_locations == NULL)
+		return 0;
+	scan = ak_index_beginscan(heap, index, snapshot, 0, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+
+		if (!isnull && DatumGetKeyId(d) != 0 && share_location(DatumGetKeyId(d), tid, false))
+			noted++;
+		if (++seen % 4096 == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	index_endscan(scan);
+	return noted;
 }
 
 void
