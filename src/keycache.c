@@ -97,14 +97,16 @@ static HTAB *profiles = NULL;
 
 /*
  * Where rows were found, shared by every backend of the server: the same
- * kind of hint, for keys this backend has not verified yet.  Two places
- * per key id (its id modulo their number, and a mix of it), written and
- * read without a lock: a place torn by concurrent writers yields a
- * location that fails the check every location gets (the row there must
- * carry the key id).  The event relay fills them from the primary key
- * index when the server starts (keycache_share_index_locations), so that
- * a key's first verification on the server skips the index too.
+ * kind of hint, for keys this backend has not verified yet.  Eight places
+ * per key id (two buckets of four, below), written and read without a
+ * lock: a place torn by concurrent writers yields a location that fails
+ * the check every location gets (the row there must carry the key id).
+ * The event relay fills them from the primary key index when the server
+ * starts (keycache_share_index_locations), so that a key's first
+ * verification on the server skips the index too.
  */
+#define LOCATION_BUCKET 4
+
 typedef struct SharedLocation
 {
 	pg_atomic_uint64 key_id;
@@ -112,6 +114,7 @@ typedef struct SharedLocation
 } SharedLocation;
 
 static int	shared_locations_size = 262144;
+static uint64 location_buckets = 0; /* shared_locations_size / LOCATION_BUCKET */
 static SharedLocation *shared_locations = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -121,7 +124,8 @@ locations_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocation) * shared_locations_size));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocation) * LOCATION_BUCKET *
+									(shared_locations_size / LOCATION_BUCKET)));
 }
 
 static void
@@ -131,13 +135,15 @@ locations_shmem_startup(void)
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	if (shared_locations_size == 0)
+	location_buckets = (uint64) shared_locations_size / LOCATION_BUCKET;
+	if (location_buckets == 0)
 		return;
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared_locations = ShmemInitStruct("apikey key locations",
-									   sizeof(SharedLocation) * shared_locations_size, &found);
+									   sizeof(SharedLocation) * LOCATION_BUCKET * location_buckets,
+									   &found);
 	if (!found)
-		for (int i = 0; i < shared_locations_size; i++)
+		for (uint64 i = 0; i < LOCATION_BUCKET * location_buckets; i++)
 		{
 			pg_atomic_init_u64(&shared_locations[i].key_id, 0);
 			pg_atomic_init_u64(&shared_locations[i].tid, 0);
@@ -152,15 +158,19 @@ pack_tid(ItemPointer tid)
 		ItemPointerGetOffsetNumberNoCheck(tid);
 }
 
-/* The two places of a key id (key ids are drawn at random). */
+/*
+ * The places are in buckets of LOCATION_BUCKET (64 bytes, a cache line); a
+ * key id has two buckets, by its id and by a mix of it (key ids are drawn
+ * at random).
+ */
 static inline SharedLocation *
-location_place(uint64 key_id, int which)
+location_bucket(uint64 key_id, int which)
 {
 	uint64		h = key_id;
 
 	if (which == 1)
 		h = (key_id * UINT64CONST(0x9E3779B97F4A7C15)) ^ (key_id >> 31);
-	return &shared_locations[h % (uint64) shared_locations_size];
+	return &shared_locations[(h % location_buckets) * LOCATION_BUCKET];
 }
 
 /*
@@ -174,42 +184,55 @@ keycache_shared_location(uint64 key_id, ItemPointer tid)
 		return false;
 	for (int which = 0; which < 2; which++)
 	{
-		SharedLocation *place = location_place(key_id, which);
-		uint64		packed;
+		SharedLocation *bucket = location_bucket(key_id, which);
 
-		if (pg_atomic_read_u64(&place->key_id) != key_id)
-			continue;
-		packed = pg_atomic_read_u64(&place->tid);
-		ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
-		return ItemPointerIsValid(tid);
+		for (int i = 0; i < LOCATION_BUCKET; i++)
+		{
+			uint64		packed;
+
+			if (pg_atomic_read_u64(&bucket[i].key_id) != key_id)
+				continue;
+			packed = pg_atomic_read_u64(&bucket[i].tid);
+			ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
+			return ItemPointerIsValid(tid);
+		}
 	}
 	return false;
 }
 
 /*
  * Note where the key's row is: in the place that holds the key already, or
- * a free one, or else (evict) the first place; false when not noted.
+ * a free one of its buckets, or else (evict) a place of its first bucket
+ * chosen by the key id; false when not noted.
  */
 static bool
 share_location(uint64 key_id, ItemPointer tid, bool evict)
 {
 	SharedLocation *place = NULL;
-	SharedLocation *a = location_place(key_id, 0);
-	SharedLocation *b = location_place(key_id, 1);
-	uint64		at_a = pg_atomic_read_u64(&a->key_id);
-	uint64		at_b = pg_atomic_read_u64(&b->key_id);
+	SharedLocation *free_place = NULL;
 
-	if (at_a == key_id)
-		place = a;
-	else if (at_b == key_id)
-		place = b;
-	else if (at_a == 0)
-		place = a;
-	else if (at_b == 0)
-		place = b;
-	else if (evict)
-		place = a;
-	else
+	for (int which = 0; which < 2 && place == NULL; which++)
+	{
+		SharedLocation *bucket = location_bucket(key_id, which);
+
+		for (int i = 0; i < LOCATION_BUCKET; i++)
+		{
+			uint64		holder = pg_atomic_read_u64(&bucket[i].key_id);
+
+			if (holder == key_id)
+			{
+				place = &bucket[i];
+				break;
+			}
+			if (holder == 0 && free_place == NULL)
+				free_place = &bucket[i];
+		}
+	}
+	if (place == NULL)
+		place = free_place;
+	if (place == NULL && evict)
+		place = &location_bucket(key_id, 0)[(key_id >> 40) % LOCATION_BUCKET];
+	if (place == NULL)
 		return false;
 	pg_atomic_write_u64(&place->tid, pack_tid(tid));
 	pg_atomic_write_u64(&place->key_id, key_id);

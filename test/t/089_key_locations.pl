@@ -7,7 +7,8 @@
 #    the statistics: next to none), and gets the right answer.
 # 2. The control: with apikey.shared_key_locations = 0 the same
 #    verifications scan the index once per key, so the count above can see
-#    a missing warm-up.
+#    a missing warm-up.  With fewer places than keys, or fewer than one
+#    bucket, every key still verifies.
 # 3. Locations that went stale are only hints: after revocations and an
 #    update of every key, and after VACUUM FULL moved every row, each key
 #    verifies as what it now is.
@@ -91,6 +92,16 @@ $before = pkey_scans();
 is(verify_all(), "valid $nkeys", 'without shared locations every key verifies too');
 $scans = pkey_scans() - $before;
 cmp_ok($scans, '>=', $nkeys, "without them each key's verification scans the index ($scans)");
+# fewer places than keys: those that fit are noted, every key verifies;
+# fewer than a bucket's four: none at all
+$node->append_conf('postgresql.conf', "apikey.shared_key_locations = 1026\n");
+$noted = restart_and_wait();
+ok(defined $noted && $noted > 0 && $noted <= 1024,
+	'with 1026 places (rounded down to 1024) at most 1024 keys are noted (' . ($noted // 'none') . ')');
+is(verify_all(), "valid $nkeys", 'and every key verifies');
+$node->append_conf('postgresql.conf', "apikey.shared_key_locations = 3\n");
+$node->restart;
+is(verify_all(), "valid $nkeys", 'with 3 places (none: less than a bucket) every key verifies too');
 $node->append_conf('postgresql.conf', "apikey.shared_key_locations = 262144\n");
 
 # 3. stale locations: changed rows, then every row moved
