@@ -409,7 +409,11 @@ keycache_lookup(uint64 key_id, bool create)
 		info.keysize = sizeof(uint64);
 		info.entrysize = sizeof(CachedKey);
 		info.hcxt = cache_cxt;
-		cache = hash_create("apikey key cache", 1024, &info,
+		/*
+		 * its buckets for a full cache up front (up to a million keys):
+		 * filling it never splits one
+		 */
+		cache = hash_create("apikey key cache", Min(apikey_key_cache_size, 1048576), &info,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		nplaces = apikey_key_cache_size;
 		places_allocated = Min(nplaces, 1024);
