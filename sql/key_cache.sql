@@ -200,6 +200,30 @@ SELECT key_id AS noexp_id, api_key AS noexp_key FROM apikey.create_key('cache', 
 SELECT v.status, v.key_id = :'noexp_id' AS own_id, v.expires_at IS NULL AS no_expiry, v.scopes
   FROM generate_series(1, 2), apikey.verify(:'noexp_key', 'production') v;
 
+-- The key table is locked by a transaction's first verification, its
+-- index only by the first that descends it; a savepoint rolled back takes
+-- its locks with it, and the next descent locks the index again.
+CREATE FUNCTION pg_temp.held(rel regclass) RETURNS bigint LANGUAGE sql AS
+$$ SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND relation = rel
+                                   AND mode = 'AccessShareLock' AND granted $$;
+SELECT api_key AS lock_a FROM apikey.create_key('cache', 'production', 'lock a') \gset
+SELECT api_key AS lock_b FROM apikey.create_key('cache', 'production', 'lock b') \gset
+BEGIN;
+SAVEPOINT s;
+SELECT status FROM apikey.verify(:'lock_a');    -- through the index
+SELECT pg_temp.held('apikey.keys') AS table_locks, pg_temp.held('apikey.keys_pkey') AS index_locks;
+ROLLBACK TO SAVEPOINT s;
+SELECT pg_temp.held('apikey.keys') AS table_locks, pg_temp.held('apikey.keys_pkey') AS index_locks;
+SELECT status FROM apikey.verify(:'lock_b');    -- through the index again
+SELECT pg_temp.held('apikey.keys') AS table_locks, pg_temp.held('apikey.keys_pkey') AS index_locks;
+COMMIT;
+-- a key changed since, found at its remembered location: the table only
+UPDATE apikey.keys SET description = 'changed' WHERE name = 'lock a';
+BEGIN;
+SELECT status FROM apikey.verify(:'lock_a');
+SELECT pg_temp.held('apikey.keys') AS table_locks, pg_temp.held('apikey.keys_pkey') AS index_locks;
+COMMIT;
+
 -- The result row follows its type when that changes within a session (as
 -- an update of the extension altering apikey.verification does): the
 -- descriptor a connection keeps is looked up again.  (Sixty more columns

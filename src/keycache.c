@@ -26,7 +26,10 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/itup.h"
+#include "access/relscan.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -37,8 +40,10 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "pg_compat.h"
 #include "keycache.h"
 #include "keyhash.h"
+#include "keyid.h"
 
 /* A key whose state takes more than this keeps only its location. */
 #define STATE_MAX_BYTES 2048
@@ -92,11 +97,16 @@ static HTAB *profiles = NULL;
 
 /*
  * Where rows were found, shared by every backend of the server: the same
- * kind of hint, for keys this backend has not verified yet.  One place per
- * key id modulo their number, written and read without a lock: a place
- * torn by concurrent writers yields a location that fails the check every
- * location gets (the row there must carry the key id).
+ * kind of hint, for keys this backend has not verified yet.  Eight places
+ * per key id (two buckets of four, below), written and read without a
+ * lock: a place torn by concurrent writers yields a location that fails
+ * the check every location gets (the row there must carry the key id).
+ * The event relay fills them from the primary key index when the server
+ * starts (keycache_share_index_locations), so that a key's first
+ * verification on the server skips the index too.
  */
+#define LOCATION_BUCKET 4
+
 typedef struct SharedLocation
 {
 	pg_atomic_uint64 key_id;
@@ -104,6 +114,7 @@ typedef struct SharedLocation
 } SharedLocation;
 
 static int	shared_locations_size = 262144;
+static uint64 location_buckets = 0; /* shared_locations_size / LOCATION_BUCKET */
 static SharedLocation *shared_locations = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -113,7 +124,8 @@ locations_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocation) * shared_locations_size));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocation) * LOCATION_BUCKET *
+									(shared_locations_size / LOCATION_BUCKET)));
 }
 
 static void
@@ -123,13 +135,15 @@ locations_shmem_startup(void)
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	if (shared_locations_size == 0)
+	location_buckets = (uint64) shared_locations_size / LOCATION_BUCKET;
+	if (location_buckets == 0)
 		return;
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared_locations = ShmemInitStruct("apikey key locations",
-									   sizeof(SharedLocation) * shared_locations_size, &found);
+									   sizeof(SharedLocation) * LOCATION_BUCKET * location_buckets,
+									   &found);
 	if (!found)
-		for (int i = 0; i < shared_locations_size; i++)
+		for (uint64 i = 0; i < LOCATION_BUCKET * location_buckets; i++)
 		{
 			pg_atomic_init_u64(&shared_locations[i].key_id, 0);
 			pg_atomic_init_u64(&shared_locations[i].tid, 0);
@@ -145,35 +159,126 @@ pack_tid(ItemPointer tid)
 }
 
 /*
+ * The places are in buckets of LOCATION_BUCKET (64 bytes, a cache line); a
+ * key id has two buckets, by its id and by a mix of it (key ids are drawn
+ * at random).
+ */
+static inline SharedLocation *
+location_bucket(uint64 key_id, int which)
+{
+	uint64		h = key_id;
+
+	if (which == 1)
+		h = (key_id * UINT64CONST(0x9E3779B97F4A7C15)) ^ (key_id >> 31);
+	return &shared_locations[(h % location_buckets) * LOCATION_BUCKET];
+}
+
+/*
  * Where another backend found the key's row, if one noted it.  A session
  * that turned its cache off neither reads nor writes these hints.
  */
 bool
 keycache_shared_location(uint64 key_id, ItemPointer tid)
 {
-	SharedLocation *place;
-	uint64		packed;
-
 	if (shared_locations == NULL || key_id == 0 || apikey_key_cache_size == 0)
 		return false;
-	place = &shared_locations[key_id % shared_locations_size];
-	if (pg_atomic_read_u64(&place->key_id) != key_id)
+	for (int which = 0; which < 2; which++)
+	{
+		SharedLocation *bucket = location_bucket(key_id, which);
+
+		for (int i = 0; i < LOCATION_BUCKET; i++)
+		{
+			uint64		packed;
+
+			if (pg_atomic_read_u64(&bucket[i].key_id) != key_id)
+				continue;
+			packed = pg_atomic_read_u64(&bucket[i].tid);
+			ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
+			return ItemPointerIsValid(tid);
+		}
+	}
+	return false;
+}
+
+/*
+ * Note where the key's row is: in the place that holds the key already, or
+ * a free one of its buckets, or else (evict) a place of its first bucket
+ * chosen by the key id; false when not noted.
+ */
+static bool
+share_location(uint64 key_id, ItemPointer tid, bool evict)
+{
+	SharedLocation *place = NULL;
+	SharedLocation *free_place = NULL;
+
+	for (int which = 0; which < 2 && place == NULL; which++)
+	{
+		SharedLocation *bucket = location_bucket(key_id, which);
+
+		for (int i = 0; i < LOCATION_BUCKET; i++)
+		{
+			uint64		holder = pg_atomic_read_u64(&bucket[i].key_id);
+
+			if (holder == key_id)
+			{
+				place = &bucket[i];
+				break;
+			}
+			if (holder == 0 && free_place == NULL)
+				free_place = &bucket[i];
+		}
+	}
+	if (place == NULL)
+		place = free_place;
+	if (place == NULL && evict)
+		place = &location_bucket(key_id, 0)[(key_id >> 40) % LOCATION_BUCKET];
+	if (place == NULL)
 		return false;
-	packed = pg_atomic_read_u64(&place->tid);
-	ItemPointerSet(tid, (BlockNumber) (packed >> 16), (OffsetNumber) (packed & 0xFFFF));
-	return ItemPointerIsValid(tid);
+	pg_atomic_write_u64(&place->tid, pack_tid(tid));
+	pg_atomic_write_u64(&place->key_id, key_id);
+	return true;
 }
 
 void
 keycache_share_location(uint64 key_id, ItemPointer tid)
 {
-	SharedLocation *place;
-
 	if (shared_locations == NULL || key_id == 0 || apikey_key_cache_size == 0)
 		return;
-	place = &shared_locations[key_id % shared_locations_size];
-	pg_atomic_write_u64(&place->tid, pack_tid(tid));
-	pg_atomic_write_u64(&place->key_id, key_id);
+	(void) share_location(key_id, tid, true);
+}
+
+/*
+ * Note the location of every key in the primary key index of the key
+ * table (its key id is the index's first column), keeping the places
+ * already taken: what the index points to is the root of the row's HOT
+ * chain, as a verification needs.  Entries of dead rows fail the check
+ * later like any stale hint.  Returns how many were noted.
+ */
+int64
+keycache_share_index_locations(Relation heap, Relation index, Snapshot snapshot)
+{
+	IndexScanDesc scan;
+	ItemPointer tid;
+	int64		noted = 0;
+	int64		seen = 0;
+
+	if (shared_locations == NULL)
+		return 0;
+	scan = ak_index_beginscan(heap, index, snapshot, 0, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+
+		if (!isnull && DatumGetKeyId(d) != 0 && share_location(DatumGetKeyId(d), tid, false))
+			noted++;
+		if (++seen % 4096 == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	index_endscan(scan);
+	return noted;
 }
 
 void
@@ -304,7 +409,11 @@ keycache_lookup(uint64 key_id, bool create)
 		info.keysize = sizeof(uint64);
 		info.entrysize = sizeof(CachedKey);
 		info.hcxt = cache_cxt;
-		cache = hash_create("apikey key cache", 1024, &info,
+		/*
+		 * its buckets for a full cache up front (up to a million keys):
+		 * filling it never splits one
+		 */
+		cache = hash_create("apikey key cache", Min(apikey_key_cache_size, 1048576), &info,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		nplaces = apikey_key_cache_size;
 		places_allocated = Min(nplaces, 1024);

@@ -10,6 +10,8 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "storage/itemptr.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 #include "keychange.h"
 #include "keyhash.h"
@@ -64,5 +66,6 @@ extern void keycache_set_valid_result(CachedKey *entry, HeapTuple tuple,
 									  int expires_at_attno);
 extern bool keycache_shared_location(uint64 key_id, ItemPointer tid);
 extern void keycache_share_location(uint64 key_id, ItemPointer tid);
+extern int64 keycache_share_index_locations(Relation heap, Relation index, Snapshot snapshot);
 
 #endif							/* APIKEY_KEYCACHE_H */

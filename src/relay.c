@@ -37,6 +37,11 @@
  * expiries from before the extension was installed or updated to 0.4.0
  * are not recorded.
  *
+ * Key locations.  The first relay of a database after the server started
+ * notes in shared memory where every key's row is, from the primary key
+ * index (keycache.c): a key's first verification on the server then finds
+ * its row without descending the index.
+ *
  * The launcher, a worker without a database, starts the relays: for each
  * database that a change woke, and every apikey.expiry_check_interval (10 s
  * at most) for each database where a relay found the extension; a database
@@ -49,6 +54,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -73,12 +79,15 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "pg_compat.h"
 #include "apikey.h"
+#include "keycache.h"
 
 #define RELAY_MAX_DATABASES 256
 #define RELAY_BATCH 1000		/* events per transaction */
@@ -94,6 +103,7 @@ typedef struct RelayDatabase
 	int			procno;			/* its relay's, or -1 when none runs */
 	bool		woken;			/* changes committed while none ran */
 	bool		has_apikey;		/* the last relay found the extension */
+	bool		locations_shared;	/* a relay noted its keys' locations */
 	TimestampTz expiry_looked_at;	/* the last look for expired keys */
 } RelayDatabase;
 
@@ -159,6 +169,7 @@ database_entry(Oid dbid, bool make)
 	free_entry->procno = -1;
 	free_entry->woken = false;
 	free_entry->has_apikey = true;	/* until a relay finds otherwise */
+	free_entry->locations_shared = false;
 	free_entry->expiry_looked_at = 0;
 	return free_entry;
 }
@@ -371,6 +382,62 @@ relay_queue(void)
 	return total;
 }
 
+/*
+ * Once per database while the server runs: note in shared memory where
+ * the rows of all keys are (keycache.c), so that a key's first
+ * verification on this server finds its row without the index.  The
+ * tables are locked without waiting, like the relay's others; held, the
+ * next relay of the database tries again.
+ */
+static void
+share_key_locations(void)
+{
+	Oid			nsp;
+	Oid			keys_relid;
+	bool		done = false;
+
+	SpinLockAcquire(&relay_shared->mutex);
+	done = my_entry->locations_shared;
+	SpinLockRelease(&relay_shared->mutex);
+	if (done)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	nsp = get_namespace_oid("apikey", true);
+	keys_relid = OidIsValid(nsp) ? get_relname_relid("keys", nsp) : InvalidOid;
+	if (OidIsValid(keys_relid) && ConditionalLockRelationOid(keys_relid, AccessShareLock))
+	{
+		Relation	heap = table_open(keys_relid, NoLock);
+		Oid			pkey;
+		int64		noted = 0;
+
+		(void) RelationGetIndexList(heap);	/* sets rd_pkindex */
+		pkey = heap->rd_pkindex;
+		if (OidIsValid(pkey) && ConditionalLockRelationOid(pkey, AccessShareLock))
+		{
+			Relation	index = index_open(pkey, NoLock);
+
+			noted = keycache_share_index_locations(heap, index, GetActiveSnapshot());
+			index_close(index, NoLock);
+			done = true;
+		}
+		table_close(heap, NoLock);
+		if (done)
+			ereport(DEBUG1,
+					(errmsg_internal("apikey: noted the row locations of " INT64_FORMAT " keys",
+									 noted)));
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (done)
+	{
+		SpinLockAcquire(&relay_shared->mutex);
+		my_entry->locations_shared = true;
+		SpinLockRelease(&relay_shared->mutex);
+	}
+}
+
 /* Is a look for expired keys due in this database?  Notes it as done. */
 static bool
 expiry_due(void)
@@ -461,6 +528,7 @@ relay_main(Datum arg)
 		SpinLockAcquire(&relay_shared->mutex);
 		my_entry->has_apikey = true;
 		SpinLockRelease(&relay_shared->mutex);
+		share_key_locations();
 		if (expiry_due())
 		{
 			int64		n;

@@ -173,38 +173,61 @@ typedef struct KeyCatalog
 static KeyCatalog catalog;
 
 /*
- * The key table and its index are locked by the first verification of a
- * transaction and stay locked until it ends; later verifications only take
- * relcache references.  A lock taken in a subtransaction that aborts goes
- * with it, so the subtransaction that holds the locks is tracked.
+ * The key table is locked by the first verification of a transaction, its
+ * index by the first that descends it (most find the row at a remembered
+ * location), and both stay locked until the transaction ends; later
+ * verifications only take relcache references.  A lock taken in a
+ * subtransaction that aborts goes with it, so the subtransaction that holds
+ * each lock is tracked.
  */
-static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
-static SubTransactionId locked_subid = InvalidSubTransactionId;
+typedef struct HeldLock
+{
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+} HeldLock;
+
+static HeldLock table_lock = {InvalidLocalTransactionId, InvalidSubTransactionId};
+static HeldLock index_lock = {InvalidLocalTransactionId, InvalidSubTransactionId};
 
 /*
- * The table's size in blocks when the locks were taken.  While they are
- * held the table cannot be truncated (that takes an exclusive lock), so a
+ * The table's size in blocks when its lock was taken.  While it is held
+ * the table cannot be truncated (that takes an exclusive lock), so a
  * remembered location in a block below this size can be read; one at or
  * beyond it (a block that VACUUM cut off, or one added since) is not used.
  */
 static BlockNumber locked_nblocks = 0;
 
 static inline bool
-holds_locks(void)
+lock_held(const HeldLock *lock)
 {
-	return locked_lxid == AK_MY_LXID && locked_subid != InvalidSubTransactionId;
+	return lock->lxid == AK_MY_LXID && lock->subid != InvalidSubTransactionId;
+}
+
+static inline void
+note_lock_held(HeldLock *lock)
+{
+	lock->lxid = AK_MY_LXID;
+	lock->subid = GetCurrentSubTransactionId();
+}
+
+static inline void
+lock_subxact_end(HeldLock *lock, SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid)
+{
+	if (lock->subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		lock->subid = InvalidSubTransactionId;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		lock->subid = parentSubid;
 }
 
 static void
 locks_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
-	if (locked_subid != mySubid)
-		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		locked_subid = InvalidSubTransactionId;
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		locked_subid = parentSubid;
+	lock_subxact_end(&table_lock, event, mySubid, parentSubid);
+	lock_subxact_end(&index_lock, event, mySubid, parentSubid);
 }
 
 static void
@@ -328,7 +351,8 @@ catalog_load(void)
 	Oid			eq_opr;
 
 	catalog.valid = false;
-	locked_lxid = InvalidLocalTransactionId;
+	table_lock.lxid = InvalidLocalTransactionId;
+	index_lock.lxid = InvalidLocalTransactionId;
 	if (!OidIsValid(nsp))
 		catalog_missing("schema apikey");
 	catalog.keys_relid = get_relname_relid("keys", nsp);
@@ -487,15 +511,15 @@ read_key_state(TupleTableSlot *slot, uint64 key_id, KeyState *key, bool copy)
 }
 
 /*
- * The key table or its index, locked by the first verification of the
- * transaction and kept locked until it ends (as the executor does).
+ * The key table or its index, locked by the first use in the transaction
+ * and kept locked until it ends (as the executor does).
  */
 static Relation
-open_locked(Oid relid)
+open_locked(Oid relid, HeldLock *lock)
 {
 	Relation	rel;
 
-	if (holds_locks())
+	if (lock_held(lock))
 	{
 		rel = RelationIdGetRelation(relid);
 		if (rel == NULL)
@@ -503,6 +527,9 @@ open_locked(Oid relid)
 		return rel;
 	}
 	rel = relation_open(relid, AccessShareLock);
+	note_lock_held(lock);
+	if (lock == &table_lock)
+		locked_nblocks = RelationGetNumberOfBlocks(rel);
 	return rel;
 }
 
@@ -530,7 +557,7 @@ static bool
 fetch_by_index(Relation heap, uint64 key_id, Snapshot snapshot, TupleTableSlot *slot,
 			   ItemPointer tid)
 {
-	Relation	index = open_locked(catalog.pkey_relid);
+	Relation	index = open_locked(catalog.pkey_relid, &index_lock);
 	IndexScanDesc scan;
 	ScanKeyData skey;
 	bool		found;
@@ -660,15 +687,7 @@ probe_key(uint64 key_id, const uint8 *hash, TimestampTz now, KeyState *key,
 		keychange_stamp(key_id, &stamp);
 
 	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	heap = open_locked(catalog.keys_relid);
-	if (!holds_locks())
-	{
-		/* lock the index too, before anything else may look at it */
-		index_close(index_open(catalog.pkey_relid, AccessShareLock), NoLock);
-		locked_lxid = AK_MY_LXID;
-		locked_subid = GetCurrentSubTransactionId();
-		locked_nblocks = RelationGetNumberOfBlocks(heap);
-	}
+	heap = open_locked(catalog.keys_relid, &table_lock);
 	slot = table_slot_create(heap, NULL);
 
 	/* where this backend found the row before, or else another backend */
@@ -749,7 +768,7 @@ verify_key_revoked_now(uint64 key_id)
 		return true;
 	if (!catalog.valid)
 		catalog_load();
-	heap = open_locked(catalog.keys_relid);
+	heap = open_locked(catalog.keys_relid, &table_lock);
 	slot = table_slot_create(heap, NULL);
 	if (fetch_by_index(heap, key_id, GetLatestSnapshot(), slot, &tid))
 		revoked = !slot_attisnull(slot, catalog.attnum[COL_REVOKED_AT]);
