@@ -218,8 +218,13 @@ lookup_tenant(text *slug, text *environment, TenantRow *t)
 	return true;
 }
 
-/* The statement that inserts a plain key and its audit event, kept per backend. */
+/*
+ * The statement that inserts a plain key and its audit event, kept per
+ * backend, for the type apikey.key_id it was prepared with (an extension
+ * dropped and created again has another).
+ */
 static SPIPlanPtr insert_plan = NULL;
+static Oid	insert_plan_keyid = InvalidOid;
 
 static const char insert_sql[] =
 "WITH k AS ("
@@ -244,24 +249,30 @@ static const char insert_sql[] =
 static SPIPlanPtr
 prepared_insert(void)
 {
+	Oid			nsp = get_namespace_oid("apikey", false);
+	Oid			keyid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										CStringGetDatum("key_id"), ObjectIdGetDatum(nsp));
+
+	if (!OidIsValid(keyid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type apikey.key_id of extension apikey is missing")));
+	if (insert_plan != NULL && insert_plan_keyid != keyid)
+	{
+		SPI_freeplan(insert_plan);
+		insert_plan = NULL;
+	}
 	if (insert_plan == NULL)
 	{
-		Oid			nsp = get_namespace_oid("apikey", false);
-		Oid			keyid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-											CStringGetDatum("key_id"), ObjectIdGetDatum(nsp));
 		Oid			argtypes[INSERT_NARGS] = {keyid, INT8OID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID,
 		TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID};
-		SPIPlanPtr	plan;
+		SPIPlanPtr	plan = SPI_prepare(insert_sql, INSERT_NARGS, argtypes);
 
-		if (!OidIsValid(keyid))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("type apikey.key_id of extension apikey is missing")));
-		plan = SPI_prepare(insert_sql, INSERT_NARGS, argtypes);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
 			elog(ERROR, "could not prepare the statement that creates an apikey key: %s",
 				 SPI_result_code_string(SPI_result));
 		insert_plan = plan;
+		insert_plan_keyid = keyid;
 	}
 	return insert_plan;
 }
