@@ -4330,6 +4330,10 @@ COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, 
 REVOKE EXECUTE ON FUNCTION apikey_internal.create_key_full(text, text, text, text, text[], interval, text,
 		text, jsonb, text[], text[], cidr[]) FROM PUBLIC;
 
+-- The trigger that gives a new key its tenant's rate limits, in C (keylimits.c)
+CREATE OR REPLACE FUNCTION apikey_internal.key_tenant_rate_limits() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'key_tenant_rate_limits' LANGUAGE C;    -- keylimits.c
+
 -- No function resolves an unqualified name through the schema apikey: the
 -- fixed search_path is pg_catalog and pg_temp only (every body names the
 -- extension's objects with their schema).  Kept last, so that it applies to
