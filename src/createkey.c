@@ -33,14 +33,19 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 #include "keyid.h"
 
@@ -100,16 +105,23 @@ typedef struct TenantRow
 	char	   *tag;			/* NULL: no such environment */
 } TenantRow;
 
-static int
+/* A column of the relation by name (no catalog lookup: its descriptor) */
+static AttrNumber
 attnum_of(Relation rel, const char *name)
 {
-	AttrNumber	attno = get_attnum(RelationGetRelid(rel), name);
+	TupleDesc	desc = RelationGetDescr(rel);
 
-	if (attno == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column apikey.%s.%s is missing", RelationGetRelationName(rel), name)));
-	return attno;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column apikey.%s.%s is missing", RelationGetRelationName(rel), name)));
+	return InvalidAttrNumber;
 }
 
 static Oid
@@ -143,7 +155,7 @@ fetch_unique(Relation rel, Oid indexid, int nkeys, const Oid *types, const Datum
 		ScanKeyEntryInitialize(&keys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
 							   index->rd_indcollation[i],
 							   types[i] == INT8OID ? F_INT8EQ : F_TEXTEQ, values[i]);
-	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	scan = ak_index_beginscan(rel, index, snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		tuple = ExecCopySlotHeapTuple(slot);
@@ -239,9 +251,7 @@ static const char insert_sql[] =
 "	RETURNING 1)"
 " INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)"
 " SELECT apikey_internal.caller()::pg_catalog.text, apikey.current_key_id(), $2, $3, $1, 'created',"
-"        pg_catalog.jsonb_build_object('environment', $4, 'name', $7, 'scopes', $9,"
-"                                      'resource', $12, 'expires_at', $11),"
-"        apikey_internal.actor()"
+"        $12, apikey_internal.actor()"
 "   FROM k";
 
 #define INSERT_NARGS 12
@@ -265,7 +275,7 @@ prepared_insert(void)
 	if (insert_plan == NULL)
 	{
 		Oid			argtypes[INSERT_NARGS] = {keyid, INT8OID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID};
+		TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, JSONBOID};
 		SPIPlanPtr	plan = SPI_prepare(insert_sql, INSERT_NARGS, argtypes);
 
 		if (plan == NULL || SPI_keepplan(plan) != 0)
@@ -299,6 +309,57 @@ plain_call(FunctionCallInfo fcinfo)
 	/* a tenant administrator's key: the vendor's allowlist may bound the key */
 	(void) call_c0(current_key_id, &isnull);
 	return isnull;
+}
+
+/*
+ * The audit event's details:
+ *	jsonb_build_object('environment', environment, 'name', name,
+ *	                   'scopes', scopes, 'resource', resource,
+ *	                   'expires_at', expires_at)
+ * written as JSON text, each value as jsonb_build_object gives it (text
+ * and text[] as strings, timestamptz in JSON's date format), and read back.
+ */
+static Datum
+created_details(text *environment, Datum name, Datum scopes, Datum resource, bool resource_null,
+				Datum expires_at, bool expires_null)
+{
+	StringInfoData buf;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"environment\": ");
+	escape_json(&buf, text_to_cstring(environment));
+	appendStringInfoString(&buf, ", \"name\": ");
+	escape_json(&buf, TextDatumGetCString(name));
+	appendStringInfoString(&buf, ", \"scopes\": [");
+	deconstruct_array(DatumGetArrayTypeP(scopes), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (nulls[i])
+			appendStringInfoString(&buf, "null");
+		else
+			escape_json(&buf, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoString(&buf, "], \"resource\": ");
+	if (resource_null)
+		appendStringInfoString(&buf, "null");
+	else
+		escape_json(&buf, TextDatumGetCString(resource));
+	appendStringInfoString(&buf, ", \"expires_at\": ");
+	if (expires_null)
+		appendStringInfoString(&buf, "null");
+	else
+	{
+		char		at[MAXDATELEN + 1];
+
+		appendStringInfo(&buf, "\"%s\"", JsonEncodeDateTime(at, expires_at, TIMESTAMPTZOID, NULL));
+	}
+	appendStringInfoChar(&buf, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
 /* The rich path: apikey_internal.create_key_full with the same arguments. */
@@ -365,6 +426,7 @@ create_key(PG_FUNCTION_ARGS)
 	GeneratedKey g;
 	SPIPlanPtr	plan;
 	MemoryContext caller_cxt;
+	Datum		details;
 	Datum		values[INSERT_NARGS];
 	char		vnulls[INSERT_NARGS];
 	TupleDesc	tupdesc;
@@ -473,6 +535,8 @@ create_key(PG_FUNCTION_ARGS)
 		expires_null = efc->isnull;
 	}
 
+	details = created_details(environment, name, key_scopes, resource, resource_null,
+							  expires_at, expires_null);
 	caller_cxt = CurrentMemoryContext;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -497,14 +561,14 @@ create_key(PG_FUNCTION_ARGS)
 		values[8] = key_scopes;
 		values[9] = resources;
 		values[10] = expires_at;
-		values[11] = resource;
+		values[11] = details;
 		memset(vnulls, ' ', sizeof(vnulls));
 		if (name_null)
 			vnulls[6] = 'n';
 		if (description_null)
 			vnulls[7] = 'n';
 		if (resource_null)
-			vnulls[9] = vnulls[11] = 'n';
+			vnulls[9] = 'n';
 		if (expires_null)
 			vnulls[10] = 'n';
 		ret = SPI_execute_plan(plan, values, vnulls, false, 0);

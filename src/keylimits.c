@@ -34,18 +34,26 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "pg_compat.h"
 #include "apikey.h"
 
+/* A column of the relation by name (no catalog lookup: its descriptor) */
 static AttrNumber
 column_of(Relation rel, const char *name)
 {
-	AttrNumber	attno = get_attnum(RelationGetRelid(rel), name);
+	TupleDesc	desc = RelationGetDescr(rel);
 
-	if (attno == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column apikey.%s.%s is missing", RelationGetRelationName(rel), name)));
-	return attno;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column apikey.%s.%s is missing", RelationGetRelationName(rel), name)));
+	return InvalidAttrNumber;
 }
 
 /*
@@ -83,7 +91,7 @@ locked_tenant_limits(Oid nsp, int64 tenant_id, bool *found, bool *isnull)
 	*isnull = true;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(tenant_id));
-	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	scan = ak_index_beginscan(rel, index, snapshot, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
