@@ -6,7 +6,8 @@ MODULE_big = apikey
 OBJS = src/apikey.o src/authz.o src/keytext.o src/keyid.o src/keyhash.o src/keygen.o \
 	src/scopes.o src/validate.o src/verify.o src/identity.o src/usage.o src/keycache.o src/keychange.o \
 	src/actor.o src/delegation.o src/imported.o src/killswitch.o src/leak.o src/events.o src/ratelimit.o src/credits.o \
-	src/subscriber.o src/replica.o src/relay.o src/xactstack.o
+	src/subscriber.o src/replica.o src/relay.o src/xactstack.o src/createkey.o \
+	src/keylimits.o
 
 # The install script is the readable sources, in dependency order.
 SQL_SOURCES = sql/apikey/types.sql sql/apikey/verify.sql sql/apikey/tenants.sql \

@@ -4199,6 +4199,141 @@ SELECT k.key_id,
             ELSE apikey_internal.sees(k.tenant_id, k.environment, k.owner) END;
 
 
+-- create_key makes a plain key in C (createkey.c), every other key by
+-- apikey_internal.create_key_full, its PL/pgSQL body before.
+-- Every key create_key makes: validation in C, one lookup, one INSERT of
+-- the key together with its audit event.  What a plain key does not use
+-- (owner, meta, roles, resources, allowed_ips) is checked only when given.
+-- create_key (C, createkey.c) makes a plain key itself, by the same steps
+-- as the plain branch here, and calls this function for every other key.
+CREATE FUNCTION apikey_internal.create_key_full(tenant text, environment text, name text,
+		description text, scopes text[], expires_in interval, resource text,
+		owner text, meta jsonb, key_roles text[], resources text[], allowed_ips cidr[],
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	tenant_slug text := apikey_internal.authorized_tenant(tenant, 'apikey:keys:create');
+	key_scopes text[] := apikey_internal.normalized_scopes(scopes);
+	roles text[];
+	effective text[] := key_scopes;
+	extra jsonb;    -- what 0.3.0 added, for the audit event
+	imposed cidr[];    -- the vendor's allowlist the new key stays within
+	t record;
+	g record;
+BEGIN
+	name := apikey_internal.checked_label('key name', name, 200, true);
+	description := apikey_internal.checked_label('description', description, 1000, false);
+	resource := apikey_internal.checked_resource(resource);
+	IF environment IS NULL THEN
+		RAISE EXCEPTION 'environment must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT x.tenant_id, x.key_prefix, x.default_key_lifetime, x.max_key_lifetime, e.tag
+	  INTO t
+	  FROM apikey.tenants AS x
+	  LEFT JOIN apikey.environments AS e
+	    ON e.tenant_id = x.tenant_id AND e.name = create_key_full.environment
+	 WHERE x.slug = tenant_slug;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
+	ELSIF t.tag IS NULL THEN
+		RAISE EXCEPTION 'environment % of tenant "%" does not exist', apikey_internal.shown(environment), tenant_slug
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	-- with apikey:keys:own, the caller's own key
+	owner := coalesce(owner, apikey_internal.owned_by());
+	IF resources IS NULL AND owner IS NULL AND meta IS NULL AND allowed_ips IS NULL
+	   AND cardinality(key_roles) = 0 THEN
+		-- a plain key
+		resources := CASE WHEN resource IS NOT NULL THEN ARRAY[resource] END;
+	ELSE
+		-- resource is one more element of resources
+		resources := apikey_internal.checked_resources(CASE WHEN resource IS NULL THEN resources
+		                                            ELSE coalesce(resources, '{}') || resource END);
+		owner := apikey_internal.checked_label('owner', owner, 200, owner IS NOT NULL);
+		meta := apikey_internal.checked_meta(meta);
+		IF meta IS NOT NULL THEN
+			PERFORM apikey_internal.vendor_meta(t.tenant_id, NULL, NULL, meta);    -- vendor.sql
+		END IF;
+		allowed_ips := apikey_internal.checked_allowed_ips(allowed_ips);
+		IF key_roles IS NULL OR cardinality(key_roles) > 0 THEN
+			roles := apikey_internal.checked_key_roles(t.tenant_id, tenant_slug, key_roles);
+			effective := apikey_internal.effective_scopes(t.tenant_id, key_scopes, roles);
+		END IF;
+		-- meta kept whole in the event, its nulls too
+		extra := jsonb_strip_nulls(jsonb_build_object('owner', owner, 'key_roles', roles,
+		                           'resources', resources, 'allowed_ips', allowed_ips))
+		         || CASE WHEN meta IS NOT NULL THEN jsonb_build_object('meta', meta) ELSE '{}' END;
+	END IF;
+	PERFORM apikey_internal.authorize(tenant_slug, environment, effective, resources);
+	PERFORM apikey_internal.authorize_owner(owner);
+	IF apikey.current_key_id() IS NOT NULL THEN
+		-- the vendor's allowlist of a tenant administrator's key bounds its new keys
+		imposed := apikey_internal.imposed_allowed_ips(allowed_ips);    -- vendor.sql
+		IF imposed IS NOT NULL AND allowed_ips IS NULL THEN
+			allowed_ips := imposed;
+			extra := coalesce(extra, '{}') || jsonb_build_object('allowed_ips', allowed_ips);
+		END IF;
+	END IF;
+	IF expires_in IS NOT NULL OR t.default_key_lifetime IS NOT NULL OR t.max_key_lifetime IS NOT NULL THEN
+		expires_at := apikey_internal.expiry(tenant_slug, expires_in, t.default_key_lifetime, t.max_key_lifetime);
+	END IF;
+	LOOP
+		g := apikey_internal.generate_key(t.key_prefix, t.tag);
+		WITH k AS (
+			INSERT INTO apikey.keys (key_id, tenant_id, tenant, environment, key_hash, hint,
+			                         name, description, scopes, effective_scopes, resources,
+			                         owner, meta, key_roles, allowed_ips,
+			                         expires_at, created_by)
+			VALUES (g.key_id, t.tenant_id, tenant_slug, environment, g.key_hash, g.hint,
+			        name, description, key_scopes, effective, resources,
+			        owner, meta, coalesce(roles, '{}'), allowed_ips,
+			        expires_at, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
+			ON CONFLICT DO NOTHING
+			RETURNING 1)
+		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
+		SELECT apikey_internal.caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',
+		       jsonb_build_object('environment', environment, 'name', name, 'scopes', key_scopes,
+		                          'resource', resource, 'expires_at', expires_at) || coalesce(extra, '{}'),
+		       apikey_internal.actor()
+		  FROM k;
+		EXIT WHEN FOUND;    -- a key id already taken (1 in 2^64 per key): draw again
+	END LOOP;
+	IF imposed IS NOT NULL THEN
+		INSERT INTO apikey.key_vendor_controls (key_id, allowed_ips) VALUES (g.key_id, imposed);
+	ELSIF allowed_ips IS NOT NULL THEN
+		PERFORM apikey_internal.vendor_allowed_ips(g.key_id, allowed_ips);    -- an administrator's: the vendor's
+	END IF;
+	key_id := g.key_id;
+	api_key := g.api_key;
+	hint := g.hint;
+END
+$$;
+COMMENT ON FUNCTION apikey_internal.create_key_full(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
+	'internal: create_key for every key (create_key makes plain keys itself)';
+
+-- The hot administrative path (createkey.c): a plain key in C, any other
+-- by apikey_internal.create_key_full.
+CREATE OR REPLACE FUNCTION apikey.create_key(tenant text, environment text, name text,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
+		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	AS 'MODULE_PATHNAME', 'create_key' LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
+	'create a named key; api_key is the full key text, shown this once and never stored';
+
+REVOKE EXECUTE ON FUNCTION apikey_internal.create_key_full(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) FROM PUBLIC;
+
+-- The trigger that gives a new key its tenant's rate limits, in C (keylimits.c)
+CREATE OR REPLACE FUNCTION apikey_internal.key_tenant_rate_limits() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'key_tenant_rate_limits' LANGUAGE C;    -- keylimits.c
+
 -- No function resolves an unqualified name through the schema apikey: the
 -- fixed search_path is pg_catalog and pg_temp only (every body names the
 -- extension's objects with their schema).  Kept last, so that it applies to

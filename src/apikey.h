@@ -88,6 +88,17 @@ extern bool apikey_right_known(const char *scope, size_t len);
 /* A fresh random key id, never zero (keygen.c). */
 extern uint64 random_key_id(void);
 
+/* A new private key (keygen.c): its id, text (the only copy), hash and hint. */
+typedef struct GeneratedKey
+{
+	uint64		key_id;
+	text	   *api_key;
+	bytea	   *key_hash;
+	text	   *hint;
+} GeneratedKey;
+extern void ak_generate_key(const char *prefix, const char *tag, const uint64 *for_key,
+							GeneratedKey *out);
+
 /*
  * An internal function of the extension, apikey_internal.name(argtypes), or
  * InvalidOid when it is missing; no privilege on the schema is needed.

@@ -85,31 +85,19 @@ check_word(const char *what, const char *value, size_t maxlen)
 }
 
 /*
- * apikey_internal.generate_key(prefix, tag, key_id default null)
- *		-> (key_id, api_key, key_hash, hint)
- * A new private key; with a key id, a new secret for that key (roll).
+ * A new private key of this prefix and tag (checked here); with for_key, a
+ * new secret for that key id.  The key text is returned as text, the only
+ * copy of it; the secret digits are zeroed.
  */
-PG_FUNCTION_INFO_V1(generate_key);
-Datum
-generate_key(PG_FUNCTION_ARGS)
+void
+ak_generate_key(const char *prefix, const char *tag, const uint64 *for_key, GeneratedKey *out)
 {
-	char	   *prefix;
-	char	   *tag;
 	uint64		key_id;
 	char		secret[AK_SECRET_LEN];
 	char		keytext[AK_TEXT_MAX + 1];
 	size_t		len;
 	bytea	   *hash = palloc(VARHDRSZ + KEY_HASH_LEN);
-	TupleDesc	tupdesc = call_result_tupdesc(fcinfo);
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key prefix and tag must not be null")));
-	prefix = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	tag = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	check_word("prefix", prefix, AK_PREFIX_MAX);
 	check_word("tag", tag, AK_TAG_MAX);
 	if (strcmp(prefix, AK_PUBLIC_PREFIX) == 0)
@@ -119,8 +107,8 @@ generate_key(PG_FUNCTION_ARGS)
 						AK_PUBLIC_PREFIX)));
 
 	key_id = random_key(secret);
-	if (!PG_ARGISNULL(2))
-		key_id = PG_GETARG_KEYID(2);
+	if (for_key != NULL)
+		key_id = *for_key;
 	len = ak_format(keytext, prefix, tag, key_id, secret);
 	explicit_bzero(secret, sizeof(secret));
 	Assert(len > 0);
@@ -128,12 +116,41 @@ generate_key(PG_FUNCTION_ARGS)
 	SET_VARSIZE(hash, VARHDRSZ + KEY_HASH_LEN);
 	key_hash_compute(keytext, len, (uint8 *) VARDATA(hash));
 
-	values[0] = KeyIdGetDatum(key_id);
-	values[1] = PointerGetDatum(cstring_to_text_with_len(keytext, len));
-	values[2] = PointerGetDatum(hash);
-	values[3] = PointerGetDatum(make_hint(prefix, tag, keytext, len));
+	out->key_id = key_id;
+	out->api_key = cstring_to_text_with_len(keytext, len);
+	out->key_hash = hash;
+	out->hint = make_hint(prefix, tag, keytext, len);
 	explicit_bzero(keytext, sizeof(keytext));
+}
 
+/*
+ * apikey_internal.generate_key(prefix, tag, key_id default null)
+ *		-> (key_id, api_key, key_hash, hint)
+ * A new private key; with a key id, a new secret for that key (roll).
+ */
+PG_FUNCTION_INFO_V1(generate_key);
+Datum
+generate_key(PG_FUNCTION_ARGS)
+{
+	uint64		for_key;
+	GeneratedKey g;
+	TupleDesc	tupdesc = call_result_tupdesc(fcinfo);
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key prefix and tag must not be null")));
+	if (!PG_ARGISNULL(2))
+		for_key = PG_GETARG_KEYID(2);
+	ak_generate_key(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					PG_ARGISNULL(2) ? NULL : &for_key, &g);
+
+	values[0] = KeyIdGetDatum(g.key_id);
+	values[1] = PointerGetDatum(g.api_key);
+	values[2] = PointerGetDatum(g.key_hash);
+	values[3] = PointerGetDatum(g.hint);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

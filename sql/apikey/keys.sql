@@ -146,17 +146,16 @@ $$;
 COMMENT ON FUNCTION apikey_internal.expiry(text, interval, interval, interval) IS
 	'internal: expiry of a new key under the tenant''s lifetime policy';
 
--- The hot administrative path: validation in C, one lookup, one INSERT of
+-- Every key create_key makes: validation in C, one lookup, one INSERT of
 -- the key together with its audit event.  What a plain key does not use
 -- (owner, meta, roles, resources, allowed_ips) is checked only when given.
-CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
-		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
-		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
-		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
-		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
+-- create_key (C, createkey.c) makes a plain key itself, by the same steps
+-- as the plain branch here, and calls this function for every other key.
+CREATE FUNCTION apikey_internal.create_key_full(tenant text, environment text, name text,
+		description text, scopes text[], expires_in interval, resource text,
+		owner text, meta jsonb, key_roles text[], resources text[], allowed_ips cidr[],
 		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	tenant_slug text := apikey_internal.authorized_tenant(tenant, 'apikey:keys:create');
@@ -178,7 +177,7 @@ BEGIN
 	  INTO t
 	  FROM apikey.tenants AS x
 	  LEFT JOIN apikey.environments AS e
-	    ON e.tenant_id = x.tenant_id AND e.name = create_key.environment
+	    ON e.tenant_id = x.tenant_id AND e.name = create_key_full.environment
 	 WHERE x.slug = tenant_slug;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant % does not exist', apikey_internal.shown(tenant_slug) USING ERRCODE = 'undefined_object';
@@ -255,6 +254,20 @@ BEGIN
 	hint := g.hint;
 END
 $$;
+COMMENT ON FUNCTION apikey_internal.create_key_full(text, text, text, text, text[], interval, text,
+		text, jsonb, text[], text[], cidr[]) IS
+	'internal: create_key for every key (create_key makes plain keys itself)';
+
+-- The hot administrative path (createkey.c): a plain key in C, any other
+-- by apikey_internal.create_key_full.
+CREATE FUNCTION apikey.create_key(tenant text, environment text, name text,
+		description text DEFAULT NULL, scopes text[] DEFAULT '{}',
+		expires_in interval DEFAULT NULL, resource text DEFAULT NULL,
+		owner text DEFAULT NULL, meta jsonb DEFAULT NULL, key_roles text[] DEFAULT '{}',
+		resources text[] DEFAULT NULL, allowed_ips cidr[] DEFAULT NULL,
+		OUT key_id apikey.key_id, OUT api_key text, OUT hint text, OUT expires_at timestamptz)
+	AS 'MODULE_PATHNAME', 'create_key' LANGUAGE C VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION apikey.create_key(text, text, text, text, text[], interval, text,
 		text, jsonb, text[], text[], cidr[]) IS
 	'create a named key; api_key is the full key text, shown this once and never stored';

@@ -178,16 +178,7 @@ COMMENT ON FUNCTION apikey.remove_tenant_rate_limit(text, text) IS
 -- share lock waits for a change of the tenant's limits in progress (which
 -- locks the tenant row for update), so no key misses one.
 CREATE FUNCTION apikey_internal.key_tenant_rate_limits() RETURNS trigger
-	LANGUAGE plpgsql
-AS $$
-BEGIN
-	SELECT t.rate_limits INTO NEW.tenant_rate_limits
-	  FROM apikey.tenants AS t
-	 WHERE t.tenant_id OPERATOR(pg_catalog.=) NEW.tenant_id
-	   FOR KEY SHARE;
-	RETURN NEW;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'key_tenant_rate_limits' LANGUAGE C;    -- keylimits.c
 COMMENT ON FUNCTION apikey_internal.key_tenant_rate_limits() IS
 	'internal: trigger that gives a new key its tenant''s rate limits';
 CREATE TRIGGER keys_tenant_rate_limits BEFORE INSERT ON apikey.keys
