@@ -161,7 +161,7 @@ fetch_unique(Relation rel, Oid indexid, int nkeys, const Oid *types, const Datum
 		tuple = ExecCopySlotHeapTuple(slot);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
+	index_close(index, NoLock);	/* held to the end of the transaction, as a statement holds it */
 	return tuple;
 }
 
@@ -197,8 +197,8 @@ lookup_tenant(text *slug, text *environment, TenantRow *t)
 	tuple = fetch_unique(tenants, relation_of(nsp, "tenants_slug_key"), 1, types, values, snapshot);
 	if (tuple == NULL)
 	{
-		table_close(environments, AccessShareLock);
-		table_close(tenants, AccessShareLock);
+		table_close(environments, NoLock);
+		table_close(tenants, NoLock);
 		UnregisterSnapshot(snapshot);
 		return false;
 	}
@@ -224,8 +224,8 @@ lookup_tenant(text *slug, text *environment, TenantRow *t)
 		if (!isnull)
 			t->tag = TextDatumGetCString(tag);
 	}
-	table_close(environments, AccessShareLock);
-	table_close(tenants, AccessShareLock);
+	table_close(environments, NoLock);
+	table_close(tenants, NoLock);
 	UnregisterSnapshot(snapshot);
 	return true;
 }

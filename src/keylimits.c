@@ -142,7 +142,7 @@ locked_tenant_limits(Oid nsp, int64 tenant_id, bool *found, bool *isnull)
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
+	index_close(index, NoLock);	/* held to the end of the transaction, as a statement holds it */
 	table_close(rel, NoLock);
 	UnregisterSnapshot(snapshot);
 	return limits;
