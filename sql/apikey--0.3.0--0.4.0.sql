@@ -4289,7 +4289,7 @@ BEGIN
 			        name, description, key_scopes, effective, resources,
 			        owner, meta, coalesce(roles, '{}'), allowed_ips,
 			        expires_at, coalesce(apikey_internal.actor(), apikey_internal.caller()::text))
-			ON CONFLICT DO NOTHING
+			ON CONFLICT ON CONSTRAINT keys_pkey DO NOTHING
 			RETURNING 1)
 		INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)
 		SELECT apikey_internal.caller()::text, apikey.current_key_id(), t.tenant_id, tenant_slug, g.key_id, 'created',

@@ -109,3 +109,19 @@ SELECT apikey.create_tenant('ck') > 0 AS created;
 SELECT count(*) AS made FROM apikey.create_key('ck', 'production', 'after');
 \c :here
 DROP DATABASE apikey_create_key;
+
+-- A unique index of the user's on the key table is not a key id drawn
+-- twice: a second key that it refuses is an error (23505), through C and
+-- through create_key_full alike, instead of drawing key ids for ever (the
+-- statement timeout turns such a loop into a failure here)
+SET statement_timeout = '20s';
+SELECT apikey.create_tenant('ck-unique') > 0 AS created;
+CREATE UNIQUE INDEX keys_one_name ON apikey.keys (tenant_id, name) WHERE tenant = 'ck-unique';
+SELECT count(*) AS made FROM apikey.create_key('ck-unique', 'production', 'only once');
+\set VERBOSITY sqlstate
+SELECT count(*) AS made FROM apikey.create_key('ck-unique', 'production', 'only once');
+SELECT count(*) AS made FROM apikey.create_key('ck-unique', 'production', 'only once', owner => 'someone');
+\set VERBOSITY default
+SELECT count(*) AS keys_named_once FROM apikey.keys WHERE name = 'only once';
+DROP INDEX apikey.keys_one_name;
+RESET statement_timeout;

@@ -34,6 +34,7 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -247,7 +248,7 @@ static const char insert_sql[] =
 "	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10,"
 "	        NULL, NULL, '{}', NULL,"
 "	        $11, coalesce(apikey_internal.actor(), apikey_internal.caller()::pg_catalog.text))"
-"	ON CONFLICT DO NOTHING"
+"	ON CONFLICT ON CONSTRAINT keys_pkey DO NOTHING"
 "	RETURNING 1)"
 " INSERT INTO apikey.audit (actor_role, actor_key_id, tenant_id, tenant, key_id, action, details, actor)"
 " SELECT apikey_internal.caller()::pg_catalog.text, apikey.current_key_id(), $2, $3, $1, 'created',"
@@ -545,6 +546,8 @@ create_key(PG_FUNCTION_ARGS)
 	{
 		int			ret;
 		MemoryContext spi_cxt;
+
+		CHECK_FOR_INTERRUPTS();
 
 		/* the key outlives SPI's memory: it is the result */
 		spi_cxt = MemoryContextSwitchTo(caller_cxt);

@@ -145,6 +145,9 @@ is($sub->safe_psql('postgres', "SELECT status FROM apikey.verify(${\ $key->('met
 ($out, $err) = run_sql($reader, "SELECT apikey.revoke_key(${\ $id->('bystander')})");
 like($err, qr/ERROR:  25006: cannot change apikey.keys on a logical replication subscriber of apikey's tables/,
 	'subscriber: revoke_key is refused with 25006');
+($out, $err) = run_sql($reader, "SELECT apikey.create_key('acme', 'production', 'local')");
+like($err, qr/ERROR:  25006: cannot change apikey.keys on a logical replication subscriber of apikey's tables/,
+	'subscriber: create_key is refused with 25006');
 ($out, $err) = run_sql($reader, "SELECT apikey.create_tenant('initech')");
 like($err, qr/25006: cannot change apikey.tenants on a logical replication subscriber/,
 	'subscriber: create_tenant is refused');
