@@ -22,7 +22,7 @@ REQUIRED="1.1 1.2 1.3 1.4 1.5 1.6 1.7 1.8
 6.1 6.2 6.3
 7.1 7.2 7.3 7.4
 8.1 8.2 8.3 8.4 8.5"
-OPTIONAL="2.7 2.8 9.1 9.2 9.3 9.4 9.5 9.6"
+OPTIONAL="2.7 2.8 9.1 9.2 9.3 9.4 9.5 9.6 9.7"
 
 awk -v required="$REQUIRED" -v optional="$OPTIONAL" '
 function trim(s) { gsub(/^[ \t]+|[ \t]+$/, "", s); return s }
