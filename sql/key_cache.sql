@@ -246,3 +246,35 @@ SELECT pg_column_size(apikey.verify(:'rowtype_key')) > :size_before AS row_of_th
        (apikey.verify(:'rowtype_key')).status;
 \c :regress_db
 DROP DATABASE apikey_rowtype;
+
+-- the whole stored hash is compared: with any one of its 32 bytes changed,
+-- the key's text is not proven, whether the row is read (the first
+-- verification after the change) or the state remembered from that read
+-- is used (the next one, which reads nothing); with the byte put back, the
+-- key is valid again
+SELECT key_id AS hb_id, api_key AS hb_key FROM apikey.create_key('cache', 'production', 'hash bytes') \gset
+CREATE TEMP TABLE hash_byte (n int, step text, status text, reads bigint);
+-- (the table's and index's reads of the backend not yet reported, read
+-- before and after the verification in one statement)
+CREATE FUNCTION pg_temp.key_reads() RETURNS bigint LANGUAGE sql AS
+$$ SELECT pg_stat_get_xact_numscans('apikey.keys_pkey'::regclass)
+        + pg_stat_get_xact_blocks_fetched('apikey.keys'::regclass) $$;
+\set ECHO none
+SELECT format($$UPDATE apikey.keys SET key_hash = set_byte(key_hash, %1$s, get_byte(key_hash, %1$s) # %3$s) WHERE key_id = %2$L$$,
+              n, :'hb_id', 1 << (n % 8)),
+       format($$WITH r0 AS MATERIALIZED (SELECT pg_temp.key_reads() AS r),
+                     v AS MATERIALIZED (SELECT (apikey.verify(%2$L)).status FROM r0)
+                INSERT INTO hash_byte SELECT %1$s, 'read', v.status, pg_temp.key_reads() - r0.r FROM r0, v$$, n, :'hb_key'),
+       format($$WITH r0 AS MATERIALIZED (SELECT pg_temp.key_reads() AS r),
+                     v AS MATERIALIZED (SELECT (apikey.verify(%2$L)).status FROM r0)
+                INSERT INTO hash_byte SELECT %1$s, 'remembered', v.status, pg_temp.key_reads() - r0.r FROM r0, v$$, n, :'hb_key'),
+       format($$UPDATE apikey.keys SET key_hash = set_byte(key_hash, %1$s, get_byte(key_hash, %1$s) # %3$s) WHERE key_id = %2$L$$,
+              n, :'hb_id', 1 << (n % 8)),
+       format($$WITH r0 AS MATERIALIZED (SELECT pg_temp.key_reads() AS r),
+                     v AS MATERIALIZED (SELECT (apikey.verify(%2$L)).status FROM r0)
+                INSERT INTO hash_byte SELECT %1$s, 'restored', v.status, pg_temp.key_reads() - r0.r FROM r0, v$$, n, :'hb_key')
+  FROM generate_series(0, 31) n \gexec
+\set ECHO all
+SELECT step, status, count(*) AS bytes, count(DISTINCT n) AS positions,
+       count(*) FILTER (WHERE reads = 0) AS without_reading
+  FROM hash_byte GROUP BY step, status ORDER BY step, status;
