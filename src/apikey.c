@@ -307,3 +307,24 @@ apikey_internal_function(const char *name, int nargs, const Oid *argtypes)
 						   PointerGetDatum(buildoidvector(argtypes, nargs)),
 						   ObjectIdGetDatum(nsp));
 }
+
+/*
+ * The attribute number of column name in desc (of apikey's table table,
+ * named in the error), from the descriptor alone (no catalog lookup);
+ * raises when the table lacks the column.
+ */
+AttrNumber
+apikey_column(TupleDesc desc, const char *table, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column apikey.%s.%s is missing", table, name)));
+	return InvalidAttrNumber;
+}

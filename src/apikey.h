@@ -108,4 +108,7 @@ extern Oid	apikey_internal_function(const char *name, int nargs, const Oid *argt
 /* The blessed result descriptor of a record-returning call site, cached. */
 extern TupleDesc call_result_tupdesc(FunctionCallInfo fcinfo);
 
+/* A column of one of apikey's tables by name, from its descriptor; raises when missing. */
+extern AttrNumber apikey_column(TupleDesc desc, const char *table, const char *name);
+
 #endif							/* APIKEY_APIKEY_H */

@@ -106,23 +106,11 @@ typedef struct TenantRow
 	char	   *tag;			/* NULL: no such environment */
 } TenantRow;
 
-/* A column of the relation by name (no catalog lookup: its descriptor) */
-static AttrNumber
+/* A column of the relation by name */
+static inline AttrNumber
 attnum_of(Relation rel, const char *name)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("column apikey.%s.%s is missing", RelationGetRelationName(rel), name)));
-	return InvalidAttrNumber;
+	return apikey_column(RelationGetDescr(rel), RelationGetRelationName(rel), name);
 }
 
 static Oid

@@ -252,17 +252,7 @@ events_dropped(PG_FUNCTION_ARGS)
 static Datum
 column(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
 {
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return heap_getattr(tuple, i + 1, desc, isnull);
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("column apikey.audit.%s is missing", name)));
-	return (Datum) 0;
+	return heap_getattr(tuple, apikey_column(desc, "audit", name), desc, isnull);
 }
 
 /* An audit row's payload, in the format of the header comment. */
